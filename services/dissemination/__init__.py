@@ -1,0 +1,51 @@
+"""The dissemination service: organisation directory, packages, disseminations, audit log."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+
+from services.dissemination.models import Base, shared_models
+from shared.service import Service, create_service_app
+
+SERVICE = Service(
+    name="dissemination",
+    title="Dissemination service",
+    description=(
+        "The National County Lines Coordination Centre's intelligence packages: the organisation "
+        "directory, drafting, grading and issuing packages, delivery to each recipient, "
+        "acknowledgement, withdrawal and the audit log."
+    ),
+    base=Base,
+    models=shared_models,
+)
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    app = create_service_app(SERVICE, __name__, overrides)
+    from services.dissemination.api import disseminations, inbox, organisations, packages
+
+    api = app.extensions["api"]
+    for module in (organisations, packages, disseminations, inbox):
+        api.register_blueprint(module.blp)
+    _register_cli(app)
+    return app
+
+
+def _register_cli(app: Flask) -> None:
+    @app.cli.command("seed")
+    def seed_command():
+        """Add the UK forces, ROCUs and NCLCC to the organisation directory."""
+        from services.dissemination.directory import seed_directory
+        from shared.db import get_session
+
+        added, present = seed_directory(get_session(), current_app.extensions["settings"])
+        click.echo(f"organisation directory: {added} added, {present} already present")
+
+    @app.cli.command("migrate")
+    def migrate_command():
+        """Apply this service's migrations."""
+        from shared.migrate import upgrade
+
+        upgrade("dissemination", current_app.extensions["settings"])
+        click.echo("dissemination: migrations applied")

@@ -1,0 +1,54 @@
+"""/api/v1/inbox: the caller organisation's packages."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy import func, select
+
+from services.dissemination.models import Dissemination, Package
+from services.dissemination.schemas import InboxItemSchema, InboxQueryArgsSchema
+from shared.auth import current_principal, require
+from shared.db import get_session
+from shared.settings import CLASSIFICATIONS
+
+blp = Blueprint("inbox", __name__, url_prefix="/api/v1/inbox", description="Your organisation's packages.")
+
+STATUS_FILTERS = {
+    "withdrawn": lambda: Package.status == "withdrawn",
+    "returned": lambda: (Package.status != "withdrawn") & Dissemination.returned_at.is_not(None),
+    "acknowledged": lambda: (Package.status != "withdrawn") & Dissemination.returned_at.is_(None)
+    & Dissemination.acknowledged_at.is_not(None),
+    "delivered": lambda: (Package.status != "withdrawn") & Dissemination.returned_at.is_(None)
+    & Dissemination.acknowledged_at.is_(None) & Dissemination.delivered_at.is_not(None),
+    "delivery_failed": lambda: (Package.status != "withdrawn") & Dissemination.delivered_at.is_(None)
+    & (Dissemination.delivery_status == "failed"),
+    "pending_delivery": lambda: (Package.status != "withdrawn") & Dissemination.delivered_at.is_(None)
+    & (Dissemination.delivery_status == "pending"),
+}
+
+
+@blp.route("")
+class Inbox(MethodView):
+    @require()
+    @blp.arguments(InboxQueryArgsSchema, location="query")
+    @blp.response(200, InboxItemSchema(many=True))
+    @blp.paginate()
+    def get(self, args, pagination_parameters):
+        """Packages sent to your organisation, newest first, within your clearance."""
+        principal = current_principal()
+        allowed = [c for c in CLASSIFICATIONS if principal.cleared_for(c)]
+        query = (
+            select(Dissemination)
+            .join(Package)
+            .where(Dissemination.organisation == principal.org, Package.classification.in_(allowed))
+        )
+        if "status" in args:
+            query = query.where(STATUS_FILTERS[args["status"]]())
+        session = get_session()
+        pagination_parameters.item_count = session.scalar(select(func.count()).select_from(query.subquery()))
+        return session.scalars(
+            query.order_by(Dissemination.created_at.desc(), Dissemination.id)
+            .offset(pagination_parameters.first_item)
+            .limit(pagination_parameters.page_size)
+        ).all()

@@ -1,0 +1,160 @@
+"""The dissemination service's tables: organisation directory, packages, disseminations."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from shared.db import make_base, utcnow
+from shared.models import build_shared_models
+
+Base = make_base()
+shared_models = build_shared_models(Base)
+
+ORGANISATION_KINDS = ("territorial_force", "rocu", "national", "other")
+THREAT_AREAS = (
+    "county_lines",
+    "drugs_supply",
+    "exploitation",
+    "firearms",
+    "modern_slavery",
+    "economic_crime",
+    "other",
+)
+PACKAGE_STATUSES = ("draft", "issued", "withdrawn", "closed")
+SOURCE_EVALUATIONS = (1, 2, 3)
+INTELLIGENCE_ASSESSMENTS = ("A", "B", "C", "D", "E")
+HANDLING_CODES = ("P", "C")
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    region: Mapped[str | None] = mapped_column(String(80))
+    email: Mapped[str | None] = mapped_column(String(254))
+    webhook_url: Mapped[str | None] = mapped_column(String(500))
+    escalation_email: Mapped[str | None] = mapped_column(String(254))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def as_event(self) -> dict:
+        return {
+            "code": self.code,
+            "name": self.name,
+            "kind": self.kind,
+            "region": self.region,
+            "email": self.email,
+            "webhook_url": self.webhook_url,
+            "escalation_email": self.escalation_email,
+            "active": self.active,
+        }
+
+
+class ReferenceCounter(Base):
+    """The last package number used in a year: references are NCLCC-<year>-<6 digits>."""
+
+    __tablename__ = "reference_counters"
+    year: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(default=0)
+
+
+class Package(Base):
+    __tablename__ = "packages"
+    __table_args__ = (Index("ix_packages_status_created", "status", "created_at"),)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    reference: Mapped[str] = mapped_column(String(32), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[str] = mapped_column(Text)
+    threat_area: Mapped[str] = mapped_column(String(32), index=True)
+    classification: Mapped[str] = mapped_column(String(32))
+    source_evaluation: Mapped[int]
+    intelligence_assessment: Mapped[str] = mapped_column(String(1))
+    handling_code: Mapped[str] = mapped_column(String(1))
+    handling_conditions: Mapped[str | None] = mapped_column(Text)
+    outcome_due_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_by_org: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    issued_at: Mapped[datetime | None]
+    issued_by: Mapped[str | None] = mapped_column(String(200))
+    withdrawn_at: Mapped[datetime | None]
+    withdrawn_by: Mapped[str | None] = mapped_column(String(200))
+    withdrawal_reason: Mapped[str | None] = mapped_column(Text)
+
+    recipient_links: Mapped[list[PackageRecipient]] = relationship(
+        cascade="all, delete-orphan", order_by="PackageRecipient.position", lazy="selectin"
+    )
+    disseminations: Mapped[list[Dissemination]] = relationship(
+        back_populates="package", order_by="Dissemination.organisation", lazy="selectin"
+    )
+
+    @property
+    def recipients(self) -> list[str]:
+        return [link.organisation for link in self.recipient_links]
+
+
+class PackageRecipient(Base):
+    """The organisations a package is (to be) sent to, as the issuer listed them."""
+
+    __tablename__ = "package_recipients"
+    package_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("packages.id", ondelete="CASCADE"), primary_key=True)
+    organisation: Mapped[str] = mapped_column(ForeignKey("organisations.code"), primary_key=True)
+    position: Mapped[int] = mapped_column(default=0)
+
+
+class Dissemination(Base):
+    """One package sent to one recipient. The outcomes service's expected return has the same id."""
+
+    __tablename__ = "disseminations"
+    __table_args__ = (
+        UniqueConstraint("package_id", "organisation"),
+        Index("ix_disseminations_org_created", "organisation", "created_at"),
+        Index("ix_disseminations_delivery", "delivery_status", "created_at"),
+    )
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    package_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("packages.id"), index=True)
+    organisation: Mapped[str] = mapped_column(ForeignKey("organisations.code"))
+    due_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivery_status: Mapped[str] = mapped_column(String(16), default="pending")
+    delivery_channel: Mapped[str | None] = mapped_column(String(16))
+    delivery_attempts: Mapped[int] = mapped_column(default=0)
+    delivery_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
+    returned_at: Mapped[datetime | None]
+    withdrawal_notified_at: Mapped[datetime | None]
+
+    package: Mapped[Package] = relationship(back_populates="disseminations", lazy="joined", innerjoin=True)
+
+    @property
+    def status(self) -> str:
+        """Where this dissemination stands, most advanced first."""
+        if self.package.status == "withdrawn":
+            return "withdrawn"
+        if self.returned_at:
+            return "returned"
+        if self.acknowledged_at:
+            return "acknowledged"
+        if self.delivered_at:
+            return "delivered"
+        if self.delivery_status == "failed":
+            return "delivery_failed"
+        return "pending_delivery"
+
+
+OutboxEvent = shared_models.OutboxEvent
+OutboxDelivery = shared_models.OutboxDelivery
+InboxEvent = shared_models.InboxEvent
+IdempotencyRecord = shared_models.IdempotencyRecord
+AuditEntry = shared_models.AuditEntry

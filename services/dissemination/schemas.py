@@ -1,0 +1,184 @@
+"""Request and response schemas of the dissemination API (the OpenAPI document comes from these)."""
+
+from __future__ import annotations
+
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from services.dissemination.models import (
+    DELIVERY_STATUSES,
+    HANDLING_CODES,
+    INTELLIGENCE_ASSESSMENTS,
+    ORGANISATION_KINDS,
+    PACKAGE_STATUSES,
+    SOURCE_EVALUATIONS,
+    THREAT_AREAS,
+)
+from shared.api import BaseSchema, StrictInteger
+from shared.settings import CLASSIFICATIONS
+
+ORG_CODE = validate.Regexp(r"^[A-Z0-9][A-Z0-9-]{1,15}$", error="Use 2-16 capital letters, digits or '-'.")
+DISSEMINATION_STATUSES = (
+    "pending_delivery", "delivered", "delivery_failed", "acknowledged", "returned", "withdrawn"
+)
+
+
+def _one_of(choices) -> validate.OneOf:
+    return validate.OneOf(choices, error="Must be one of: {choices}.")
+
+
+# --- organisations ---------------------------------------------------------------------
+
+class OrganisationSchema(BaseSchema):
+    code = fields.String(required=True, validate=ORG_CODE)
+    name = fields.String(required=True, validate=validate.Length(min=2, max=200))
+    kind = fields.String(required=True, validate=_one_of(ORGANISATION_KINDS))
+    region = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=80))
+    email = fields.Email(load_default=None, allow_none=True)
+    webhook_url = fields.URL(load_default=None, allow_none=True, schemes={"http", "https"}, require_tld=False)
+    escalation_email = fields.Email(load_default=None, allow_none=True)
+    active = fields.Boolean(load_default=True)
+    updated_at = fields.AwareDateTime(dump_only=True)
+
+
+class OrganisationUpdateSchema(BaseSchema):
+    name = fields.String(validate=validate.Length(min=2, max=200))
+    kind = fields.String(validate=_one_of(ORGANISATION_KINDS))
+    region = fields.String(allow_none=True, validate=validate.Length(max=80))
+    email = fields.Email(allow_none=True)
+    webhook_url = fields.URL(allow_none=True, schemes={"http", "https"}, require_tld=False)
+    escalation_email = fields.Email(allow_none=True)
+    active = fields.Boolean()
+
+
+class OrganisationQueryArgsSchema(BaseSchema):
+    kind = fields.String(validate=_one_of(ORGANISATION_KINDS))
+    region = fields.String()
+    active = fields.Boolean()
+
+
+# --- packages ----------------------------------------------------------------------------
+
+class PackageFieldsSchema(BaseSchema):
+    """The fields an issuer writes; every one optional here, required ones named in create."""
+
+    title = fields.String(validate=validate.Length(min=3, max=200))
+    summary = fields.String(validate=validate.Length(min=1, max=20000))
+    threat_area = fields.String(validate=_one_of(THREAT_AREAS))
+    # Any Government Security Classification is accepted here so that SECRET gets a clear
+    # "above the maximum" answer rather than "not a choice".
+    classification = fields.String(validate=_one_of(CLASSIFICATIONS))
+    source_evaluation = StrictInteger(
+        validate=_one_of(SOURCE_EVALUATIONS),
+        metadata={"description": "3x5x2 source evaluation: 1 reliable, 2 untested, 3 not reliable"},
+    )
+    intelligence_assessment = fields.String(
+        validate=_one_of(INTELLIGENCE_ASSESSMENTS),
+        metadata={"description": "3x5x2 intelligence assessment A-E"},
+    )
+    handling_code = fields.String(
+        validate=_one_of(HANDLING_CODES),
+        metadata={"description": "P: lawful sharing permitted; C: conditions apply (give handling_conditions)"},
+    )
+    handling_conditions = fields.String(allow_none=True, validate=validate.Length(max=4000))
+    recipients = fields.List(
+        fields.String(validate=ORG_CODE), validate=validate.Length(max=100),
+        metadata={"description": "organisation codes, e.g. ['GMP', 'MPS']"},
+    )
+    outcome_due_at = fields.AwareDateTime(
+        allow_none=True, metadata={"description": "when the outcome return is due; default 28 days after issue"}
+    )
+
+    @validates_schema
+    def unique_recipients(self, data, **_kwargs):
+        recipients = data.get("recipients") or []
+        if len(set(recipients)) != len(recipients):
+            raise ValidationError("Each organisation may be listed once.", field_name="recipients")
+
+
+class PackageCreateSchema(PackageFieldsSchema):
+    title = fields.String(required=True, validate=validate.Length(min=3, max=200))
+    summary = fields.String(required=True, validate=validate.Length(min=1, max=20000))
+    threat_area = fields.String(required=True, validate=_one_of(THREAT_AREAS))
+    classification = fields.String(required=True, validate=_one_of(CLASSIFICATIONS))
+    source_evaluation = StrictInteger(required=True, validate=_one_of(SOURCE_EVALUATIONS))
+    intelligence_assessment = fields.String(required=True, validate=_one_of(INTELLIGENCE_ASSESSMENTS))
+    handling_code = fields.String(required=True, validate=_one_of(HANDLING_CODES))
+    recipients = fields.List(fields.String(validate=ORG_CODE), load_default=list, validate=validate.Length(max=100))
+
+
+class PackageSchema(BaseSchema):
+    id = fields.UUID()
+    reference = fields.String(metadata={"example": "NCLCC-2026-000123"})
+    title = fields.String()
+    summary = fields.String()
+    threat_area = fields.String()
+    classification = fields.String()
+    source_evaluation = fields.Integer()
+    intelligence_assessment = fields.String()
+    handling_code = fields.String()
+    handling_conditions = fields.String(allow_none=True)
+    recipients = fields.List(fields.String())
+    outcome_due_at = fields.AwareDateTime(allow_none=True)
+    status = fields.String()
+    created_by = fields.String()
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
+    issued_at = fields.AwareDateTime(allow_none=True)
+    issued_by = fields.String(allow_none=True)
+    withdrawn_at = fields.AwareDateTime(allow_none=True)
+    withdrawal_reason = fields.String(allow_none=True)
+
+
+class PackageQueryArgsSchema(BaseSchema):
+    status = fields.String(validate=_one_of(PACKAGE_STATUSES))
+    threat_area = fields.String(validate=_one_of(THREAT_AREAS))
+    recipient = fields.String(validate=ORG_CODE, metadata={"description": "organisation code"})
+    q = fields.String(validate=validate.Length(max=200), metadata={"description": "text in reference or title"})
+
+
+class WithdrawSchema(BaseSchema):
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=2000))
+
+
+# --- disseminations ---------------------------------------------------------------------
+
+class DisseminationSchema(BaseSchema):
+    id = fields.UUID()
+    package_id = fields.UUID()
+    reference = fields.String(attribute="package.reference")
+    organisation = fields.String()
+    status = fields.String(metadata={"description": " / ".join(DISSEMINATION_STATUSES)})
+    due_at = fields.AwareDateTime()
+    delivery_status = fields.String(metadata={"description": " / ".join(DELIVERY_STATUSES)})
+    delivery_channel = fields.String(allow_none=True)
+    delivery_attempts = fields.Integer()
+    delivery_error = fields.String(allow_none=True)
+    delivered_at = fields.AwareDateTime(allow_none=True)
+    acknowledged_at = fields.AwareDateTime(allow_none=True)
+    acknowledged_by = fields.String(allow_none=True)
+    returned_at = fields.AwareDateTime(allow_none=True)
+
+
+class PackageForRecipientSchema(BaseSchema):
+    id = fields.UUID()
+    reference = fields.String()
+    title = fields.String()
+    summary = fields.String()
+    threat_area = fields.String()
+    classification = fields.String()
+    source_evaluation = fields.Integer()
+    intelligence_assessment = fields.String()
+    handling_code = fields.String()
+    handling_conditions = fields.String(allow_none=True)
+    status = fields.String()
+    issued_at = fields.AwareDateTime(allow_none=True)
+    withdrawn_at = fields.AwareDateTime(allow_none=True)
+    withdrawal_reason = fields.String(allow_none=True)
+
+
+class InboxItemSchema(DisseminationSchema):
+    package = fields.Nested(PackageForRecipientSchema)
+
+
+class InboxQueryArgsSchema(BaseSchema):
+    status = fields.String(validate=_one_of(DISSEMINATION_STATUSES))

@@ -1,0 +1,1 @@
+"""What all three services use: settings, database, auth, API, events, notifications, queues."""

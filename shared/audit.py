@@ -1,0 +1,151 @@
+"""The audit log: every API read and write, and every refusal, with who, when, what and the
+answer given. Written in its own transaction after the answer is decided, so a refused or
+failed request is recorded even though its own changes were rolled back.
+
+Views name what they touched with ``audit_target(type, id)``; the rest is taken from the
+request.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from flask import Response, current_app, g, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import fields, validate
+from sqlalchemy import func, select
+
+from shared.api import BaseSchema
+from shared.auth import current_principal, require
+from shared.db import get_db, get_session
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("allowed", "refused", "invalid", "error")
+AUDITED_PREFIXES = ("/api/", "/form/")
+
+
+def audit_target(target_type: str, target_id: object, detail: str | None = None) -> None:
+    g.audit_target = (target_type, str(target_id))
+    if detail:
+        g.audit_detail = detail
+
+
+def audit_detail(detail: str) -> None:
+    g.audit_detail = detail
+
+
+def outcome_for(status: int) -> str:
+    if status < 400:
+        return "allowed"
+    if status in (401, 403, 404, 409):
+        return "refused"
+    if status < 500:
+        return "invalid"
+    return "error"
+
+
+def _record(response: Response) -> Response:
+    if not request.path.startswith(AUDITED_PREFIXES) or request.method in ("OPTIONS", "HEAD"):
+        return response
+    try:
+        principal = current_principal()
+        target_type, target_id = g.get("audit_target", (None, None))
+        detail = g.get("audit_detail")
+        if response.status_code >= 400 and detail is None and response.is_json:
+            detail = (response.get_json(silent=True) or {}).get("message")
+        rule = request.url_rule.rule if request.url_rule else request.path
+        model = current_app.extensions["service"].models.AuditEntry
+        session = get_db().session()
+        try:
+            session.add(
+                model(
+                    actor=principal.sub if principal else None,
+                    actor_org=principal.org if principal else None,
+                    actor_roles=",".join(sorted(principal.roles)) if principal else None,
+                    method=request.method,
+                    path=request.full_path.rstrip("?")[:500],
+                    action=f"{request.method} {rule}"[:80],
+                    target_type=target_type,
+                    target_id=target_id,
+                    status_code=response.status_code,
+                    outcome=outcome_for(response.status_code),
+                    detail=(detail or None) and str(detail)[:2000],
+                    remote_addr=request.remote_addr,
+                )
+            )
+            session.commit()
+        finally:
+            session.close()
+    except Exception:  # noqa: BLE001 - never turn an answer into a 500 because auditing failed
+        log.exception("could not write audit entry")
+    return response
+
+
+class AuditEntrySchema(BaseSchema):
+    id = fields.Integer()
+    at = fields.AwareDateTime()
+    actor = fields.String(allow_none=True)
+    actor_org = fields.String(allow_none=True)
+    actor_roles = fields.String(allow_none=True)
+    method = fields.String()
+    path = fields.String()
+    action = fields.String()
+    target_type = fields.String(allow_none=True)
+    target_id = fields.String(allow_none=True)
+    status_code = fields.Integer()
+    outcome = fields.String()
+    detail = fields.String(allow_none=True)
+    remote_addr = fields.String(allow_none=True)
+
+
+class AuditQueryArgsSchema(BaseSchema):
+    actor = fields.String()
+    actor_org = fields.String(metadata={"description": "organisation code of the caller"})
+    action = fields.String(metadata={"description": "e.g. 'GET /api/v1/packages/<uuid:package_id>'"})
+    target_type = fields.String()
+    target_id = fields.String()
+    outcome = fields.String(validate=validate.OneOf(OUTCOMES))
+    since = fields.AwareDateTime()
+    until = fields.AwareDateTime()
+
+
+audit_blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description="The audit log (admin).")
+
+
+@audit_blp.route("")
+class AuditLog(MethodView):
+    @require("admin")
+    @audit_blp.arguments(AuditQueryArgsSchema, location="query")
+    @audit_blp.response(200, AuditEntrySchema(many=True))
+    @audit_blp.paginate()
+    def get(self, args, pagination_parameters):
+        """Audit entries, newest first, filtered by caller, action, target, outcome and time."""
+        model = current_app.extensions["service"].models.AuditEntry
+        query = select(model)
+        for name in ("actor", "actor_org", "action", "target_type", "target_id", "outcome"):
+            if name in args:
+                query = query.where(getattr(model, name) == args[name])
+        since: datetime | None = args.get("since")
+        until: datetime | None = args.get("until")
+        if since:
+            query = query.where(model.at >= since)
+        if until:
+            query = query.where(model.at < until)
+        session = get_session()
+        pagination_parameters.item_count = session.scalar(select(func.count()).select_from(query.subquery()))
+        return session.scalars(
+            query.order_by(model.id.desc())
+            .offset(pagination_parameters.first_item)
+            .limit(pagination_parameters.page_size)
+        ).all()
+
+
+def init_app(app) -> None:
+    app.after_request(_record)
+
+
+def register_api(api) -> None:
+    api.register_blueprint(audit_blp)

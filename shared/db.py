@@ -1,0 +1,197 @@
+"""Engine, declarative bases and sessions: one session per request, one per job.
+
+Each service has its own ``Base`` (its own metadata) so its migrations see only its tables.
+On PostgreSQL each service lives in its own schema (``search_path`` set per connection), so
+three services can share one ``DATABASE_URL`` without reading each other's tables.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from flask import Flask, current_app, g
+from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator, create_engine, event, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from shared.settings import Settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+class UTCDateTime(TypeDecorator):
+    """Timestamps stored in UTC and always read back time-zone aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def make_base() -> type[DeclarativeBase]:
+    """A fresh declarative base with its own metadata, for one service."""
+
+    class Base(DeclarativeBase):
+        metadata = MetaData(naming_convention=NAMING_CONVENTION)
+        type_annotation_map = {datetime: UTCDateTime, dict: JSONType, list: JSONType}
+
+    return Base
+
+
+class Database:
+    """One service's engine and session factory."""
+
+    def __init__(self, settings: Settings, *, for_worker: bool = False):
+        self.settings = settings
+        self.schema = settings.database_schema
+        self.engine = self._create_engine(settings, for_worker)
+        self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    def _create_engine(self, settings: Settings, for_worker: bool) -> Engine:
+        kwargs: dict = {"future": True}
+        url = settings.database_url
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        if url.startswith("postgresql"):
+            kwargs["connect_args"] = {"options": f"-csearch_path={self.schema},public"}
+            kwargs["pool_pre_ping"] = True
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            self._ensure_sqlite_dir(url)
+        if for_worker:
+            # RQ forks per job: a pooled connection made before the fork would be shared
+            # by parent and child. NullPool opens one per session instead.
+            kwargs["poolclass"] = NullPool
+        engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+
+    @staticmethod
+    def _ensure_sqlite_dir(url: str) -> None:
+        from pathlib import Path
+
+        path = url.split("///", 1)[-1].split("?")[0]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    def create_schema(self) -> None:
+        """Create this service's PostgreSQL schema (no-op on SQLite)."""
+        if self.schema:
+            with self.engine.begin() as connection:
+                connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+
+    def session(self) -> Session:
+        return self.sessionmaker()
+
+    @contextmanager
+    def job_session(self) -> Iterator[Session]:
+        """A session for one background job: rolled back on error, always closed."""
+        session = self.session()
+        try:
+            yield session
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def ping(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def init_app(app: Flask, database: Database) -> None:
+    app.extensions["database"] = database
+    app.teardown_appcontext(_close_session)
+
+
+def get_db() -> Database:
+    return current_app.extensions["database"]
+
+
+def get_session() -> Session:
+    """The request's session, opened on first use and closed when the request ends."""
+    if "db_session" not in g:
+        g.db_session = get_db().session()
+    return g.db_session
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def after_commit(session: Session, callback) -> None:
+    """Run ``callback()`` once the session's current transaction has committed (never on
+    rollback): used to enqueue work only for changes that really happened."""
+    session.info.setdefault("after_commit", []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    callbacks = session.info.pop("after_commit", [])
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - the change is committed; sweeps catch up
+            import logging
+
+            logging.getLogger(__name__).exception("after-commit callback failed")
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop("after_commit", None)
+
+
+def commit(session: Session) -> None:
+    """Commit the unit of work, unless an enclosing idempotent request will commit it.
+
+    An ``Idempotency-Key`` request stores its answer in the same transaction as the change,
+    so the view's commit is deferred to that wrapper (see ``shared.idempotency``).
+    """
+    if session.info.get("defer_commit"):
+        session.flush()
+    else:
+        session.commit()

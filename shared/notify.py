@@ -1,0 +1,100 @@
+"""Notification senders: a signed webhook and e-mail.
+
+Each call makes one attempt and raises ``NotificationError`` on failure; the RQ job that calls
+it retries with backoff and records the outcome. Without ``SMTP_URL`` e-mail goes to a
+development sink: one ``.eml`` file per message under ``MAIL_SINK_DIR`` (``var/mail``), readable
+with any mail client or ``read_sink()``.
+"""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import uuid
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+import requests
+
+from shared import signing
+from shared.db import utcnow
+from shared.settings import Settings
+
+USER_AGENT = "nclcc-outcome-feedback/1"
+
+
+class NotificationError(Exception):
+    """The notification was not accepted; ``permanent`` when retrying cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def send_webhook(settings: Settings, url: str, payload: dict) -> int:
+    """POST ``payload`` as JSON with an HMAC signature over timestamp and body."""
+    body = json.dumps(payload, default=str).encode()
+    headers = signing.signed_headers(settings.webhook_secret, body)
+    headers["User-Agent"] = USER_AGENT
+    try:
+        response = requests.post(url, data=body, headers=headers, timeout=10, allow_redirects=False)
+    except requests.RequestException as error:
+        raise NotificationError(f"webhook unreachable: {type(error).__name__}") from error
+    if not 200 <= response.status_code < 300:
+        # 4xx other than timeouts and rate limits will not get better by retrying.
+        permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 425, 429)
+        raise NotificationError(f"webhook answered HTTP {response.status_code}", permanent=permanent)
+    return response.status_code
+
+
+def build_email(settings: Settings, to: str, subject: str, body: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = settings.mail_from
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = utcnow().strftime("%a, %d %b %Y %H:%M:%S +0000")
+    message["Message-ID"] = f"<{uuid.uuid4()}@{settings.mail_from.split('@')[-1]}>"
+    message.set_content(body)
+    return message
+
+
+def send_email(settings: Settings, to: str, subject: str, body: str) -> str:
+    """Send by SMTP when ``SMTP_URL`` is set, else keep the message in the development sink."""
+    message = build_email(settings, to, subject, body)
+    if not settings.smtp_url:
+        return _write_to_sink(settings.mail_sink_dir, message)
+    url = urlparse(settings.smtp_url)
+    options = {k: v[-1] for k, v in parse_qs(url.query).items()}
+    use_ssl = url.scheme == "smtps"
+    port = url.port or (465 if use_ssl else 587 if options.get("starttls") == "1" else 25)
+    try:
+        client_class = smtplib.SMTP_SSL if use_ssl else smtplib.SMTP
+        with client_class(url.hostname, port, timeout=15) as client:
+            if options.get("starttls") == "1":
+                client.starttls()
+            if url.username:
+                client.login(unquote(url.username), unquote(url.password or ""))
+            client.send_message(message)
+    except smtplib.SMTPRecipientsRefused as error:
+        raise NotificationError(f"e-mail refused for {to}", permanent=True) from error
+    except (smtplib.SMTPException, OSError) as error:
+        raise NotificationError(f"e-mail not sent: {type(error).__name__}: {error}") from error
+    return message["Message-ID"]
+
+
+def _write_to_sink(directory: Path, message: EmailMessage) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{utcnow().strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.eml"
+    (directory / name).write_bytes(message.as_bytes())
+    return message["Message-ID"]
+
+
+def read_sink(directory: Path) -> list[EmailMessage]:
+    """Every message in the development sink, oldest first."""
+    if not directory.exists():
+        return []
+    parser = BytesParser(policy=policy.default)
+    return [parser.parsebytes(path.read_bytes()) for path in sorted(directory.glob("*.eml"))]

@@ -1,0 +1,57 @@
+"""Redis connections and RQ queues. Redis only carries work; the database is the truth.
+
+RQ's Redis client must not use ``decode_responses=True`` (jobs stay queued otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from redis import Redis
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+JOB_DEFAULTS = {"job_timeout": 120, "result_ttl": 3600, "failure_ttl": 7 * 24 * 3600}
+ACTIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+@lru_cache(maxsize=8)
+def redis_connection(url: str) -> Redis:
+    return Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=30)
+
+
+def queue(redis_url: str, name: str) -> Queue:
+    return Queue(name, connection=redis_connection(redis_url))
+
+
+def job_is_active(redis_url: str, job_id: str) -> bool:
+    try:
+        job = Job.fetch(job_id, connection=redis_connection(redis_url))
+    except NoSuchJobError:
+        return False
+    return job.get_status(refresh=False) in ACTIVE_STATUSES
+
+
+def enqueue(
+    redis_url: str,
+    queue_name: str,
+    func: Callable | str,
+    *args: Any,
+    job_id: str | None = None,
+    retry: Retry | None = None,
+    skip_if_active: bool = True,
+    **kwargs: Any,
+) -> Job | None:
+    """Enqueue ``func(*args, **kwargs)``; a deterministic ``job_id`` that is already queued,
+    scheduled or running is not enqueued twice."""
+    if job_id and skip_if_active and job_is_active(redis_url, job_id):
+        return None
+    return queue(redis_url, queue_name).enqueue(
+        func, *args, job_id=job_id, retry=retry, kwargs=kwargs or None, **JOB_DEFAULTS
+    )
