@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import flask_smorest.pagination
 import marshmallow as ma
 from flask import Flask, jsonify
 from flask_smorest import Api
@@ -29,6 +30,33 @@ STATUS_MESSAGES = {
     415: "Send JSON with Content-Type: application/json.",
     422: "The request has invalid fields: see errors.",
 }
+
+
+def _pagination_parameters_schema_factory(def_page, def_page_size, def_max_page_size):
+    """flask-smorest's pagination schema, with the page size read from ``per_page`` as the
+    spec names it (flask-smorest calls it ``page_size``)."""
+
+    class PaginationParametersSchema(ma.Schema):
+        class Meta:
+            unknown = ma.EXCLUDE
+
+        page = fields.Integer(load_default=def_page, validate=ma.validate.Range(min=1))
+        page_size = fields.Integer(
+            data_key="per_page",
+            load_default=def_page_size,
+            validate=ma.validate.Range(min=1, max=def_max_page_size),
+        )
+
+        @ma.post_load
+        def make_paginator(self, data, **_kwargs):
+            return flask_smorest.pagination.PaginationParameters(**data)
+
+    return PaginationParametersSchema
+
+
+# flask-smorest offers no setting for the parameter's name; its paginate() looks the factory up
+# in its module at call time, so replacing it there renames the parameter and its docs.
+flask_smorest.pagination._pagination_parameters_schema_factory = _pagination_parameters_schema_factory
 
 
 class BaseSchema(ma.Schema):

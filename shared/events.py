@@ -49,7 +49,7 @@ def relay_retry_intervals() -> list[int]:
 
 
 def relay_job_id(service: str, event_id: uuid.UUID | str, subscriber: str) -> str:
-    return f"relay:{service}:{event_id}:{subscriber}"
+    return f"relay-{service}-{event_id}-{subscriber}"
 
 
 def emit(

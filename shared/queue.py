@@ -53,5 +53,5 @@ def enqueue(
     if job_id and skip_if_active and job_is_active(redis_url, job_id):
         return None
     return queue(redis_url, queue_name).enqueue(
-        func, *args, job_id=job_id, retry=retry, kwargs=kwargs or None, **JOB_DEFAULTS
+        func, args=args, kwargs=kwargs or None, job_id=job_id, retry=retry, **JOB_DEFAULTS
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from flask import Flask, current_app
 
+from services.dissemination.feedback import EVENT_HANDLERS
 from services.dissemination.models import Base, shared_models
 from shared.service import Service, create_service_app
 
@@ -18,6 +19,7 @@ SERVICE = Service(
     ),
     base=Base,
     models=shared_models,
+    event_handlers=EVENT_HANDLERS,
 )
 
 

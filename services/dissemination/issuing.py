@@ -166,7 +166,7 @@ def enqueue_notification(settings: Settings, kind: str, dissemination_id: uuid.U
         "services.dissemination.jobs.notify_recipient",
         kind,
         str(dissemination_id),
-        job_id=f"notify:{kind}:{dissemination_id}",
+        job_id=f"notify-{kind}-{dissemination_id}",
         retry=Retry(max=len(intervals), interval=intervals),
     )
 

@@ -1,0 +1,36 @@
+# The README's commands. Each one creates .venv and installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+ORG ?= NCLCC
+ROLE ?= issuer
+CLEARANCE ?= OFFICIAL-SENSITIVE
+SUB ?=
+
+.PHONY: install run test token lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) >&2
+	@$(PY) -m pip install --quiet --upgrade pip >&2
+	@$(PY) -m pip install --quiet -e '.[test]' >&2
+	@rm -f $(VENV)/.installed-*; touch $@
+
+run: $(STAMP)
+	$(PY) -m tools.run
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+token: $(STAMP)
+	@$(PY) -m tools.token --org '$(ORG)' --role '$(ROLE)' --clearance '$(CLEARANCE)' --sub '$(SUB)'
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

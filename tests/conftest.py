@@ -1,0 +1,233 @@
+"""Fixtures for every test: real PostgreSQL and Redis when DATABASE_URL / REDIS_URL are set,
+else a SQLite file per service and an embedded redis-server.
+
+The environment is fixed once, before any app is built, because the web app and the RQ jobs
+(run in-process by ``run_jobs``) read their settings from it alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_TMP = Path(tempfile.mkdtemp(prefix="nclcc-tests-"))
+_EMBEDDED_REDIS = None
+
+
+def pytest_configure(config):
+    global _EMBEDDED_REDIS
+    os.environ["VAR_DIR"] = str(_TMP)
+    os.environ["MAIL_SINK_DIR"] = str(_TMP / "mail")
+    # Retries run at once in tests: RQ re-enqueues a job whose retry interval is 0.
+    os.environ["RELAY_RETRY_INTERVALS"] = "0,0,0"
+    os.environ["NOTIFY_RETRY_INTERVALS"] = "0,0"
+    os.environ.setdefault("SECRET_KEY", "test-secret-of-at-least-thirty-two-bytes")
+    for service in ("dissemination", "outcomes", "metrics"):
+        os.environ[f"{service.upper()}_DATABASE_SCHEMA"] = f"test_{service}"
+    if not os.environ.get("REDIS_URL"):
+        from shared.devredis import EmbeddedRedis
+
+        _EMBEDDED_REDIS = EmbeddedRedis().start()
+        os.environ["REDIS_URL"] = _EMBEDDED_REDIS.url
+    consumer = EventConsumer().start()
+    config._event_consumer = consumer
+    os.environ["OUTCOMES_URL"] = consumer.url
+    os.environ["DISSEMINATION_SUBSCRIBERS"] = "outcomes"
+
+
+def pytest_unconfigure(config):
+    consumer = getattr(config, "_event_consumer", None)
+    if consumer:
+        consumer.stop()
+    if _EMBEDDED_REDIS:
+        _EMBEDDED_REDIS.stop()
+
+
+def pytest_report_header(config):
+    return [
+        f"database: {os.environ.get('DATABASE_URL') or 'SQLite files in ' + str(_TMP)}",
+        f"redis: {os.environ['REDIS_URL']}{' (embedded)' if _EMBEDDED_REDIS else ''}",
+    ]
+
+
+class EventConsumer:
+    """A stand-in subscriber on a loopback port: checks each event's signature and keeps it.
+    It can be stopped and started again on the same port, like a service going down."""
+
+    def __init__(self):
+        from shared.devredis import free_port
+
+        self.port = free_port()
+        self.received: list[dict] = []
+        self.server = None
+        self.thread = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _app(self):
+        from flask import Flask, request
+
+        from shared import signing
+
+        app = Flask("event-consumer")
+
+        @app.post("/internal/events")
+        def receive():
+            body = request.get_data()
+            problem = signing.verify(os.environ["SECRET_KEY"], request.headers, body)
+            if problem:
+                return {"message": problem}, 401
+            self.received.append(json.loads(body))
+            return {"result": "applied"}
+
+        return app
+
+    def start(self) -> EventConsumer:
+        from werkzeug.serving import make_server
+
+        self.server = make_server("127.0.0.1", self.port, self._app(), threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def of_type(self, event_type: str) -> list[dict]:
+        return [e for e in self.received if e["type"] == event_type]
+
+
+@pytest.fixture(scope="session")
+def migrated():
+    """Each service's schema, built by its own Alembic migrations from nothing."""
+    from sqlalchemy import text
+
+    from shared.db import Database
+    from shared.migrate import upgrade
+    from shared.settings import load_settings
+
+    settings = load_settings("dissemination")
+    if settings.on_postgres:
+        database = Database(settings)
+        with database.engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE'))
+        database.engine.dispose()
+    upgrade("dissemination")
+    return True
+
+
+@pytest.fixture
+def consumer(pytestconfig) -> Iterator[EventConsumer]:
+    consumer = pytestconfig._event_consumer
+    consumer.received.clear()
+    if consumer.server is None:
+        consumer.start()
+    yield consumer
+    if consumer.server is None:
+        consumer.start()
+
+
+@pytest.fixture
+def redis_conn():
+    from shared.queue import redis_connection
+
+    connection = redis_connection(os.environ["REDIS_URL"])
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+
+
+@pytest.fixture
+def app(migrated, redis_conn, consumer):
+    from services.dissemination import create_app
+    from shared.service import set_runtime
+
+    application = create_app({"settings": {"testing": True}})
+    database = application.extensions["database"]
+    _empty_tables(database)
+    set_runtime("dissemination", None)
+    with application.app_context():
+        from services.dissemination.directory import seed_directory
+        from shared.db import get_session
+
+        seed_directory(get_session(), application.extensions["settings"])
+    _clear_mail()
+    consumer.received.clear()
+    yield application
+    database.engine.dispose()
+
+
+def _empty_tables(database) -> None:
+    from sqlalchemy import text
+
+    from services.dissemination.models import Base
+
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with database.engine.begin() as connection:
+        if database.settings.on_postgres:
+            connection.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                connection.execute(text(f'DELETE FROM "{table}"'))
+
+
+def _clear_mail() -> None:
+    for path in (_TMP / "mail").glob("*.eml"):
+        path.unlink()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def session(app):
+    db_session = app.extensions["database"].session()
+    yield db_session
+    db_session.close()
+
+
+@pytest.fixture
+def token(app):
+    from shared.auth import mint_token
+
+    def make(org: str = "NCLCC", roles: str = "issuer", clearance: str = "OFFICIAL-SENSITIVE", sub: str = "") -> dict:
+        role_list = roles.split(",")
+        value = mint_token(
+            app.extensions["settings"], sub=sub or f"{role_list[0]}@{org.lower()}", org=org,
+            roles=role_list, clearance=clearance,
+        )
+        return {"Authorization": f"Bearer {value}"}
+
+    return make
+
+
+@pytest.fixture
+def run_jobs(redis_conn):
+    """Run every queued job in this process until the queues are empty (retries included)."""
+    from rq import SimpleWorker
+
+    def run(*queues: str) -> None:
+        worker = SimpleWorker(list(queues or ("dissemination",)), connection=redis_conn)
+        worker.work(burst=True, with_scheduler=False, max_jobs=500)
+
+    return run
+
+
+@pytest.fixture
+def mailbox():
+    from shared.notify import read_sink
+
+    return lambda: read_sink(_TMP / "mail")
