@@ -193,7 +193,9 @@ def notification_for(settings: Settings, kind: str, dissemination: Dissemination
         "links": links,
     }
     if kind == "deliver":
-        subject = f"[{package.classification}] Intelligence package {package.reference} for {dissemination.organisation}"
+        subject = (
+            f"[{package.classification}] Intelligence package {package.reference} for {dissemination.organisation}"
+        )
         text = (
             f"The National County Lines Coordination Centre has issued intelligence package "
             f"{package.reference} to {dissemination.organisation}.\n\n"
@@ -220,7 +222,9 @@ def notify_recipient(session: Session, settings: Settings, kind: str, disseminat
     refuses for good, it falls back to e-mail and records the failure if that fails too.
     """
     dissemination = session.scalars(
-        select(Dissemination).where(Dissemination.id == uuid.UUID(dissemination_id)).with_for_update(skip_locked=True)
+        select(Dissemination)
+        .where(Dissemination.id == uuid.UUID(dissemination_id))
+        .with_for_update(skip_locked=True)
     ).first()
     if dissemination is None:
         return "nothing to do"
@@ -292,7 +296,11 @@ def undelivered_since(session: Session, seconds: int) -> list[tuple[str, uuid.UU
     deliver = session.scalars(
         select(Dissemination.id)
         .join(Package)
-        .where(Dissemination.delivery_status == "pending", Package.status == "issued", Dissemination.created_at < cutoff)
+        .where(
+            Dissemination.delivery_status == "pending",
+            Package.status == "issued",
+            Dissemination.created_at < cutoff,
+        )
         .limit(1000)
     ).all()
     withdraw = session.scalars(

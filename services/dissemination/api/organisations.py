@@ -19,7 +19,9 @@ from shared.auth import require
 from shared.db import commit, get_session
 from shared.idempotency import idempotent
 
-blp = Blueprint("organisations", __name__, url_prefix="/api/v1/organisations", description="The organisation directory.")
+blp = Blueprint(
+    "organisations", __name__, url_prefix="/api/v1/organisations", description="The organisation directory."
+)
 
 
 @blp.route("")

@@ -1,0 +1,158 @@
+"""The outbox and inbox: nothing is lost when a subscriber is down, a lost Redis only delays,
+dead letters are visible and can be redelivered, and a redelivered event changes nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from shared import signing
+from tests.dissemination.helpers import issue_package
+
+
+def deliveries(client, token, **filters) -> list[dict]:
+    query = "&".join(f"{k}={v}" for k, v in filters.items())
+    return client.get(f"/api/v1/outbox?per_page=100&{query}", headers=token(roles="admin")).get_json()
+
+
+def test_the_event_commits_with_the_change(client, token, session):
+    from services.dissemination.models import OutboxDelivery, OutboxEvent, Package
+
+    issue_package(client, token())
+    package = session.query(Package).one()
+    event = session.query(OutboxEvent).filter_by(type="package.issued").one()
+    assert event.aggregate_id == str(package.id)
+    assert [d.subscriber for d in session.query(OutboxDelivery).filter_by(event_id=event.id)] == ["outcomes"]
+
+
+def test_a_refused_change_emits_nothing(client, token, session):
+    from services.dissemination.models import OutboxEvent
+
+    response = client.post("/api/v1/packages", json={"title": "x"}, headers=token())
+    assert response.status_code == 422
+    assert session.query(OutboxEvent).filter(OutboxEvent.type.like("package.%")).count() == 0
+
+
+def test_events_wait_while_the_subscriber_is_down_and_arrive_when_it_is_back(client, token, run_jobs, consumer):
+    consumer.stop()
+    package = issue_package(client, token())
+    run_jobs()  # every try fails: the subscriber is down
+    dead = deliveries(client, token, status="dead")
+    issued = [d for d in dead if d["event_type"] == "package.issued"]
+    assert len(issued) == 1
+    assert issued[0]["attempts"] == 4  # the first try and three retries
+    assert "ConnectionError" in issued[0]["last_error"]
+    assert consumer.received == []
+
+    consumer.start()
+    for delivery in dead:
+        response = client.post(f"/api/v1/outbox/{delivery['id']}/redeliver", headers=token(roles="admin"))
+        assert response.status_code == 200
+    run_jobs()
+    received = consumer.of_type("package.issued")
+    assert [e["payload"]["package_id"] for e in received] == [package["id"]]
+    assert deliveries(client, token, status="dead") == []
+    assert all(d["status"] == "delivered" for d in deliveries(client, token))
+
+
+def test_a_delivered_event_cannot_be_redelivered(client, token, run_jobs):
+    issue_package(client, token())
+    run_jobs()
+    delivered = deliveries(client, token, status="delivered")[0]
+    response = client.post(f"/api/v1/outbox/{delivered['id']}/redeliver", headers=token(roles="admin"))
+    assert response.status_code == 409
+
+
+def test_the_outbox_is_for_admins_only(client, token):
+    assert client.get("/api/v1/outbox", headers=token()).status_code == 403
+
+
+def test_a_redis_flush_loses_no_event(client, token, run_jobs, consumer, redis_conn, monkeypatch):
+    issue_package(client, token())
+    redis_conn.flushdb()  # the relay and notification jobs are gone
+    run_jobs()
+    assert consumer.received == []
+    from shared import events
+
+    # The sweep leaves events younger than a few seconds to their own job; pretend time passed.
+    real_utcnow = events.utcnow
+    monkeypatch.setattr(events, "utcnow", lambda: real_utcnow() + __import__("datetime").timedelta(minutes=1))
+    assert events.sweep_outbox("dissemination") >= 1
+    run_jobs()
+    assert len(consumer.of_type("package.issued")) == 1
+
+
+def test_lost_notification_jobs_are_found_by_the_sweep(client, token, run_jobs, redis_conn, mailbox):
+    from services.dissemination import jobs
+
+    issue_package(client, token())
+    redis_conn.flushdb()
+    run_jobs()
+    assert mailbox() == []
+    assert jobs.sweep_notifications(settle_seconds=0) == 2
+    run_jobs()
+    assert len(mailbox()) == 2
+    assert jobs.sweep_notifications(settle_seconds=0) == 0
+
+
+def signed_post(client, secret, message: dict, **overrides):
+    body = json.dumps(message).encode()
+    headers = signing.signed_headers(secret, body)
+    headers.update(overrides)
+    return client.post("/internal/events", data=body, headers=headers)
+
+
+def outcome_event(dissemination_id: str, status: str = "final") -> dict:
+    return {
+        "id": str(uuid.uuid4()),
+        "type": "outcome.filed",
+        "source": "outcomes",
+        "aggregate_id": dissemination_id,
+        "occurred_at": "2026-11-20T10:00:00+00:00",
+        "payload": {"return_id": dissemination_id, "status": status, "filed_at": "2026-11-20T10:00:00+00:00"},
+    }
+
+
+def test_an_event_is_applied_once_however_often_it_arrives(client, token, app):
+    issue_package(client, token(), recipients=["GMP"])
+    item = client.get("/api/v1/inbox", headers=token("GMP", "recipient")).get_json()[0]
+    secret = app.extensions["settings"].event_secret
+    message = outcome_event(item["id"])
+    first = signed_post(client, secret, message)
+    assert first.get_json()["result"] == "applied"
+    again = signed_post(client, secret, message)
+    assert again.status_code == 200 and again.get_json()["result"] == "duplicate"
+    item = client.get(f"/api/v1/disseminations/{item['id']}", headers=token("GMP", "recipient")).get_json()
+    assert item["status"] == "returned"
+    assert item["returned_at"] == "2026-11-20T10:00:00+00:00"
+    # A later final return does not move the date of the first.
+    later = outcome_event(item["id"])
+    later["payload"]["filed_at"] = "2026-11-22T10:00:00+00:00"
+    signed_post(client, secret, later)
+    item = client.get(f"/api/v1/disseminations/{item['id']}", headers=token("GMP", "recipient")).get_json()
+    assert item["returned_at"] == "2026-11-20T10:00:00+00:00"
+
+
+def test_an_interim_return_does_not_mark_the_dissemination_returned(client, token, app):
+    issue_package(client, token(), recipients=["GMP"])
+    item = client.get("/api/v1/inbox", headers=token("GMP", "recipient")).get_json()[0]
+    signed_post(client, app.extensions["settings"].event_secret, outcome_event(item["id"], "interim"))
+    item = client.get(f"/api/v1/disseminations/{item['id']}", headers=token("GMP", "recipient")).get_json()
+    assert item["returned_at"] is None
+
+
+def test_unsigned_badly_signed_and_stale_events_are_refused(client, app):
+    secret = app.extensions["settings"].event_secret
+    message = outcome_event(str(uuid.uuid4()))
+    body = json.dumps(message).encode()
+    assert client.post("/internal/events", data=body, headers={"Content-Type": "application/json"}).status_code == 401
+    assert signed_post(client, "wrong-secret", message).status_code == 401
+    stale = signing.signed_headers(secret, body, now=time.time() - 3600)
+    assert client.post("/internal/events", data=body, headers=stale).status_code == 401
+
+
+def test_a_malformed_event_is_422(client, app):
+    response = signed_post(client, app.extensions["settings"].event_secret, {"id": "not-a-uuid", "type": "x"})
+    assert response.status_code == 422
+    assert "id" in response.get_json()["errors"]["json"]
