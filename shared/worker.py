@@ -4,6 +4,7 @@ backoff and ``enqueue_in``). ``python -m shared.worker [service ...]``."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import logging
 
@@ -17,6 +18,19 @@ def available_services() -> list[str]:
     return [s for s in SERVICES if importlib.util.find_spec(f"services.{s}") is not None]
 
 
+def preload(services: list[str]) -> None:
+    """Import each service and build its runtime before RQ forks: every job's child process
+    then starts with them ready instead of importing Flask and the models again (the engine
+    uses NullPool, so nothing connected is shared across the fork)."""
+    from shared.service import runtime
+
+    for service in services:
+        runtime(service)
+        if importlib.util.find_spec(f"services.{service}.jobs"):
+            importlib.import_module(f"services.{service}.jobs")
+    importlib.import_module("shared.events")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run an RQ worker for the services' queues.")
     parser.add_argument("services", nargs="*")
@@ -24,6 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s worker %(message)s")
     services = args.services or available_services()
+    preload(services)
     connection = redis_connection(load_settings(services[0]).redis_url)
     worker = Worker(services, connection=connection)
     worker.work(with_scheduler=True, burst=args.burst)

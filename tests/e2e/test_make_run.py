@@ -1,0 +1,150 @@
+"""`make run`'s processes for real: gunicorn, the RQ worker with its scheduler and the cron
+process, started by tools.run as a user would, driven over HTTP with tokens from tools.token.
+
+The recipient's webhook is a server on a loopback port that fails twice before accepting, so
+the retries with backoff go through RQ's scheduler, not the in-process test worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from shared.devredis import free_port
+from shared.settings import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+class FlakyWebhook:
+    """A recipient force's system: answers 503 to the first two calls, then 200."""
+
+    def __init__(self):
+        self.calls: list[dict] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                owner.calls.append(json.loads(body))
+                self.send_response(503 if len(owner.calls) <= 2 else 200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/nclcc"
+
+
+def make_token(env, org, role) -> str:
+    result = subprocess.run([sys.executable, "-m", "tools.token", "--org", org, "--role", role],
+                            env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    token = result.stdout.strip()
+    assert token.count(".") == 2 and "\n" not in token  # a token and nothing else
+    return token
+
+
+def wait_for(predicate, timeout=30.0, every=0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout:.0f} s")
+
+
+@pytest.fixture
+def running(migrated, redis_conn, consumer, tmp_path):
+    port = free_port()
+    env = os.environ.copy()
+    env.update(DISSEMINATION_PORT=str(port), DISSEMINATION_URL=f"http://127.0.0.1:{port}",
+               NOTIFY_RETRY_INTERVALS="1,2", RELAY_RETRY_INTERVALS="1,2", PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "run.log", "w+")
+    process = subprocess.Popen([sys.executable, "-m", "tools.run"], cwd=ROOT, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready():
+        if process.poll() is not None:
+            log.seek(0)
+            raise AssertionError("make run exited:\n" + log.read()[-3000:])
+        try:
+            return requests.get(f"{base}/readyz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(ready, timeout=60)
+    yield base, env, process, log
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+    log.close()
+
+
+def test_make_run_serves_the_whole_dissemination_loop(running, consumer):
+    base, env, process, log = running
+    issuer = {"Authorization": "Bearer " + make_token(env, "NCLCC", "issuer,admin")}
+    gmp = {"Authorization": "Bearer " + make_token(env, "GMP", "recipient")}
+    mps = {"Authorization": "Bearer " + make_token(env, "MPS", "recipient")}
+    wmp = {"Authorization": "Bearer " + make_token(env, "WMP", "recipient")}
+
+    organisations = requests.get(f"{base}/api/v1/organisations", headers=gmp, timeout=5)
+    assert json.loads(organisations.headers["X-Pagination"])["total"] >= 57  # the directory is seeded
+
+    webhook = FlakyWebhook()
+    patched = requests.patch(f"{base}/api/v1/organisations/GMP", json={"webhook_url": webhook.url},
+                             headers=issuer, timeout=5)
+    assert patched.status_code == 200
+    body = {
+        "title": "Line 'Dex' into Wigan", "summary": "Runners aged 14-16 travel from Liverpool.",
+        "threat_area": "county_lines", "classification": "OFFICIAL-SENSITIVE", "source_evaluation": 2,
+        "intelligence_assessment": "B", "handling_code": "P", "recipients": ["GMP", "MPS"],
+    }
+    package = requests.post(f"{base}/api/v1/packages", json=body, headers=issuer, timeout=5).json()
+    issued = requests.post(f"{base}/api/v1/packages/{package['id']}/issue", headers=issuer, timeout=5)
+    assert issued.status_code == 200
+
+    gmp_inbox = requests.get(f"{base}/api/v1/inbox", headers=gmp, timeout=5).json()
+    assert [i["package"]["reference"] for i in gmp_inbox] == [package["reference"]]
+    assert len(requests.get(f"{base}/api/v1/inbox", headers=mps, timeout=5).json()) == 1
+    assert requests.get(f"{base}/api/v1/inbox", headers=wmp, timeout=5).json() == []
+
+    # GMP's webhook fails twice; the worker's scheduler retries it after 1 s and 2 s.
+    def gmp_delivered():
+        rows = requests.get(f"{base}/api/v1/packages/{package['id']}/disseminations", headers=issuer, timeout=5)
+        row = {r["organisation"]: r for r in rows.json()}["GMP"]
+        return row if row["status"] == "delivered" else None
+
+    row = wait_for(gmp_delivered, timeout=30)
+    assert row["delivery_channel"] == "webhook" and row["delivery_attempts"] == 3
+    assert len(webhook.calls) == 3
+
+    acknowledged = requests.post(f"{base}/api/v1/disseminations/{gmp_inbox[0]['id']}/acknowledge",
+                                 headers=gmp, timeout=5)
+    assert acknowledged.json()["status"] == "acknowledged"
+    wait_for(lambda: consumer.of_type("dissemination.acknowledged"), timeout=20)
+    assert len(consumer.of_type("package.issued")) == 1
+
+    # Ctrl-C stops every process make run started.
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=20) is not None
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{base}/healthz", timeout=2)
