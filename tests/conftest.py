@@ -149,13 +149,23 @@ def redis_conn():
 
 
 @pytest.fixture
-def app(migrated, redis_conn, consumer):
+def clean_db(migrated):
+    """Every table of the service emptied before the test."""
+    from shared.db import Database
+    from shared.settings import load_settings
+
+    database = Database(load_settings("dissemination"))
+    _empty_tables(database)
+    database.engine.dispose()
+
+
+@pytest.fixture
+def app(clean_db, redis_conn, consumer):
     from services.dissemination import create_app
     from shared.service import set_runtime
 
     application = create_app({"settings": {"testing": True}})
     database = application.extensions["database"]
-    _empty_tables(database)
     set_runtime("dissemination", None)
     with application.app_context():
         from services.dissemination.directory import seed_directory

@@ -69,7 +69,7 @@ def wait_for(predicate, timeout=30.0, every=0.25):
 
 
 @pytest.fixture
-def running(migrated, redis_conn, consumer, tmp_path):
+def running(clean_db, redis_conn, consumer, tmp_path):
     port = free_port()
     env = os.environ.copy()
     env.update(DISSEMINATION_PORT=str(port), DISSEMINATION_URL=f"http://127.0.0.1:{port}",
