@@ -113,9 +113,9 @@ def make_api(app: Flask, title: str, description: str) -> ServiceApi:
     app.config.setdefault("OPENAPI_URL_PREFIX", "/")
     app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
     app.config.setdefault("OPENAPI_SWAGGER_UI_PATH", "docs")
-    # Served from the package registry's copy would need a CDN; ReDoc/Swagger assets are
-    # fetched by the browser, which is acceptable for docs.
-    app.config.setdefault("OPENAPI_SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist/")
+    # Swagger UI's assets are served by the service itself (from the swagger-ui-bundle wheel),
+    # so /docs works on a closed network.
+    app.config.setdefault("OPENAPI_SWAGGER_UI_URL", "/docs/assets/")
     app.config.setdefault(
         "API_SPEC_OPTIONS",
         {
@@ -127,8 +127,18 @@ def make_api(app: Flask, title: str, description: str) -> ServiceApi:
         },
     )
     api = ServiceApi(app)
+    _register_swagger_assets(app)
     _register_fallback_handlers(app, api)
     return api
+
+
+def _register_swagger_assets(app: Flask) -> None:
+    from flask import send_from_directory
+    from swagger_ui_bundle import swagger_ui_path
+
+    @app.get("/docs/assets/<path:filename>")
+    def swagger_assets(filename: str):
+        return send_from_directory(swagger_ui_path, filename, max_age=86400)
 
 
 def _register_fallback_handlers(app: Flask, api: ServiceApi) -> None:

@@ -277,7 +277,7 @@ class OutboxDeliveries(MethodView):
     @outbox_blp.response(200, DeliverySchema(many=True))
     @outbox_blp.paginate()
     def get(self, args, pagination_parameters):
-        """Deliveries of this service's events; ``status=dead`` lists the dead letters."""
+        """Deliveries of this service's events; `status=dead` lists the dead letters."""
         models = current_app.extensions["service"].models
         query = select(models.OutboxDelivery)
         for name in ("status", "subscriber"):

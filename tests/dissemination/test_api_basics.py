@@ -16,6 +16,9 @@ def test_interactive_docs_are_served(client):
     response = client.get("/docs")
     assert response.status_code == 200
     assert b"swagger" in response.data.lower()
+    # Its assets come from the service itself, not a CDN: the docs work on a closed network.
+    assert b"/docs/assets/swagger-ui-bundle.js" in response.data
+    assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
 
 
 def test_health_and_readiness_check_database_and_redis(client):
