@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 _TMP = Path(tempfile.mkdtemp(prefix="nclcc-tests-"))
+SERVICES_UNDER_TEST = ("dissemination", "outcomes")
 _EMBEDDED_REDIS = None
 
 
@@ -37,8 +38,12 @@ def pytest_configure(config):
         os.environ["REDIS_URL"] = _EMBEDDED_REDIS.url
     consumer = EventConsumer().start()
     config._event_consumer = consumer
+    # Events each service emits go to the stand-in consumer; tests that need the real outcomes
+    # service feed it with `pump_events`.
     os.environ["OUTCOMES_URL"] = consumer.url
+    os.environ["METRICS_URL"] = consumer.url
     os.environ["DISSEMINATION_SUBSCRIBERS"] = "outcomes"
+    os.environ["OUTCOMES_SUBSCRIBERS"] = "metrics"
 
 
 def pytest_unconfigure(config):
@@ -117,13 +122,14 @@ def migrated():
     from shared.migrate import upgrade
     from shared.settings import load_settings
 
-    settings = load_settings("dissemination")
-    if settings.on_postgres:
-        database = Database(settings)
-        with database.engine.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE'))
-        database.engine.dispose()
-    upgrade("dissemination")
+    for service in SERVICES_UNDER_TEST:
+        settings = load_settings(service)
+        if settings.on_postgres:
+            database = Database(settings)
+            with database.engine.begin() as connection:
+                connection.execute(text(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE'))
+            database.engine.dispose()
+        upgrade(service)
     return True
 
 
@@ -154,9 +160,10 @@ def clean_db(migrated):
     from shared.db import Database
     from shared.settings import load_settings
 
-    database = Database(load_settings("dissemination"))
-    _empty_tables(database)
-    database.engine.dispose()
+    for service in SERVICES_UNDER_TEST:
+        database = Database(load_settings(service))
+        _empty_tables(database, service)
+        database.engine.dispose()
 
 
 @pytest.fixture
@@ -178,11 +185,12 @@ def app(clean_db, redis_conn, consumer):
     database.engine.dispose()
 
 
-def _empty_tables(database) -> None:
+def _empty_tables(database, service: str) -> None:
+    import importlib
+
     from sqlalchemy import text
 
-    from services.dissemination.models import Base
-
+    Base = importlib.import_module(f"services.{service}.models").Base  # noqa: N806
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with database.engine.begin() as connection:
         if database.settings.on_postgres:
@@ -200,6 +208,53 @@ def _clear_mail() -> None:
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def outcomes_app(app):
+    """The outcomes service, beside the dissemination service (``app``), on empty tables."""
+    from services.outcomes import create_app
+    from shared.service import set_runtime
+
+    application = create_app({"settings": {"testing": True}})
+    set_runtime("outcomes", None)
+    yield application
+    application.extensions["database"].engine.dispose()
+
+
+@pytest.fixture
+def outcomes_client(outcomes_app):
+    return outcomes_app.test_client()
+
+
+@pytest.fixture
+def pump_events(app, outcomes_app):
+    """Carry every event the dissemination service has emitted so far to the outcomes service's
+    /internal/events, signed, as the relay does (each once; the inbox ignores repeats)."""
+    from sqlalchemy import select
+
+    from shared import signing
+
+    delivered: set = set()
+
+    def pump(source=app, target=outcomes_app) -> int:
+        models = source.extensions["service"].models
+        session = source.extensions["database"].session()
+        try:
+            events = session.scalars(select(models.OutboxEvent).order_by(models.OutboxEvent.position)).all()
+            messages = [e.as_message(source.extensions["service"].name) for e in events if e.id not in delivered]
+            delivered.update(e.id for e in events)
+        finally:
+            session.close()
+        client = target.test_client()
+        secret = target.extensions["settings"].event_secret
+        for message in messages:
+            body = json.dumps(message).encode()
+            response = client.post("/internal/events", data=body, headers=signing.signed_headers(secret, body))
+            assert response.status_code == 200, response.get_json()
+        return len(messages)
+
+    return pump
 
 
 @pytest.fixture

@@ -1,0 +1,309 @@
+"""The chaser: a ladder of steps relative to each return's due date, applied by a periodic
+sweep. The database is the source of truth: a step is claimed by inserting its chase-log row
+(unique per return and step) under a row lock that other sweeps skip, and only then sent by an
+RQ job. A flushed Redis loses no step (the sweep re-enqueues pending ones) and a step is never
+claimed twice. A final return or a withdrawal stops the ladder; extending the due date moves
+the steps not yet sent, because each sweep plans from the current due date.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from rq import Retry, get_current_job
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.outcomes.links import form_url
+from services.outcomes.models import ChaseEntry, ChasePolicy, ExpectedReturn, Organisation, shared_models
+from shared.db import after_commit, utcnow
+from shared.events import emit
+from shared.notify import NotificationError, send_email, send_webhook
+from shared.queue import enqueue
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DAY = 86400
+DEFAULT_STEPS = [
+    {"name": "reminder", "offset_seconds": -3 * DAY, "notify": "recipient"},
+    {"name": "due_today", "offset_seconds": 0, "notify": "recipient"},
+    {"name": "overdue", "offset_seconds": 2 * DAY, "notify": "recipient"},
+    {"name": "escalation", "offset_seconds": 7 * DAY, "notify": "escalation"},
+    {"name": "centre_escalation", "offset_seconds": 14 * DAY, "notify": "centre"},
+]
+CHASE_RETRY_INTERVALS = [30, 120, 600, 1800]
+SWEEP_BATCH = 500
+
+
+def chase_retry_intervals() -> list[int]:
+    import os
+
+    configured = os.environ.get("NOTIFY_RETRY_INTERVALS")
+    return [int(part) for part in configured.split(",")] if configured else CHASE_RETRY_INTERVALS
+
+
+# --- the policy ----------------------------------------------------------------------------
+
+def current_policy(session: Session) -> ChasePolicy:
+    return session.get(ChasePolicy, 1) or ChasePolicy(id=1, steps=DEFAULT_STEPS, updated_by=None, updated_at=utcnow())
+
+
+def set_policy(session: Session, steps: list[dict], actor: str) -> ChasePolicy:
+    policy = session.get(ChasePolicy, 1) or ChasePolicy(id=1)
+    policy.steps = sorted((dict(step) for step in steps), key=lambda step: step["offset_seconds"])
+    policy.updated_by = actor
+    policy.updated_at = utcnow()
+    session.add(policy)
+    # New or moved steps may now apply to returns whose ladder was finished.
+    session.execute(
+        update(ExpectedReturn)
+        .where(ExpectedReturn.ladder_done_at.is_not(None), ExpectedReturn.final_returned_at.is_(None))
+        .values(ladder_done_at=None)
+    )
+    return policy
+
+
+# --- the sweep -----------------------------------------------------------------------------
+
+def steps_due(
+    expected: ExpectedReturn, steps: list[dict], logged: set[str], now: datetime
+) -> list[tuple[dict, str | None]]:
+    """(step, why it is skipped, or None to send it) for each step whose time has come and
+    that is not in the chase log yet.
+
+    A step planned before the package was issued is skipped. When several steps for the same
+    audience fall due at once (the sweep was down, or the due date was short), only the latest
+    is sent: a reminder after the overdue notice helps nobody.
+    """
+    due = []
+    for step in sorted(steps, key=lambda s: s["offset_seconds"]):
+        planned = expected.due_at + timedelta(seconds=step["offset_seconds"])
+        if step["name"] not in logged and planned <= now:
+            due.append((step, "planned before the package was issued" if planned < expected.issued_at else None))
+    latest_by_audience = {step["notify"]: step["name"] for step, skip in due if skip is None}
+    return [
+        (step, skip or (None if latest_by_audience[step["notify"]] == step["name"] else "superseded by a later step"))
+        for step, skip in due
+    ]
+
+
+def sweep(session: Session, settings: Settings, now: datetime | None = None) -> dict[str, int]:
+    """Claim every chase step that has fallen due, emit overdue events, and enqueue the sends.
+    Safe to run twice at once: returns locked by one sweep are skipped by the other."""
+    now = now or utcnow()
+    steps = current_policy(session).steps
+    earliest = min((s["offset_seconds"] for s in steps), default=0)
+    candidates = session.scalars(
+        select(ExpectedReturn)
+        .where(
+            ExpectedReturn.closed_at.is_(None),
+            ExpectedReturn.final_returned_at.is_(None),
+            ExpectedReturn.ladder_done_at.is_(None),
+            ExpectedReturn.due_at <= now - timedelta(seconds=min(earliest, 0)),
+        )
+        .order_by(ExpectedReturn.due_at)
+        .limit(SWEEP_BATCH)
+        .with_for_update(skip_locked=True, of=ExpectedReturn)
+    ).all()
+    counts = {"claimed": 0, "skipped": 0, "overdue": 0}
+    claimed: list[ChaseEntry] = []
+    for expected in candidates:
+        logged = set(session.scalars(select(ChaseEntry.step).where(ChaseEntry.return_id == expected.id)))
+        for step, skip in steps_due(expected, steps, logged, now):
+            entry = ChaseEntry(
+                return_id=expected.id,
+                step=step["name"],
+                notify=step["notify"],
+                planned_at=expected.due_at + timedelta(seconds=step["offset_seconds"]),
+                result="skipped" if skip else "pending",
+                error=skip,
+            )
+            try:
+                with session.begin_nested():
+                    session.add(entry)
+            except IntegrityError:
+                continue  # another sweep claimed it first
+            logged.add(entry.step)
+            counts["skipped" if skip else "claimed"] += 1
+            if not skip:
+                claimed.append(entry)
+        if now > expected.due_at and {step["name"] for step in steps} <= logged:
+            expected.ladder_done_at = now  # nothing left to send: later sweeps pass it by
+        if now > expected.due_at and expected.overdue_emitted_at is None:
+            expected.overdue_emitted_at = now
+            emit(session, shared_models, settings, "return.overdue", expected.id, {
+                "return_id": str(expected.id),
+                "package_id": str(expected.package_id),
+                "reference": expected.reference,
+                "organisation": expected.organisation,
+                "due_at": expected.due_at.isoformat(),
+                "overdue_at": now.isoformat(),
+            })
+            counts["overdue"] += 1
+    session.flush()
+    for entry in claimed:
+        after_commit(session, _enqueue_later(settings, entry.id))
+    session.commit()
+    return counts
+
+
+def requeue_lost_sends(session: Session, settings: Settings, older_than_seconds: int = 30) -> int:
+    """Pending chase steps whose job is not in Redis any more (Redis flushed or down)."""
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    ids = session.scalars(
+        select(ChaseEntry.id).where(ChaseEntry.result == "pending", ChaseEntry.claimed_at < cutoff).limit(1000)
+    ).all()
+    for entry_id in ids:
+        enqueue_send(settings, entry_id)
+    return len(ids)
+
+
+def _enqueue_later(settings: Settings, entry_id: int):
+    def enqueue_job() -> None:
+        enqueue_send(settings, entry_id)
+
+    return enqueue_job
+
+
+def enqueue_send(settings: Settings, entry_id: int) -> None:
+    intervals = chase_retry_intervals()
+    enqueue(
+        settings.redis_url,
+        "outcomes",
+        "services.outcomes.jobs.send_chase",
+        entry_id,
+        job_id=f"chase-{entry_id}",
+        retry=Retry(max=len(intervals), interval=intervals),
+    )
+
+
+# --- sending one step ----------------------------------------------------------------------
+
+def contacts_for(settings: Settings, organisation: Organisation | None, notify: str) -> list[tuple[str, str]]:
+    """(channel, address) to try in order: the step's contact, then the organisation's other one."""
+    if notify == "centre":
+        return [("email", settings.centre_email)]
+    if organisation is None:
+        return []
+    if notify == "escalation":
+        options = [("email", organisation.escalation_email), ("email", organisation.email)]
+    elif organisation.webhook_url:
+        options = [("webhook", organisation.webhook_url), ("email", organisation.email)]
+    else:
+        options = [("email", organisation.email), ("webhook", organisation.webhook_url)]
+    return [(channel, address) for channel, address in options if address]
+
+
+def chase_message(settings: Settings, expected: ExpectedReturn, entry: ChaseEntry) -> tuple[str, str, dict]:
+    link = form_url(settings, expected.id)
+    due = f"{expected.due_at:%d %B %Y %H:%M} UTC"
+    overdue = utcnow() > expected.due_at
+    subject = (
+        f"{'OVERDUE: ' if overdue else ''}Outcome return for {expected.reference} "
+        f"({expected.organisation}) {'was' if overdue else 'is'} due {due}"
+    )
+    audience = {
+        "recipient": f"Your organisation ({expected.organisation})",
+        "escalation": f"{expected.organisation}, as its escalation contact,",
+        "centre": f"The centre: {expected.organisation}",
+    }[entry.notify]
+    text = (
+        f"{audience} has an outcome return {'overdue' if overdue else 'due'} for intelligence package "
+        f"{expected.reference}.\n\nDue: {due}\nChase step: {entry.step}\n\n"
+        f"File the return (no account needed) at:\n{link}\n\n"
+        f"Tell us what was done with the intelligence, even if nothing was: the centre uses every "
+        f"return to judge and improve what it sends."
+    )
+    payload = {
+        "event": "outcome_return.chase",
+        "step": entry.step,
+        "notify": entry.notify,
+        "return_id": str(expected.id),
+        "reference": expected.reference,
+        "organisation": expected.organisation,
+        "due_at": expected.due_at.isoformat(),
+        "overdue": overdue,
+        "form_url": link,
+    }
+    return subject, text, payload
+
+
+def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
+    entry = session.scalars(
+        select(ChaseEntry).where(ChaseEntry.id == entry_id).with_for_update(skip_locked=True)
+    ).first()
+    if entry is None or entry.result != "pending":
+        return "nothing to do"
+    expected = session.get(ExpectedReturn, entry.return_id)
+    if expected.final_returned_at or expected.closed_at:
+        entry.result = "cancelled"
+        entry.error = "final return filed" if expected.final_returned_at else "return closed"
+        session.commit()
+        return "cancelled"
+    contacts = contacts_for(settings, session.get(Organisation, expected.organisation), entry.notify)
+    subject, text, payload = chase_message(settings, expected, entry)
+    job = get_current_job()
+    final_try = job is None or not job.retries_left
+    entry.attempts += 1
+    errors = []
+    for index, (channel, address) in enumerate(contacts):
+        try:
+            if channel == "webhook":
+                send_webhook(settings, address, payload)
+            else:
+                send_email(settings, address, subject, text)
+        except NotificationError as error:
+            errors.append(f"{channel} {address}: {error}")
+            if index == 0 and not (error.permanent or final_try):
+                break  # retry the step's own contact before falling back
+            continue
+        entry.result = "sent" if index == 0 else "sent_fallback"
+        entry.sent_at = utcnow()
+        entry.channel = channel
+        entry.address = address
+        entry.error = "; ".join(errors) or None
+        emit(session, shared_models, settings, "chase.sent", expected.id, {
+            "return_id": str(expected.id),
+            "package_id": str(expected.package_id),
+            "organisation": expected.organisation,
+            "step": entry.step,
+            "notify": entry.notify,
+            "channel": channel,
+            "sent_at": entry.sent_at.isoformat(),
+        })
+        session.commit()
+        return entry.result
+    if not contacts:
+        errors.append("no contact for this step in the directory")
+    entry.error = "; ".join(errors)
+    if final_try or not contacts:
+        entry.result = "failed"
+    session.commit()
+    if entry.result == "failed":
+        return "failed"
+    raise NotificationError(entry.error)
+
+
+def extend_due_date(session: Session, settings: Settings, expected: ExpectedReturn, new_due: datetime,
+                    reason: str, actor: str) -> None:
+    previous = expected.due_at
+    expected.due_at = new_due
+    expected.extensions = [*expected.extensions, {
+        "from": previous.isoformat(), "to": new_due.isoformat(), "reason": reason, "by": actor,
+        "at": utcnow().isoformat(),
+    }]
+    expected.ladder_done_at = None
+    if new_due > utcnow():
+        expected.overdue_emitted_at = None
+    emit(session, shared_models, settings, "return.extended", expected.id, {
+        "return_id": str(expected.id),
+        "package_id": str(expected.package_id),
+        "organisation": expected.organisation,
+        "previous_due_at": previous.isoformat(),
+        "due_at": new_due.isoformat(),
+        "reason": reason,
+    })
+

@@ -1,0 +1,102 @@
+"""Filing outcome returns: interim ones, then a final one; every amendment appended."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from services.outcomes.models import ChaseEntry, ExpectedReturn, Organisation, OutcomeReturn, shared_models
+from shared.db import utcnow
+from shared.events import emit
+from shared.settings import Settings
+
+
+class FilingRefused(Exception):
+    """The return cannot take an outcome now (answered 409)."""
+
+
+def filing_problems(session: Session, expected: ExpectedReturn, values: dict) -> dict[str, str]:
+    """Rules that need the database or the return's history, beyond the schema's."""
+    problems: dict[str, str] = {}
+    passed_to = values.get("passed_to")
+    if passed_to and "passed_on" in values.get("actions", []):
+        organisation = session.get(Organisation, passed_to)
+        if organisation is None or not organisation.active:
+            problems["passed_to"] = f"Unknown organisation {passed_to}."
+        elif passed_to == expected.organisation:
+            problems["passed_to"] = "Pass it to another organisation than your own."
+    if expected.final_returned_at and values.get("status") == "interim":
+        problems["status"] = "A final return has been filed; an amendment must be final too."
+    return problems
+
+
+def file_outcome(
+    session: Session, settings: Settings, expected: ExpectedReturn, values: dict, *, filed_by: str, via: str
+) -> OutcomeReturn:
+    if expected.close_reason == "withdrawn":
+        raise FilingRefused(f"Package {expected.reference} was withdrawn; no return is needed.")
+    feedback = values["intelligence_feedback"]
+    outcome = OutcomeReturn(
+        return_id=expected.id,
+        version=len(expected.outcomes) + 1,
+        status=values["status"],
+        actions=list(values["actions"]),
+        no_action_reason=values.get("no_action_reason") if "no_action" in values["actions"] else None,
+        passed_to=values.get("passed_to") if "passed_on" in values["actions"] else None,
+        priority=values["priority"],
+        tasking_forum=values.get("tasking_forum"),
+        results=dict(values["results"]),
+        attribution=values.get("attribution"),
+        strands=list(values.get("strands") or []),
+        usefulness=feedback["usefulness"],
+        accuracy=feedback["accuracy"],
+        timeliness=feedback["timeliness"],
+        comments=values.get("comments"),
+        filed_by=filed_by,
+        filed_via=via,
+        filed_at=utcnow(),
+    )
+    expected.outcomes.append(outcome)
+    expected.first_returned_at = expected.first_returned_at or outcome.filed_at
+    if outcome.status == "final" and expected.final_returned_at is None:
+        expected.final_returned_at = outcome.filed_at
+        # A final return stops the chase: pending steps are not sent.
+        session.execute(
+            update(ChaseEntry)
+            .where(ChaseEntry.return_id == expected.id, ChaseEntry.result == "pending")
+            .values(result="cancelled", error="final return filed")
+        )
+    session.flush()
+    emit(session, shared_models, settings, "outcome.filed", expected.id, outcome_event(expected, outcome))
+    return outcome
+
+
+def outcome_event(expected: ExpectedReturn, outcome: OutcomeReturn) -> dict:
+    return {
+        "return_id": str(expected.id),
+        "package_id": str(expected.package_id),
+        "reference": expected.reference,
+        "organisation": expected.organisation,
+        "due_at": expected.due_at.isoformat(),
+        "version": outcome.version,
+        "amendment": outcome.version > 1,
+        "status": outcome.status,
+        "filed_at": outcome.filed_at.isoformat(),
+        "filed_via": outcome.filed_via,
+        "on_time": outcome.filed_at <= expected.due_at,
+        "outcome": {
+            "actions": outcome.actions,
+            "no_action_reason": outcome.no_action_reason,
+            "passed_to": outcome.passed_to,
+            "priority": outcome.priority,
+            "tasking_forum": outcome.tasking_forum,
+            "results": outcome.results,
+            "attribution": outcome.attribution,
+            "strands": outcome.strands,
+            "intelligence_feedback": {
+                "usefulness": outcome.usefulness,
+                "accuracy": outcome.accuracy,
+                "timeliness": outcome.timeliness,
+            },
+        },
+    }

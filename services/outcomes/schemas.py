@@ -1,0 +1,199 @@
+"""Request and response schemas of the outcomes API (the OpenAPI document comes from these)."""
+
+from __future__ import annotations
+
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from services.outcomes.models import (
+    ACCURACIES,
+    ACTIONS,
+    ATTRIBUTIONS,
+    NOTIFY_TARGETS,
+    PRIORITIES,
+    RESULT_FIELDS,
+    RETURN_STATUSES,
+    STRANDS,
+    TIMELINESS,
+)
+from shared.api import BaseSchema, StrictInteger
+
+RETURN_LIST_STATUSES = ("open", "overdue", "returned", "withdrawn")
+COUNT_FIELDS = ("arrests", "charges", "warrants_executed", "deal_lines_closed", "people_safeguarded",
+                "children_safeguarded", "safeguarding_referrals", "weapons_seized")
+AMOUNT_FIELDS = ("drugs_seized_grams", "drugs_estimated_value_gbp", "cash_seized_gbp")
+PRIORITISED = ("high", "medium", "low")
+
+
+def _one_of(choices) -> validate.OneOf:
+    return validate.OneOf(choices, error="Must be one of: {choices}.")
+
+
+def _unique(values) -> None:
+    if len(set(values)) != len(values):
+        raise ValidationError("Each value may be given once.")
+
+
+class ResultsSchema(BaseSchema):
+    """Non-negative counts and amounts; anything left out is 0."""
+
+    arrests = StrictInteger(load_default=0, validate=validate.Range(min=0, max=100000))
+    charges = StrictInteger(load_default=0, validate=validate.Range(min=0, max=100000))
+    warrants_executed = StrictInteger(load_default=0, validate=validate.Range(min=0, max=100000))
+    deal_lines_closed = StrictInteger(load_default=0, validate=validate.Range(min=0, max=100000))
+    people_safeguarded = StrictInteger(load_default=0, validate=validate.Range(min=0, max=100000))
+    children_safeguarded = StrictInteger(
+        load_default=0, validate=validate.Range(min=0, max=100000),
+        metadata={"description": "of the people safeguarded, how many were children"},
+    )
+    safeguarding_referrals = StrictInteger(load_default=0, validate=validate.Range(min=0, max=100000))
+    drugs_seized_grams = fields.Float(load_default=0, allow_nan=False, validate=validate.Range(min=0, max=1e9))
+    drugs_estimated_value_gbp = fields.Float(load_default=0, allow_nan=False, validate=validate.Range(min=0, max=1e10))
+    cash_seized_gbp = fields.Float(load_default=0, allow_nan=False, validate=validate.Range(min=0, max=1e10))
+    weapons_seized = StrictInteger(load_default=0, validate=validate.Range(min=0, max=100000))
+
+    @validates_schema
+    def children_within_people(self, data, **_kwargs):
+        if data.get("children_safeguarded", 0) > data.get("people_safeguarded", 0):
+            raise ValidationError("Cannot be more than people_safeguarded.", field_name="children_safeguarded")
+
+
+class IntelligenceFeedbackSchema(BaseSchema):
+    usefulness = StrictInteger(required=True, validate=validate.Range(min=1, max=5),
+                               metadata={"description": "1 not useful - 5 very useful"})
+    accuracy = fields.String(required=True, validate=_one_of(ACCURACIES))
+    timeliness = fields.String(required=True, validate=_one_of(TIMELINESS))
+
+
+class OutcomeInputSchema(BaseSchema):
+    status = fields.String(required=True, validate=_one_of(RETURN_STATUSES))
+    actions = fields.List(fields.String(validate=_one_of(ACTIONS)), required=True,
+                          validate=[validate.Length(min=1, error="Choose at least one action."), _unique])
+    no_action_reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=4000))
+    passed_to = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=16),
+                              metadata={"description": "organisation code, needed with passed_on"})
+    priority = fields.String(required=True, validate=_one_of(PRIORITIES))
+    tasking_forum = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200),
+                                  metadata={"description": "the forum that set the priority"})
+    results = fields.Nested(ResultsSchema, load_default=lambda: ResultsSchema().load({}))
+    attribution = fields.String(load_default=None, allow_none=True, validate=_one_of(ATTRIBUTIONS),
+                                metadata={"description": "direct: the results came from this intelligence; "
+                                          "contributed: it was one of several sources"})
+    strands = fields.List(fields.String(validate=_one_of(STRANDS)), load_default=list, validate=_unique,
+                          metadata={"description": "the 4P strands the action served"})
+    intelligence_feedback = fields.Nested(IntelligenceFeedbackSchema, required=True)
+    comments = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=10000))
+
+    @validates_schema
+    def actions_make_sense(self, data, **_kwargs):
+        actions = data.get("actions") or []
+        errors: dict[str, list[str]] = {}
+        if "no_action" in actions and len(actions) > 1:
+            errors["actions"] = ["no_action cannot be combined with other actions."]
+        if "no_action" in actions and not (data.get("no_action_reason") or "").strip():
+            errors["no_action_reason"] = ["Say why no action was taken."]
+        if "passed_on" in actions and not (data.get("passed_to") or "").strip():
+            errors["passed_to"] = ["Say which organisation it was passed to."]
+        if data.get("priority") in PRIORITISED and not (data.get("tasking_forum") or "").strip():
+            errors["tasking_forum"] = ["Name the tasking forum that set the priority."]
+        results = data.get("results") or {}
+        if any(results.get(name) for name in RESULT_FIELDS) and not data.get("attribution"):
+            errors["attribution"] = ["Say whether the results came directly from this intelligence."]
+        if errors:
+            raise ValidationError(errors)
+
+
+class OutcomeSchema(BaseSchema):
+    id = fields.UUID()
+    return_id = fields.UUID()
+    version = fields.Integer()
+    status = fields.String()
+    actions = fields.List(fields.String())
+    no_action_reason = fields.String(allow_none=True)
+    passed_to = fields.String(allow_none=True)
+    priority = fields.String()
+    tasking_forum = fields.String(allow_none=True)
+    results = fields.Dict()
+    attribution = fields.String(allow_none=True)
+    strands = fields.List(fields.String())
+    intelligence_feedback = fields.Method("feedback")
+    comments = fields.String(allow_none=True)
+    filed_by = fields.String()
+    filed_via = fields.String(metadata={"description": "api or form"})
+    filed_at = fields.AwareDateTime()
+
+    def feedback(self, outcome) -> dict:
+        return {"usefulness": outcome.usefulness, "accuracy": outcome.accuracy, "timeliness": outcome.timeliness}
+
+
+class ExpectedReturnSchema(BaseSchema):
+    id = fields.UUID()
+    package_id = fields.UUID()
+    reference = fields.String()
+    title = fields.String()
+    threat_area = fields.String()
+    classification = fields.String()
+    organisation = fields.String()
+    status = fields.String(metadata={"description": "open, interim_returned, overdue, returned or withdrawn"})
+    issued_at = fields.AwareDateTime()
+    due_at = fields.AwareDateTime()
+    delivered_at = fields.AwareDateTime(attribute="issued_at")
+    acknowledged_at = fields.AwareDateTime(allow_none=True)
+    returned_at = fields.AwareDateTime(attribute="final_returned_at", allow_none=True)
+    first_returned_at = fields.AwareDateTime(allow_none=True)
+    closed_at = fields.AwareDateTime(allow_none=True)
+    versions = fields.Integer()
+    current = fields.Nested(OutcomeSchema, allow_none=True)
+    extensions = fields.List(fields.Dict())
+    form_url = fields.String(allow_none=True, metadata={"description": "the recipient's web form (recipients only)"})
+
+
+class ReturnQueryArgsSchema(BaseSchema):
+    status = fields.String(validate=_one_of(RETURN_LIST_STATUSES))
+    org = fields.String(validate=validate.Length(max=16))
+    package = fields.UUID()
+
+
+class ExtendSchema(BaseSchema):
+    due_at = fields.AwareDateTime(metadata={"description": "the new due date"})
+    working_days = StrictInteger(validate=validate.Range(min=1, max=120),
+                                 metadata={"description": "or: move the due date this many working days on"})
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=2000))
+
+    @validates_schema
+    def one_way(self, data, **_kwargs):
+        if ("due_at" in data) == ("working_days" in data):
+            raise ValidationError("Give either due_at or working_days.", field_name="due_at")
+
+
+class ChaseStepSchema(BaseSchema):
+    name = fields.String(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_]{1,39}$",
+                         error="Use 2-40 lower-case letters, digits or '_'."))
+    offset_seconds = StrictInteger(required=True, validate=validate.Range(min=-365 * 86400, max=365 * 86400),
+                                   metadata={"description": "relative to the due date; negative is before"})
+    notify = fields.String(required=True, validate=_one_of(NOTIFY_TARGETS))
+
+
+class ChasePolicySchema(BaseSchema):
+    steps = fields.List(fields.Nested(ChaseStepSchema), required=True, validate=validate.Length(max=20))
+    updated_by = fields.String(dump_only=True, allow_none=True)
+    updated_at = fields.AwareDateTime(dump_only=True)
+
+    @validates_schema
+    def unique_names(self, data, **_kwargs):
+        names = [step["name"] for step in data.get("steps", [])]
+        if len(set(names)) != len(names):
+            raise ValidationError("Each step needs its own name.", field_name="steps")
+
+
+class ChaseEntrySchema(BaseSchema):
+    id = fields.Integer()
+    return_id = fields.UUID()
+    step = fields.String()
+    notify = fields.String()
+    planned_at = fields.AwareDateTime()
+    sent_at = fields.AwareDateTime(allow_none=True)
+    result = fields.String(metadata={"description": "pending, sent, sent_fallback, failed or cancelled"})
+    channel = fields.String(allow_none=True)
+    address = fields.String(allow_none=True)
+    attempts = fields.Integer()
+    error = fields.String(allow_none=True)
