@@ -136,7 +136,6 @@ class ExpectedReturnSchema(BaseSchema):
     status = fields.String(metadata={"description": "open, interim_returned, overdue, returned or withdrawn"})
     issued_at = fields.AwareDateTime()
     due_at = fields.AwareDateTime()
-    delivered_at = fields.AwareDateTime(attribute="issued_at")
     acknowledged_at = fields.AwareDateTime(allow_none=True)
     returned_at = fields.AwareDateTime(attribute="final_returned_at", allow_none=True)
     first_returned_at = fields.AwareDateTime(allow_none=True)
