@@ -84,6 +84,7 @@ class Settings:
     outbox_sweep_seconds: int
     chase_sweep_seconds: int
     default_outcome_days: int
+    min_due_seconds: int
     public_urls: dict[str, str] = field(default_factory=dict)
     testing: bool = False
 
@@ -129,6 +130,8 @@ def load_settings(service: str, overrides: dict | None = None) -> Settings:
         outbox_sweep_seconds=_int("OUTBOX_SWEEP_SECONDS", 30),
         chase_sweep_seconds=_int("CHASE_SWEEP_SECONDS", 60),
         default_outcome_days=_int("DEFAULT_OUTCOME_DAYS", 28),
+        # Demos and end-to-end tests run the chase ladder in seconds; production keeps an hour.
+        min_due_seconds=_int("MIN_DUE_SECONDS", 3600),
     )
     values.update(overrides or {})
     if values["max_classification"] not in CLASSIFICATIONS:

@@ -15,7 +15,6 @@ from shared.db import utcnow
 from shared.settings import Settings
 
 MAX_DUE_AHEAD = timedelta(days=366)
-MIN_DUE_AHEAD = timedelta(hours=1)
 
 
 def package_problems(session: Session, settings: Settings, principal: Principal, values: dict) -> dict[str, str]:
@@ -41,16 +40,18 @@ def package_problems(session: Session, settings: Settings, principal: Principal,
         problems["recipients"] = f"Unknown or inactive organisation: {', '.join(unknown)}."
     due = values.get("outcome_due_at")
     if due is not None:
-        problem = due_date_problem(due)
+        problem = due_date_problem(due, settings)
         if problem:
             problems["outcome_due_at"] = problem
     return problems
 
 
-def due_date_problem(due: datetime, now: datetime | None = None) -> str | None:
+def due_date_problem(due: datetime, settings: Settings, now: datetime | None = None) -> str | None:
     now = now or utcnow()
-    if due < now + MIN_DUE_AHEAD:
-        return "The outcome due date must be at least an hour in the future."
+    minimum = timedelta(seconds=settings.min_due_seconds)
+    if due < now + minimum:
+        ahead = "an hour" if settings.min_due_seconds == 3600 else f"{settings.min_due_seconds} seconds"
+        return f"The outcome due date must be at least {ahead} in the future."
     if due > now + MAX_DUE_AHEAD:
         return "The outcome due date must be within a year."
     return None

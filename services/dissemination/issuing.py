@@ -82,7 +82,7 @@ def issue_package(session: Session, settings: Settings, package: Package, princi
     if not package.recipients:
         problems["recipients"] = "Add at least one recipient before issuing."
     due = package.outcome_due_at or now + timedelta(days=settings.default_outcome_days)
-    due_problem = due_date_problem(due, now)
+    due_problem = due_date_problem(due, settings, now)
     if due_problem:
         problems["outcome_due_at"] = due_problem
     if problems:

@@ -70,9 +70,14 @@ def wait_for(predicate, timeout=30.0, every=0.25):
 
 @pytest.fixture
 def running(clean_db, redis_conn, consumer, tmp_path):
-    port = free_port()
+    port, outcomes_port = free_port(), free_port()
     env = os.environ.copy()
+    # The real outcomes service receives the dissemination service's events; the stand-in
+    # consumer plays the metrics service, to see what the outcomes service emits.
     env.update(DISSEMINATION_PORT=str(port), DISSEMINATION_URL=f"http://127.0.0.1:{port}",
+               OUTCOMES_PORT=str(outcomes_port), OUTCOMES_URL=f"http://127.0.0.1:{outcomes_port}",
+               DISSEMINATION_SUBSCRIBERS="outcomes", OUTCOMES_SUBSCRIBERS="dissemination,metrics",
+               METRICS_URL=consumer.url, CHASE_SWEEP_SECONDS="1", OUTBOX_SWEEP_SECONDS="2", MIN_DUE_SECONDS="5",
                NOTIFY_RETRY_INTERVALS="1,2", RELAY_RETRY_INTERVALS="1,2", PYTHONUNBUFFERED="1")
     log = open(tmp_path / "run.log", "w+")
     process = subprocess.Popen([sys.executable, "-m", "tools.run"], cwd=ROOT, env=env,
@@ -84,7 +89,8 @@ def running(clean_db, redis_conn, consumer, tmp_path):
             log.seek(0)
             raise AssertionError("make run exited:\n" + log.read()[-3000:])
         try:
-            return requests.get(f"{base}/readyz", timeout=1).status_code == 200
+            return all(requests.get(f"{url}/readyz", timeout=1).status_code == 200
+                       for url in (base, env["OUTCOMES_URL"]))
         except requests.RequestException:
             return False
 
@@ -140,11 +146,82 @@ def test_make_run_serves_the_whole_dissemination_loop(running, consumer):
     acknowledged = requests.post(f"{base}/api/v1/disseminations/{gmp_inbox[0]['id']}/acknowledge",
                                  headers=gmp, timeout=5)
     assert acknowledged.json()["status"] == "acknowledged"
-    wait_for(lambda: consumer.of_type("dissemination.acknowledged"), timeout=20)
-    assert len(consumer.of_type("package.issued")) == 1
 
     # Ctrl-C stops every process make run started.
     os.killpg(process.pid, signal.SIGINT)
     assert process.wait(timeout=20) is not None
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base}/healthz", timeout=2)
+
+
+def test_make_run_closes_the_loop_and_chases_the_silent_force(running, consumer, redis_conn, mailbox):  # noqa: C901
+    """A package issued to two forces makes two returns; GMP files, MPS stays silent and is
+    chased up a seconds-scale ladder by the real cron and worker, and listed overdue; a Redis
+    flush in the middle loses nothing."""
+    base, env, process, log = running
+    outcomes = env["OUTCOMES_URL"]
+    issuer = {"Authorization": "Bearer " + make_token(env, "NCLCC", "issuer,admin")}
+    gmp = {"Authorization": "Bearer " + make_token(env, "GMP", "recipient")}
+    ladder = {"steps": [
+        {"name": "reminder", "offset_seconds": -6, "notify": "recipient"},
+        {"name": "due_today", "offset_seconds": 0, "notify": "recipient"},
+        {"name": "overdue", "offset_seconds": 2, "notify": "recipient"},
+        {"name": "escalation", "offset_seconds": 4, "notify": "escalation"},
+        {"name": "centre_escalation", "offset_seconds": 6, "notify": "centre"},
+    ]}
+    assert requests.put(f"{outcomes}/api/v1/chase-policy", json=ladder, headers=issuer, timeout=5).status_code == 200
+    from datetime import UTC, datetime, timedelta
+
+    due = datetime.now(UTC) + timedelta(seconds=16)
+    body = {
+        "title": "Line into Stockport", "summary": "Runner addresses attached.", "threat_area": "county_lines",
+        "classification": "OFFICIAL", "source_evaluation": 1, "intelligence_assessment": "A", "handling_code": "P",
+        "recipients": ["GMP", "MPS"], "outcome_due_at": due.isoformat(),
+    }
+    package = requests.post(f"{base}/api/v1/packages", json=body, headers=issuer, timeout=5).json()
+    assert requests.post(f"{base}/api/v1/packages/{package['id']}/issue", headers=issuer, timeout=5).ok
+
+    def returns_listed():
+        rows = requests.get(f"{outcomes}/api/v1/returns?package={package['id']}", headers=issuer, timeout=5).json()
+        return {r["organisation"]: r for r in rows} if len(rows) == 2 else None
+
+    returns = wait_for(returns_listed, timeout=20)
+    gmp_return, mps_return = returns["GMP"]["id"], returns["MPS"]["id"]
+    outcome = {
+        "status": "final", "actions": ["enforcement"], "priority": "high", "tasking_forum": "GMP tasking",
+        "results": {"arrests": 2, "charges": 2}, "attribution": "direct", "strands": ["pursue"],
+        "intelligence_feedback": {"usefulness": 5, "accuracy": "confirmed", "timeliness": "timely"},
+    }
+    filed = requests.post(f"{outcomes}/api/v1/returns/{gmp_return}/outcomes", json=outcome, headers=gmp, timeout=5)
+    assert filed.status_code == 201, filed.text
+
+    # The reminder goes first; then Redis loses everything it held.
+    def step_sent(return_id, step):
+        log_rows = requests.get(f"{outcomes}/api/v1/returns/{return_id}/chases", headers=issuer, timeout=5).json()
+        return any(row["step"] == step and row["result"] == "sent" for row in log_rows)
+
+    wait_for(lambda: step_sent(mps_return, "reminder"), timeout=30)
+    redis_conn.flushdb()
+
+    wait_for(lambda: step_sent(mps_return, "centre_escalation"), timeout=60, every=0.5)
+    mps_log = requests.get(f"{outcomes}/api/v1/returns/{mps_return}/chases", headers=issuer, timeout=5).json()
+    assert [(row["step"], row["result"]) for row in mps_log] == [
+        ("reminder", "sent"), ("due_today", "sent"), ("overdue", "sent"), ("escalation", "sent"),
+        ("centre_escalation", "sent")]
+    gmp_log = requests.get(f"{outcomes}/api/v1/returns/{gmp_return}/chases", headers=issuer, timeout=5).json()
+    assert all(row["step"] == "reminder" for row in gmp_log)  # nothing after GMP's final return
+
+    overdue = requests.get(f"{outcomes}/api/v1/returns?status=overdue", headers=issuer, timeout=5).json()
+    assert [r["id"] for r in overdue] == [mps_return]
+    to = [m["To"] for m in mailbox() if "Outcome return for" in m["Subject"] and "MPS" in m["Subject"]]
+    assert to.count("outcomes.mps@directory.invalid") == 3 and to.count("escalation.mps@directory.invalid") == 1
+
+    # The dissemination service learnt of GMP's return; the "metrics" consumer saw the events.
+    def gmp_returned():
+        row = requests.get(f"{base}/api/v1/disseminations/{gmp_return}", headers=issuer, timeout=5).json()
+        return row["status"] == "returned"
+
+    wait_for(gmp_returned, timeout=20)
+    wait_for(lambda: consumer.of_type("return.overdue"), timeout=20)
+    assert [e["payload"]["return_id"] for e in consumer.of_type("outcome.filed")] == [gmp_return]
+    assert len({e["id"] for e in consumer.of_type("chase.sent")}) >= 5
