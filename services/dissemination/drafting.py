@@ -38,6 +38,8 @@ def package_problems(session: Session, settings: Settings, principal: Principal,
     unknown = [code for code in recipients if code not in known]
     if unknown:
         problems["recipients"] = f"Unknown or inactive organisation: {', '.join(unknown)}."
+    if values.get("outcome_due_at") and values.get("outcome_due_working_days"):
+        problems["outcome_due_working_days"] = "Give a due date or a number of working days, not both."
     due = values.get("outcome_due_at")
     if due is not None:
         problem = due_date_problem(due, settings)
@@ -109,7 +111,7 @@ def set_recipients(package: Package, codes: list[str]) -> None:
 def merged_values(package: Package, changes: dict) -> dict:
     """What the package would hold after ``changes``, for checking the rules as a whole."""
     names = (
-        "classification", "handling_code", "handling_conditions", "outcome_due_at",
+        "classification", "handling_code", "handling_conditions", "outcome_due_at", "outcome_due_working_days",
     )
     values = {name: getattr(package, name) for name in names}
     values["recipients"] = package.recipients

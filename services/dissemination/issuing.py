@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from services.dissemination.drafting import due_date_problem
 from services.dissemination.models import Dissemination, Organisation, Package, shared_models
 from shared.auth import Principal
+from shared.calendar import add_working_days
 from shared.db import after_commit, utcnow
 from shared.events import emit
 from shared.notify import NotificationError, send_email, send_webhook
@@ -81,7 +82,8 @@ def issue_package(session: Session, settings: Settings, package: Package, princi
     problems: dict[str, str] = {}
     if not package.recipients:
         problems["recipients"] = "Add at least one recipient before issuing."
-    due = package.outcome_due_at or now + timedelta(days=settings.default_outcome_days)
+    due_by_recipient = due_dates(session, settings, package, now)
+    due = max(due_by_recipient.values(), default=now + timedelta(days=settings.default_outcome_days))
     due_problem = due_date_problem(due, settings, now)
     if due_problem:
         problems["outcome_due_at"] = due_problem
@@ -92,7 +94,8 @@ def issue_package(session: Session, settings: Settings, package: Package, princi
     package.issued_by = principal.sub
     package.outcome_due_at = due
     package.disseminations = [
-        Dissemination(id=uuid.uuid4(), organisation=code, due_at=due, created_at=now) for code in package.recipients
+        Dissemination(id=uuid.uuid4(), organisation=code, due_at=due_by_recipient[code], created_at=now)
+        for code in package.recipients
     ]
     session.flush()
     payload = package_event(package)
@@ -101,6 +104,19 @@ def issue_package(session: Session, settings: Settings, package: Package, princi
     for dissemination in package.disseminations:
         after_commit(session, _enqueue_later(settings, "deliver", dissemination.id))
     return package
+
+
+def due_dates(session: Session, settings: Settings, package: Package, now) -> dict[str, object]:
+    """Each recipient's due date: the package's date, or N working days on by the bank
+    holidays of the recipient's part of the UK, or the default number of days."""
+    if package.outcome_due_working_days:
+        regions = dict(session.execute(
+            select(Organisation.code, Organisation.region).where(Organisation.code.in_(package.recipients))
+        ).all())
+        return {code: add_working_days(now, package.outcome_due_working_days, regions.get(code))
+                for code in package.recipients}
+    due = package.outcome_due_at or now + timedelta(days=settings.default_outcome_days)
+    return {code: due for code in package.recipients}
 
 
 def withdraw_package(

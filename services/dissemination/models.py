@@ -79,6 +79,7 @@ class Package(Base):
     handling_code: Mapped[str] = mapped_column(String(1))
     handling_conditions: Mapped[str | None] = mapped_column(Text)
     outcome_due_at: Mapped[datetime | None]
+    outcome_due_working_days: Mapped[int | None]
     status: Mapped[str] = mapped_column(String(16), default="draft")
     created_by: Mapped[str] = mapped_column(String(200))
     created_by_org: Mapped[str] = mapped_column(String(16))

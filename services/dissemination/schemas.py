@@ -87,12 +87,20 @@ class PackageFieldsSchema(BaseSchema):
     outcome_due_at = fields.AwareDateTime(
         allow_none=True, metadata={"description": "when the outcome return is due; default 28 days after issue"}
     )
+    outcome_due_working_days = StrictInteger(
+        allow_none=True, validate=validate.Range(min=1, max=250),
+        metadata={"description": "or: due this many working days after issue, skipping weekends and the "
+                  "bank holidays of each recipient's part of the UK"},
+    )
 
     @validates_schema
     def unique_recipients(self, data, **_kwargs):
         recipients = data.get("recipients") or []
         if len(set(recipients)) != len(recipients):
             raise ValidationError("Each organisation may be listed once.", field_name="recipients")
+        if data.get("outcome_due_at") and data.get("outcome_due_working_days"):
+            raise ValidationError("Give a due date or a number of working days, not both.",
+                                  field_name="outcome_due_working_days")
 
 
 class PackageCreateSchema(PackageFieldsSchema):
@@ -119,6 +127,7 @@ class PackageSchema(BaseSchema):
     handling_conditions = fields.String(allow_none=True)
     recipients = fields.List(fields.String())
     outcome_due_at = fields.AwareDateTime(allow_none=True)
+    outcome_due_working_days = fields.Integer(allow_none=True)
     status = fields.String()
     created_by = fields.String()
     created_at = fields.AwareDateTime()

@@ -10,7 +10,7 @@ import requests
 import responses
 
 from shared import signing
-from tests.dissemination.helpers import create_package, in_days, issue_package
+from tests.dissemination.helpers import create_package, in_days, issue_package, package_body
 
 HOOK = "https://hooks.gmp.example/nclcc"
 
@@ -186,3 +186,21 @@ def test_only_issuers_issue(client, token, role):
     package = create_package(client, token())
     response = client.post(f"/api/v1/packages/{package['id']}/issue", headers=token(roles=role))
     assert response.status_code == 403
+
+
+def test_due_in_working_days_follows_each_recipients_bank_holidays(client, token):
+    from shared.calendar import add_working_days
+
+    package = issue_package(client, token(), recipients=["GMP", "PSCOT"], outcome_due_working_days=10)
+    issued_at = datetime.fromisoformat(package["issued_at"])
+    rows = disseminations(client, token, package["id"])
+    assert datetime.fromisoformat(rows["GMP"]["due_at"]) == add_working_days(issued_at, 10, "North West")
+    assert datetime.fromisoformat(rows["PSCOT"]["due_at"]) == add_working_days(issued_at, 10, "Scotland")
+    assert (datetime.fromisoformat(rows["GMP"]["due_at"]) - issued_at).days >= 14  # two weekends at least
+
+
+def test_a_due_date_and_working_days_together_are_refused(client, token):
+    body = package_body(outcome_due_at=in_days(10), outcome_due_working_days=5)
+    response = client.post("/api/v1/packages", json=body, headers=token())
+    assert response.status_code == 422
+    assert "outcome_due_working_days" in response.get_json()["errors"]["json"]
