@@ -154,11 +154,24 @@ def test_make_run_serves_the_whole_dissemination_loop(running, consumer):
         requests.get(f"{base}/healthz", timeout=2)
 
 
-def test_make_run_closes_the_loop_and_chases_the_silent_force(running, consumer, redis_conn, mailbox):  # noqa: C901
+def test_make_run_closes_the_loop_and_chases_the_silent_force(running, consumer, redis_conn, mailbox):
     """A package issued to two forces makes two returns; GMP files, MPS stays silent and is
     chased up a seconds-scale ladder by the real cron and worker, and listed overdue; a Redis
-    flush in the middle loses nothing."""
+    flush in the middle loses nothing. A second worker and a second cron process sweep at the
+    same time, and still every step goes once."""
     base, env, process, log = running
+    extra = [subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+             for module in ("shared.worker", "shared.cron")]
+    try:
+        _close_the_loop(base, env, consumer, redis_conn, mailbox)
+    finally:
+        for child in extra:
+            os.killpg(child.pid, signal.SIGINT)
+            child.wait(timeout=20)
+
+
+def _close_the_loop(base, env, consumer, redis_conn, mailbox):
     outcomes = env["OUTCOMES_URL"]
     issuer = {"Authorization": "Bearer " + make_token(env, "NCLCC", "issuer,admin")}
     gmp = {"Authorization": "Bearer " + make_token(env, "GMP", "recipient")}
