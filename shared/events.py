@@ -246,6 +246,40 @@ class InternalEvents(MethodView):
         return {"id": message["id"], "result": result}
 
 
+class EventPageArgsSchema(BaseSchema):
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=500, validate=validate.Range(min=1, max=5000))
+
+
+@internal_blp.route("/events/log")
+class InternalEventLog(MethodView):
+    @internal_blp.arguments(EventPageArgsSchema, location="query")
+    @internal_blp.doc(security=[], description="Every event this service has emitted, in order, after a position: "
+                      "how a consumer rebuilds its read model. Signed like /internal/events, over the path and "
+                      "query string.")
+    def get(self, args):
+        settings = current_app.extensions["settings"]
+        problem = signing.verify(settings.event_secret, request.headers, request.full_path.encode())
+        if problem:
+            abort(401, message=f"Refused: {problem}.")
+        service = current_app.extensions["service"]
+        model = service.models.OutboxEvent
+        rows = get_session().scalars(
+            select(model).where(model.position > args["after"]).order_by(model.position).limit(args["limit"])
+        ).all()
+        return {"events": [row.as_message(service.name) for row in rows],
+                "next_after": rows[-1].position if rows else args["after"]}
+
+
+def fetch_event_log(settings: Settings, source: str, after: int = 0, limit: int = 1000) -> dict:
+    """One page of another service's event log (for rebuilding a read model)."""
+    path = f"/internal/events/log?after={after}&limit={limit}"
+    headers = signing.signed_headers(settings.event_secret, path.encode())
+    response = requests.get(settings.service_urls[source] + path, headers=headers, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
 # --- the outbox, for admins ---------------------------------------------------------------
 
 outbox_blp = Blueprint("outbox", __name__, url_prefix="/api/v1/outbox", description="Events this service sends.")

@@ -18,8 +18,8 @@ CLASSIFICATIONS = ("OFFICIAL", "OFFICIAL-SENSITIVE", "SECRET", "TOP SECRET")
 # Which services receive the events each service emits. A service only appears once it
 # exists; its events wait in the sender's outbox while it is down.
 DEFAULT_SUBSCRIBERS = {
-    "dissemination": "outcomes",
-    "outcomes": "dissemination",
+    "dissemination": "outcomes,metrics",
+    "outcomes": "dissemination,metrics",
     "metrics": "",
 }
 

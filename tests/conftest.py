@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 _TMP = Path(tempfile.mkdtemp(prefix="nclcc-tests-"))
-SERVICES_UNDER_TEST = ("dissemination", "outcomes")
+SERVICES_UNDER_TEST = ("dissemination", "outcomes", "metrics")
 _EMBEDDED_REDIS = None
 
 
@@ -228,6 +228,23 @@ def outcomes_client(outcomes_app):
 
 
 @pytest.fixture
+def metrics_app(app):
+    """The metrics service, on an empty read model."""
+    from services.metrics import create_app
+    from shared.service import set_runtime
+
+    application = create_app({"settings": {"testing": True}})
+    set_runtime("metrics", None)
+    yield application
+    application.extensions["database"].engine.dispose()
+
+
+@pytest.fixture
+def metrics_client(metrics_app):
+    return metrics_app.test_client()
+
+
+@pytest.fixture
 def pump_events(app, outcomes_app):
     """Carry every event the dissemination service has emitted so far to the outcomes service's
     /internal/events, signed, as the relay does (each once; the inbox ignores repeats)."""
@@ -240,10 +257,11 @@ def pump_events(app, outcomes_app):
     def pump(source=app, target=outcomes_app) -> int:
         models = source.extensions["service"].models
         session = source.extensions["database"].session()
+        route = (source.extensions["service"].name, target.extensions["service"].name)
         try:
             events = session.scalars(select(models.OutboxEvent).order_by(models.OutboxEvent.position)).all()
-            messages = [e.as_message(source.extensions["service"].name) for e in events if e.id not in delivered]
-            delivered.update(e.id for e in events)
+            messages = [e.as_message(route[0]) for e in events if (route, e.id) not in delivered]
+            delivered.update((route, e.id) for e in events)
         finally:
             session.close()
         client = target.test_client()

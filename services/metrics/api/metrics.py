@@ -1,0 +1,206 @@
+"""/api/v1/metrics: what each package achieved, per package, organisation, month and grade."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from datetime import UTC, datetime
+
+from flask import Response
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from sqlalchemy import func, select
+
+from services.metrics import figures
+from services.metrics.access import is_leader, require_leader, require_organisation
+from services.metrics.models import Fact, Organisation, PackageState
+from services.metrics.schemas import (
+    GradingSchema,
+    OrganisationMetricsSchema,
+    PackageListArgsSchema,
+    PackageMetricsSchema,
+    PackageRowSchema,
+    PeriodArgsSchema,
+    SummarySchema,
+)
+from shared.audit import audit_target
+from shared.auth import current_principal, require
+from shared.db import get_session
+
+blp = Blueprint("metrics", __name__, url_prefix="/api/v1/metrics", description="Outcome and benefit metrics.")
+
+SORT_COLUMNS = {
+    "issued_at": PackageState.issued_at, "reference": PackageState.reference, "verdict": PackageState.verdict,
+    "arrests": PackageState.arrests, "final_returns": PackageState.final_returns,
+    "actioned_returns": PackageState.actioned_returns,
+}
+
+
+def package_query(args: dict):
+    query = select(PackageState)
+    if args.get("threat_area"):
+        query = query.where(PackageState.threat_area == args["threat_area"])
+    if args.get("verdict"):
+        query = query.where(PackageState.verdict == args["verdict"])
+    if args.get("from_month"):
+        start = figures.parse_month(args["from_month"])
+        query = query.where(PackageState.issued_at >= datetime(start.year, start.month, 1, tzinfo=UTC))
+    if args.get("to_month"):
+        end = figures.parse_month(args["to_month"])
+        year, month = (end.year + 1, 1) if end.month == 12 else (end.year, end.month + 1)
+        query = query.where(PackageState.issued_at < datetime(year, month, 1, tzinfo=UTC))
+    if args.get("organisation"):
+        from services.metrics.models import ReturnState
+
+        query = query.where(PackageState.package_id.in_(
+            select(ReturnState.package_id).where(ReturnState.organisation == args["organisation"].upper())))
+    sort = args.get("sort", "-issued_at")
+    column = SORT_COLUMNS[sort.lstrip("-")]
+    return query.order_by(column.desc() if sort.startswith("-") else column, PackageState.reference)
+
+
+@blp.route("/packages")
+class PackageList(MethodView):
+    @require()
+    @blp.arguments(PackageListArgsSchema, location="query")
+    @blp.response(200, PackageRowSchema(many=True))
+    @blp.paginate()
+    def get(self, args, pagination_parameters):
+        """Packages with their verdict; filter by period, threat area, recipient and verdict; sort."""
+        require_leader()
+        session = get_session()
+        query = package_query(args)
+        pagination_parameters.item_count = session.scalar(select(func.count()).select_from(query.subquery()))
+        rows = session.scalars(query.offset(pagination_parameters.first_item)
+                               .limit(pagination_parameters.page_size)).all()
+        return [figures.package_summary(row) for row in rows]
+
+
+@blp.route("/packages/<uuid:package_id>")
+class PackageMetrics(MethodView):
+    @require()
+    @blp.response(200, PackageMetricsSchema)
+    def get(self, package_id: uuid.UUID):
+        """Reach, return compliance, use, results, intelligence quality and the verdict."""
+        audit_target("package", package_id)
+        require_leader()
+        session = get_session()
+        package = session.get(PackageState, package_id) or abort(404, message="No figures for this package.")
+        return figures.package_metrics(session, package)
+
+
+@blp.route("/organisations")
+class OrganisationList(MethodView):
+    @require()
+    @blp.response(200, OrganisationMetricsSchema(many=True))
+    def get(self):
+        """Every organisation that has received packages, with its figures."""
+        require_leader()
+        session = get_session()
+        codes = list(session.scalars(select(Fact.key).where(Fact.scope == "org").distinct().order_by(Fact.key)))
+        org_facts = figures.facts_for(session, "org", codes)
+        hour_facts = figures.facts_for(session, "org_hours", codes)
+        return [figures.organisation_metrics(session, code, org_facts[code], hour_facts[code]) for code in codes]
+
+
+@blp.route("/organisations/<string:code>")
+class OrganisationMetrics(MethodView):
+    @require()
+    @blp.response(200, OrganisationMetricsSchema)
+    def get(self, code: str):
+        """One organisation: packages received, return and on-time rates, days to return, results."""
+        code = code.upper()
+        audit_target("organisation", code)
+        require_organisation(code)
+        session = get_session()
+        if session.get(Organisation, code) is None and not figures.facts_for(session, "org", [code])[code]:
+            abort(404, message=f"No organisation {code}.")
+        return figures.organisation_metrics(session, code)
+
+
+def period_of(args: dict):
+    start, end = figures.this_year()
+    if args.get("from_month"):
+        start = figures.parse_month(args["from_month"])
+    if args.get("to_month"):
+        end = figures.parse_month(args["to_month"])
+    if len(figures.months_between(start, end)) > 120:
+        from shared.api import invalid
+
+        invalid({"from": "Ask for ten years at most."}, location="query")
+    return start, end
+
+
+@blp.route("/summary")
+class Summary(MethodView):
+    @require()
+    @blp.arguments(PeriodArgsSchema, location="query")
+    @blp.response(200, SummarySchema)
+    def get(self, args):
+        """The funnel issued -> delivered -> acknowledged -> returned -> actioned, result totals and
+        the monthly trend; this year unless `from`/`to` say otherwise. Recipients see their own."""
+        organisation = args.get("organisation")
+        if not is_leader():
+            organisation = organisation or current_principal().org
+            require_organisation(organisation.upper())
+        start, end = period_of(args)
+        return figures.summary(get_session(), start, end, args.get("threat_area"),
+                               organisation.upper() if organisation else None)
+
+
+@blp.route("/grading")
+class Grading(MethodView):
+    @require()
+    @blp.response(200, GradingSchema)
+    def get(self):
+        """For each source evaluation x intelligence assessment, how recipients judged the
+        intelligence: confirmed, partly confirmed, not confirmed or false."""
+        require_leader()
+        return figures.grading(get_session())
+
+
+CSV_COLUMNS = ("reference", "title", "threat_area", "classification", "grading", "issued_at", "due_at", "verdict",
+               "verdict_reason", "recipients", "final_returns", "actioned_returns", "arrests", "withdrawn_at")
+
+
+@blp.route("/export.csv")
+class Export(MethodView):
+    @require()
+    @blp.arguments(PackageListArgsSchema, location="query")
+    @blp.response(200, content_type="text/csv", description="The package list as CSV")
+    def get(self, args):
+        """The package list with the same filters, as CSV for spreadsheets."""
+        require_leader()
+        session = get_session()
+
+        def rows():
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            writer.writerow(CSV_COLUMNS)
+            offset = 0
+            while True:
+                batch = session.scalars(package_query(args).offset(offset).limit(1000)).all()
+                for package in batch:
+                    summary = figures.package_summary(package)
+                    writer.writerow([_csv_value(summary[c]) for c in CSV_COLUMNS])
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+                if len(batch) < 1000:
+                    return
+                offset += 1000
+
+        stamp = datetime.now(UTC).strftime("%Y%m%d")
+        return Response(
+            "".join(rows()), mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="nclcc-package-outcomes-{stamp}.csv"'},
+        )
+
+
+def _csv_value(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = "" if value is None else str(value)
+    # A cell starting with = + - @ is a formula to a spreadsheet: neutralise it.
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text

@@ -1,0 +1,240 @@
+"""Reading the read model: the figures each metrics endpoint answers with. Every function
+reads pre-aggregated rows (a package's, an organisation's, a year's months), never scans."""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from collections import Counter
+from datetime import UTC, date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.metrics.models import Fact, Organisation, PackageState, ReturnState
+from services.metrics.projections import RESULT_FIELDS, month_keys, package_facts
+
+ACTIONS = ("enforcement", "safeguarding", "further_development", "recorded_only", "passed_on", "no_action")
+PRIORITIES = ("high", "medium", "low", "not_prioritised")
+STRANDS = ("pursue", "prevent", "protect", "prepare")
+ACCURACIES = ("confirmed", "partly_confirmed", "not_confirmed", "false")
+TIMELINESS = ("timely", "late_but_useful", "too_late")
+SOURCE_EVALUATIONS = (1, 2, 3)
+ASSESSMENTS = ("A", "B", "C", "D", "E")
+
+
+def rate(part: float, whole: float) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def hours_between(start: datetime | None, end: datetime | None) -> float | None:
+    return (end - start).total_seconds() / 3600 if start and end else None
+
+
+def median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 2) if values else None
+
+
+def breakdown(figures: Counter, prefix: str, names) -> dict[str, int]:
+    return {name: int(figures[f"{prefix}:{name}"]) for name in names}
+
+
+def results_of(figures: Counter) -> dict:
+    def amounts(suffix: str) -> dict:
+        return {name: figures[f"result:{name}{suffix}"] for name in RESULT_FIELDS}
+
+    return {"totals": amounts(""), "direct": amounts(":direct"), "contributed": amounts(":contributed")}
+
+
+def quality_of(figures: Counter) -> dict:
+    n = figures["usefulness_n"]
+    return {
+        "mean_usefulness": round(figures["usefulness_sum"] / n, 2) if n else None,
+        "rated": int(n),
+        "accuracy": breakdown(figures, "accuracy", ACCURACIES),
+        "timeliness": breakdown(figures, "timeliness", TIMELINESS),
+    }
+
+
+def use_of(figures: Counter) -> dict:
+    return {
+        "by_action": breakdown(figures, "action", ACTIONS),
+        "by_priority": breakdown(figures, "priority", PRIORITIES),
+        "by_strand": breakdown(figures, "strand", STRANDS),
+    }
+
+
+def package_summary(package: PackageState) -> dict:
+    return {
+        "package_id": package.package_id,
+        "reference": package.reference,
+        "title": package.title,
+        "threat_area": package.threat_area,
+        "classification": package.classification,
+        "grading": f"{package.source_evaluation}{package.intelligence_assessment}{package.handling_code}",
+        "issued_at": package.issued_at,
+        "due_at": package.due_at,
+        "withdrawn_at": package.withdrawn_at,
+        "verdict": package.verdict,
+        "verdict_reason": package.verdict_reason,
+        "recipients": package.recipients,
+        "final_returns": package.final_returns,
+        "actioned_returns": package.actioned_returns,
+        "arrests": package.arrests,
+    }
+
+
+def package_metrics(session: Session, package: PackageState) -> dict:
+    figures = package_facts(session, package.package_id)
+    returns = session.scalars(select(ReturnState).where(ReturnState.package_id == package.package_id)).all()
+    live = [r for r in returns if not r.withdrawn]
+    ack_hours = [h for r in live if (h := hours_between(package.issued_at, r.acknowledged_at)) is not None]
+    first_hours = [h for r in live if (h := hours_between(package.issued_at, r.first_returned_at)) is not None]
+    return {
+        **package_summary(package),
+        "reach": {
+            "recipients": int(figures["recipients"]),
+            "delivered": int(figures["delivered"]),
+            "failed": int(figures["failed"]),
+            "acknowledged": int(figures["acknowledged"]),
+            "median_hours_to_acknowledge": median(ack_hours),
+        },
+        "compliance": {
+            "expected": int(figures["recipients"]),
+            "interim": int(figures["interim"]),
+            "final": int(figures["final"]),
+            "on_time": int(figures["on_time"]),
+            "overdue_now": int(figures["overdue"]),
+            "median_hours_to_first_return": median(first_hours),
+        },
+        "use": use_of(figures),
+        "results": results_of(figures),
+        "quality": quality_of(figures),
+        "by_recipient": [
+            {
+                "organisation": r.organisation,
+                "status": "withdrawn" if r.withdrawn else "returned" if r.final_returned_at else
+                          "overdue" if r.overdue else "interim" if r.version else "awaiting",
+                "actions": (r.outcome or {}).get("actions", []),
+                "priority": (r.outcome or {}).get("priority"),
+                "version": r.version,
+            }
+            for r in sorted(returns, key=lambda r: r.organisation or "")
+        ],
+    }
+
+
+def facts_for(session: Session, scope: str, keys: list[str]) -> dict[str, Counter]:
+    rows = session.execute(select(Fact.key, Fact.metric, Fact.value).where(Fact.scope == scope, Fact.key.in_(keys)))
+    found: dict[str, Counter] = {key: Counter() for key in keys}
+    for key, metric, value in rows:
+        found[key][metric] = value
+    return found
+
+
+def median_from_histogram(histogram: Counter) -> float | None:
+    total = sum(histogram.values())
+    if not total:
+        return None
+    seen = 0
+    for hours in sorted(histogram, key=int):
+        seen += histogram[hours]
+        if seen * 2 >= total:
+            return round((int(hours) + 0.5) / 24, 2)  # the bucket's middle, in days
+    return None
+
+
+def organisation_metrics(session: Session, code: str, figures: Counter | None = None,
+                         hours: Counter | None = None) -> dict:
+    if figures is None:
+        figures = facts_for(session, "org", [code])[code]
+    if hours is None:
+        hours = facts_for(session, "org_hours", [code])[code]
+    organisation = session.get(Organisation, code)
+    received = figures["recipients"]
+    return {
+        "code": code,
+        "name": organisation.name if organisation else code,
+        "region": organisation.region if organisation else None,
+        "packages_received": int(received),
+        "returned": int(figures["final"]),
+        "return_rate": rate(figures["final"], received),
+        "on_time_rate": rate(figures["on_time"], figures["final"]),
+        "median_days_to_return": median_from_histogram(hours),
+        "overdue_now": int(figures["overdue"]),
+        "actioned_rate": rate(figures["actioned"], figures["final"]),
+        "acknowledged_rate": rate(figures["acknowledged"], received),
+        "results": results_of(figures),
+        "quality": quality_of(figures),
+        "use": use_of(figures),
+    }
+
+
+def months_between(start: date, end: date) -> list[str]:
+    months, year, month = [], start.year, start.month
+    while (year, month) <= (end.year, end.month):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+FUNNEL = ("recipients", "delivered", "acknowledged", "returned", "final", "actioned")
+
+
+def summary(session: Session, start: date, end: date, threat_area: str | None, organisation: str | None) -> dict:
+    months = months_between(start, end)
+    keys = {month: month_keys(month, threat_area or "*", organisation or "*")[0] for month in months}
+    per_month = facts_for(session, "month", list(keys.values()))
+    total: Counter = Counter()
+    trend = []
+    for month in months:
+        figures = per_month[keys[month]]
+        total.update(figures)
+        trend.append({"month": month, "packages": int(figures["packages"]),
+                      **{stage: int(figures[stage]) for stage in FUNNEL},
+                      "arrests": figures["result:arrests"]})
+    return {
+        "period": {"from": months[0], "to": months[-1]},
+        "threat_area": threat_area,
+        "organisation": organisation,
+        "packages_issued": int(total["packages"]),
+        "funnel": {stage: int(total[stage]) for stage in FUNNEL},
+        "rates": {"delivered": rate(total["delivered"], total["recipients"]),
+                  "acknowledged": rate(total["acknowledged"], total["recipients"]),
+                  "returned": rate(total["final"], total["recipients"]),
+                  "on_time": rate(total["on_time"], total["final"]),
+                  "actioned": rate(total["actioned"], total["final"])},
+        "results": results_of(total),
+        "trend": trend,
+    }
+
+
+def grading(session: Session) -> dict:
+    keys = [f"{s}{a}" for s in SOURCE_EVALUATIONS for a in ASSESSMENTS]
+    found = facts_for(session, "grading", keys)
+    cells = []
+    for key in keys:
+        figures = found[key]
+        judged = sum(figures[a] for a in ACCURACIES)
+        cells.append({
+            "source_evaluation": int(key[0]), "intelligence_assessment": key[1], "judged": int(judged),
+            **{a: int(figures[a]) for a in ACCURACIES},
+            "confirmed_rate": rate(figures["confirmed"] + figures["partly_confirmed"], judged),
+        })
+    return {"cells": cells}
+
+
+def this_year() -> tuple[date, date]:
+    today = datetime.now(UTC).date()
+    return date(today.year, 1, 1), today
+
+
+def parse_month(value: str) -> date:
+    return datetime.strptime(value, "%Y-%m").date()
+
+
+def uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None

@@ -1,0 +1,91 @@
+"""The metrics service's read model, built only from events.
+
+``packages`` and ``returns`` hold the latest known state of each package and each return.
+``facts`` holds every figure pre-aggregated: one row per (scope, key, metric), kept up to date
+by adding the difference each event makes (see projections.py), so every leadership question
+is answered by reading a handful of rows, however much data there is.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Float, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import make_base
+from shared.models import build_shared_models
+
+Base = make_base()
+shared_models = build_shared_models(Base)
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str | None] = mapped_column(String(32))
+    region: Mapped[str | None] = mapped_column(String(80))
+
+
+class PackageState(Base):
+    __tablename__ = "packages"
+    __table_args__ = (Index("ix_packages_issued", "issued_at"),)
+    package_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(200))
+    threat_area: Mapped[str] = mapped_column(String(32), index=True)
+    classification: Mapped[str] = mapped_column(String(32))
+    source_evaluation: Mapped[int]
+    intelligence_assessment: Mapped[str] = mapped_column(String(1))
+    handling_code: Mapped[str] = mapped_column(String(1))
+    issued_at: Mapped[datetime]
+    due_at: Mapped[datetime | None]
+    withdrawn_at: Mapped[datetime | None]
+    # The verdict a leader sorts by, kept current by every event about the package.
+    verdict: Mapped[str] = mapped_column(String(16), default="awaiting", index=True)
+    verdict_reason: Mapped[str] = mapped_column(Text, default="")
+    recipients: Mapped[int] = mapped_column(default=0)
+    final_returns: Mapped[int] = mapped_column(default=0)
+    actioned_returns: Mapped[int] = mapped_column(default=0)
+    arrests: Mapped[int] = mapped_column(default=0)
+
+
+class ReturnState(Base):
+    """One expected return (= one dissemination), as the events last described it."""
+
+    __tablename__ = "returns"
+    return_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    package_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    organisation: Mapped[str | None] = mapped_column(String(16), index=True)
+    due_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    delivery_failed: Mapped[bool] = mapped_column(default=False)
+    acknowledged_at: Mapped[datetime | None]
+    first_returned_at: Mapped[datetime | None]
+    final_returned_at: Mapped[datetime | None]
+    final_on_time: Mapped[bool | None]
+    version: Mapped[int] = mapped_column(default=0)
+    outcome_status: Mapped[str | None] = mapped_column(String(16))
+    outcome: Mapped[dict | None]
+    overdue: Mapped[bool] = mapped_column(default=False)
+    withdrawn: Mapped[bool] = mapped_column(default=False)
+    chases_sent: Mapped[int] = mapped_column(default=0)
+
+
+class Fact(Base):
+    """A pre-aggregated figure: e.g. ('org', 'GMP', 'final') -> 41."""
+
+    __tablename__ = "facts"
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(80), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, default=0)
+
+
+OutboxEvent = shared_models.OutboxEvent
+OutboxDelivery = shared_models.OutboxDelivery
+InboxEvent = shared_models.InboxEvent
+IdempotencyRecord = shared_models.IdempotencyRecord
+AuditEntry = shared_models.AuditEntry

@@ -1,0 +1,92 @@
+"""Schemas of the metrics API: query arguments strictly checked, answers documented."""
+
+from __future__ import annotations
+
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from shared.api import BaseSchema
+
+THREAT_AREAS = ("county_lines", "drugs_supply", "exploitation", "firearms", "modern_slavery", "economic_crime",
+                "other")
+VERDICTS = ("actioned", "no_action", "awaiting", "overdue")
+SORTS = ("issued_at", "-issued_at", "reference", "-reference", "verdict", "-verdict", "arrests", "-arrests",
+         "final_returns", "-final_returns", "actioned_returns", "-actioned_returns")
+MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="Use YYYY-MM.")
+
+
+class PeriodArgsSchema(BaseSchema):
+    # `from` is a Python keyword: the field is named from_month and read from ?from=.
+    from_month = fields.String(data_key="from", validate=MONTH, metadata={"description": "first month, YYYY-MM"})
+    to_month = fields.String(data_key="to", validate=MONTH, metadata={"description": "last month, YYYY-MM"})
+    threat_area = fields.String(validate=validate.OneOf(THREAT_AREAS))
+    organisation = fields.String(validate=validate.Length(max=16))
+
+    @validates_schema
+    def ordered(self, data, **_kwargs):
+        if data.get("from_month") and data.get("to_month") and data["from_month"] > data["to_month"]:
+            raise ValidationError("Must not be after 'to'.", field_name="from")
+
+
+class PackageListArgsSchema(PeriodArgsSchema):
+    verdict = fields.String(validate=validate.OneOf(VERDICTS))
+    sort = fields.String(load_default="-issued_at", validate=validate.OneOf(SORTS))
+
+
+class PackageRowSchema(BaseSchema):
+    package_id = fields.UUID()
+    reference = fields.String()
+    title = fields.String()
+    threat_area = fields.String()
+    classification = fields.String()
+    grading = fields.String(metadata={"description": "3x5x2: source evaluation, assessment, handling code"})
+    issued_at = fields.AwareDateTime()
+    due_at = fields.AwareDateTime(allow_none=True)
+    withdrawn_at = fields.AwareDateTime(allow_none=True)
+    verdict = fields.String(metadata={"description": " / ".join(VERDICTS)})
+    verdict_reason = fields.String()
+    recipients = fields.Integer()
+    final_returns = fields.Integer()
+    actioned_returns = fields.Integer()
+    arrests = fields.Integer()
+
+
+class PackageMetricsSchema(PackageRowSchema):
+    reach = fields.Dict()
+    compliance = fields.Dict()
+    use = fields.Dict()
+    results = fields.Dict()
+    quality = fields.Dict()
+    by_recipient = fields.List(fields.Dict())
+
+
+class OrganisationMetricsSchema(BaseSchema):
+    code = fields.String()
+    name = fields.String()
+    region = fields.String(allow_none=True)
+    packages_received = fields.Integer()
+    returned = fields.Integer()
+    return_rate = fields.Float(allow_none=True)
+    on_time_rate = fields.Float(allow_none=True)
+    median_days_to_return = fields.Float(allow_none=True)
+    overdue_now = fields.Integer()
+    actioned_rate = fields.Float(allow_none=True)
+    acknowledged_rate = fields.Float(allow_none=True)
+    results = fields.Dict()
+    quality = fields.Dict()
+    use = fields.Dict()
+
+
+class SummarySchema(BaseSchema):
+    period = fields.Dict()
+    threat_area = fields.String(allow_none=True)
+    organisation = fields.String(allow_none=True)
+    packages_issued = fields.Integer()
+    funnel = fields.Dict(metadata={"description": "issued to recipients -> delivered -> acknowledged -> returned "
+                                   "-> final -> actioned"})
+    rates = fields.Dict()
+    results = fields.Dict()
+    trend = fields.List(fields.Dict())
+
+
+class GradingSchema(BaseSchema):
+    cells = fields.List(fields.Dict(), metadata={"description": "one per source evaluation x assessment"})
