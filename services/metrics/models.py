@@ -33,14 +33,15 @@ class PackageState(Base):
     __tablename__ = "packages"
     __table_args__ = (Index("ix_packages_issued", "issued_at"),)
     package_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    reference: Mapped[str] = mapped_column(String(32))
-    title: Mapped[str] = mapped_column(String(200))
-    threat_area: Mapped[str] = mapped_column(String(32), index=True)
-    classification: Mapped[str] = mapped_column(String(32))
-    source_evaluation: Mapped[int]
-    intelligence_assessment: Mapped[str] = mapped_column(String(1))
-    handling_code: Mapped[str] = mapped_column(String(1))
-    issued_at: Mapped[datetime]
+    # Empty until package.issued arrives (a withdrawal can arrive first).
+    reference: Mapped[str | None] = mapped_column(String(32))
+    title: Mapped[str | None] = mapped_column(String(200))
+    threat_area: Mapped[str | None] = mapped_column(String(32), index=True)
+    classification: Mapped[str | None] = mapped_column(String(32))
+    source_evaluation: Mapped[int | None]
+    intelligence_assessment: Mapped[str | None] = mapped_column(String(1))
+    handling_code: Mapped[str | None] = mapped_column(String(1))
+    issued_at: Mapped[datetime | None]
     due_at: Mapped[datetime | None]
     withdrawn_at: Mapped[datetime | None]
     # The verdict a leader sorts by, kept current by every event about the package.

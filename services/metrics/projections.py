@@ -97,6 +97,11 @@ def return_figures(ret: ReturnState) -> Counter:
     return figures
 
 
+def described(package: PackageState | None) -> bool:
+    """Whether package.issued has been applied (events about a package may come before it)."""
+    return package is not None and package.issued_at is not None
+
+
 def contribution(package: PackageState | None, ret: ReturnState) -> Counter:
     """Everything one return adds to the read model's facts, given its package (if known)."""
     facts: Counter = Counter()
@@ -109,7 +114,7 @@ def contribution(package: PackageState | None, ret: ReturnState) -> Counter:
     if ret.organisation:
         for metric, value in figures.items():
             facts[("org", ret.organisation, metric)] += value
-    if package is None:
+    if not described(package):
         return facts
     for key in month_keys(month_of(package.issued_at), package.threat_area, ret.organisation):
         for metric in ("recipients", "delivered", "acknowledged", "returned", "final", "on_time", "actioned"):
@@ -129,7 +134,7 @@ def contribution(package: PackageState | None, ret: ReturnState) -> Counter:
 
 def package_contribution(package: PackageState) -> Counter:
     facts: Counter = Counter()
-    if package.withdrawn_at is None:
+    if described(package) and package.withdrawn_at is None:
         for key in month_keys(month_of(package.issued_at), package.threat_area, None)[1::2]:
             facts[("month", key, "packages")] += 1
     return facts
@@ -194,14 +199,8 @@ class Projector:
         known = self.returns_of(package_id)
         for ret in known:
             self.deltas.subtract(contribution(self.package(package_id), ret))
-        package = self.package(package_id)
-        if package is None:
-            package = PackageState(package_id=package_id, verdict="awaiting", verdict_reason="", recipients=0,
-                                   final_returns=0, actioned_returns=0, arrests=0)
-            self.session.add(package)
-            self.packages[package_id] = package
-        else:
-            self.deltas.subtract(package_contribution(package))
+        package = self.package(package_id) or self.new_package(package_id)
+        self.deltas.subtract(package_contribution(package))
         for name in ("reference", "title", "threat_area", "classification", "source_evaluation",
                      "intelligence_assessment", "handling_code"):
             setattr(package, name, payload[name])
@@ -221,10 +220,17 @@ class Projector:
             self.change_return(ret, describe)
         self.touched_packages.add(package_id)
 
+    def new_package(self, package_id: uuid.UUID) -> PackageState:
+        package = PackageState(package_id=package_id, verdict="awaiting", verdict_reason="", recipients=0,
+                               final_returns=0, actioned_returns=0, arrests=0)
+        self.session.add(package)
+        self.packages[package_id] = package
+        return package
+
     def on_package_withdrawn(self, payload: dict) -> None:
         package_id = uuid.UUID(payload["package_id"])
-        package = self.package(package_id)
-        if package is not None and package.withdrawn_at is None:
+        package = self.package(package_id) or self.new_package(package_id)
+        if package.withdrawn_at is None:
             self.deltas.subtract(package_contribution(package))
             package.withdrawn_at = parse_time(payload["withdrawn_at"])
             self.deltas.update(package_contribution(package))
@@ -234,7 +240,7 @@ class Projector:
 
     def on_dissemination_delivered(self, payload: dict) -> None:
         def delivered(r):
-            r.delivered_at = r.delivered_at or parse_time(payload["delivered_at"])
+            r.delivered_at = min(filter(None, (r.delivered_at, parse_time(payload["delivered_at"]))))
 
         self.change_return(self.ret(uuid.UUID(payload["dissemination_id"])), delivered)
 

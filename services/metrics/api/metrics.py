@@ -38,7 +38,7 @@ SORT_COLUMNS = {
 
 
 def package_query(args: dict):
-    query = select(PackageState)
+    query = select(PackageState).where(PackageState.issued_at.is_not(None))
     if args.get("threat_area"):
         query = query.where(PackageState.threat_area == args["threat_area"])
     if args.get("verdict"):
@@ -86,7 +86,9 @@ class PackageMetrics(MethodView):
         audit_target("package", package_id)
         require_leader()
         session = get_session()
-        package = session.get(PackageState, package_id) or abort(404, message="No figures for this package.")
+        package = session.get(PackageState, package_id)
+        if package is None or package.issued_at is None:
+            abort(404, message="No figures for this package.")
         return figures.package_metrics(session, package)
 
 

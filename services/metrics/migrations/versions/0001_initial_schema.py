@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 00:16:37.418557
+Create Date: 2026-11-25 00:19:33.127574
 
 """
 from typing import Sequence, Union
@@ -97,14 +97,14 @@ def upgrade() -> None:
 
     op.create_table('packages',
     sa.Column('package_id', sa.Uuid(), nullable=False),
-    sa.Column('reference', sa.String(length=32), nullable=False),
-    sa.Column('title', sa.String(length=200), nullable=False),
-    sa.Column('threat_area', sa.String(length=32), nullable=False),
-    sa.Column('classification', sa.String(length=32), nullable=False),
-    sa.Column('source_evaluation', sa.Integer(), nullable=False),
-    sa.Column('intelligence_assessment', sa.String(length=1), nullable=False),
-    sa.Column('handling_code', sa.String(length=1), nullable=False),
-    sa.Column('issued_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('reference', sa.String(length=32), nullable=True),
+    sa.Column('title', sa.String(length=200), nullable=True),
+    sa.Column('threat_area', sa.String(length=32), nullable=True),
+    sa.Column('classification', sa.String(length=32), nullable=True),
+    sa.Column('source_evaluation', sa.Integer(), nullable=True),
+    sa.Column('intelligence_assessment', sa.String(length=1), nullable=True),
+    sa.Column('handling_code', sa.String(length=1), nullable=True),
+    sa.Column('issued_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('due_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('withdrawn_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('verdict', sa.String(length=16), nullable=False),
