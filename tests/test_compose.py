@@ -33,7 +33,7 @@ def test_compose_file_parses_with_every_process_of_the_product():
     assert result.returncode == 0, result.stderr
     text = result.stdout
     services = json.loads(text)["services"] if text.lstrip().startswith("{") else text
-    for name in ("postgres", "redis", "dissemination", "outcomes", "worker", "cron", "migrate"):
+    for name in ("postgres", "redis", "dissemination", "outcomes", "metrics", "worker", "cron", "migrate"):
         assert name in services
 
 

@@ -88,6 +88,11 @@ def print_welcome(services: list[str]) -> None:
         token = mint_token(settings, sub=f"{roles.split(',')[0]}@{org.lower()}", org=org,
                            roles=roles.split(","), ttl=timedelta(hours=12))
         print(f"  {who}:\n    export TOKEN_{org}_{roles.split(',')[0].upper()}={token}")
+    if "metrics" in services:
+        dashboard = f"{settings.service_urls['metrics']}/dashboard"
+        print(f"\nLeadership dashboard: {dashboard} (sign in with the leadership token)")
+    if "outcomes" in services:
+        print(f"Recipients' web form: the form_url of each return, {settings.service_urls['outcomes']}/api/v1/returns")
     print(f"\nE-mail (no SMTP_URL set) is kept in {settings.mail_sink_dir}\nCtrl-C stops everything.\n")
 
 
