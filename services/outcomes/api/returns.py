@@ -7,7 +7,7 @@ import uuid
 from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, select
 
 from services.outcomes import chasing, filing
 from services.outcomes.access import find_return, visible_returns_query
@@ -56,7 +56,7 @@ STATUS_FILTERS = {
     "overdue": lambda now: and_(ExpectedReturn.final_returned_at.is_(None), ExpectedReturn.closed_at.is_(None),
                                 ExpectedReturn.due_at < now),
     "open": lambda now: and_(ExpectedReturn.final_returned_at.is_(None), ExpectedReturn.closed_at.is_(None),
-                             or_(ExpectedReturn.due_at >= now)),
+                             ExpectedReturn.due_at >= now),
 }
 
 
