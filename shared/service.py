@@ -37,7 +37,8 @@ class Service:
 def create_service_app(service: Service, import_name: str, overrides: dict | None = None) -> Flask:
     """The parts every service has: settings, database, API and errors, audit, idempotency,
     health checks, the event inbox and the outbox admin views."""
-    app = Flask(import_name)
+    # No app-wide /static: each page that needs assets serves them from its own blueprint.
+    app = Flask(import_name, static_folder=None)
     overrides = dict(overrides or {})
     settings = load_settings(service.name, overrides.pop("settings", None))
     app.config.update(

@@ -162,7 +162,7 @@ def organisation_metrics(session: Session, code: str, figures: Counter | None = 
         "on_time_rate": rate(figures["on_time"], figures["final"]),
         "median_days_to_return": median_from_histogram(hours),
         "overdue_now": int(figures["overdue"]),
-        "actioned_rate": rate(figures["actioned"], figures["final"]),
+        "actioned_rate": rate(figures["actioned"], figures["returned"]),
         "acknowledged_rate": rate(figures["acknowledged"], received),
         "results": results_of(figures),
         "quality": quality_of(figures),
@@ -203,7 +203,8 @@ def summary(session: Session, start: date, end: date, threat_area: str | None, o
                   "acknowledged": rate(total["acknowledged"], total["recipients"]),
                   "returned": rate(total["final"], total["recipients"]),
                   "on_time": rate(total["on_time"], total["final"]),
-                  "actioned": rate(total["actioned"], total["final"])},
+                  "actioned": rate(total["actioned"], total["returned"])},
+        "on_time": int(total["on_time"]),
         "results": results_of(total),
         "trend": trend,
     }

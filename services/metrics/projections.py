@@ -325,6 +325,12 @@ def package_facts(session: Session, package_id: uuid.UUID) -> Counter:
     return Counter({metric: value for metric, value in rows})
 
 
+def counted(number: float, singular: str, plural: str | None = None) -> str:
+    """'1 arrest', '5 arrests', '2 people safeguarded'."""
+    number = int(number)
+    return f"{number} {singular if number == 1 else plural or singular + 's'}"
+
+
 def refresh_verdict(session: Session, package: PackageState) -> None:
     """One plain verdict per package, with its reason, for leaders to sort by."""
     figures = package_facts(session, package.package_id)
@@ -337,22 +343,26 @@ def refresh_verdict(session: Session, package: PackageState) -> None:
         package.verdict, package.verdict_reason = "no_action", "Withdrawn by the centre."
         return
     if figures["actioned"]:
-        results = ", ".join(f"{int(figures[f'result:{name}'])} {name.replace('_', ' ')}"
-                            for name in ("arrests", "charges", "people_safeguarded") if figures[f"result:{name}"])
+        results = ", ".join(counted(figures[f"result:{name}"], label, plural)
+                            for name, label, plural in (("arrests", "arrest", None), ("charges", "charge", None),
+                                                        ("people_safeguarded", "person safeguarded",
+                                                         "people safeguarded"))
+                            if figures[f"result:{name}"])
         package.verdict = "actioned"
-        package.verdict_reason = (f"{int(figures['actioned'])} of {recipients} recipients acted on it"
+        package.verdict_reason = (f"{int(figures['actioned'])} of {counted(recipients, 'recipient')} acted on it"
                                   + (f": {results}." if results else "."))
         if figures["overdue"]:
-            package.verdict_reason += f" {int(figures['overdue'])} return(s) overdue."
+            package.verdict_reason += f" {counted(figures['overdue'], 'return')} overdue."
     elif figures["overdue"]:
         package.verdict = "overdue"
-        package.verdict_reason = f"{int(figures['overdue'])} of {recipients} returns overdue; none reports action yet."
+        package.verdict_reason = (f"{int(figures['overdue'])} of {counted(recipients, 'return')} overdue; "
+                                  "none reports action yet.")
     elif recipients and figures["final"] >= recipients:
         package.verdict = "no_action"
-        package.verdict_reason = f"All {recipients} recipients returned; none acted on it."
+        package.verdict_reason = f"All {counted(recipients, 'recipient')} returned; none acted on it."
     else:
         package.verdict = "awaiting"
-        package.verdict_reason = f"{int(figures['final'])} of {recipients} final returns in; not yet due."
+        package.verdict_reason = f"{int(figures['final'])} of {counted(recipients, 'final return')} in; not yet due."
 
 
 def apply_events(session: Session, events: Iterable[dict]) -> None:

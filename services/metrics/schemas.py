@@ -11,7 +11,7 @@ THREAT_AREAS = ("county_lines", "drugs_supply", "exploitation", "firearms", "mod
 VERDICTS = ("actioned", "no_action", "awaiting", "overdue")
 SORTS = ("issued_at", "-issued_at", "reference", "-reference", "verdict", "-verdict", "arrests", "-arrests",
          "final_returns", "-final_returns", "actioned_returns", "-actioned_returns")
-MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="Use YYYY-MM.")
+MONTH = validate.Regexp(r"^20\d\d-(0[1-9]|1[0-2])$", error="Use YYYY-MM, a month of 2000-2099.")
 
 
 class PeriodArgsSchema(BaseSchema):
@@ -83,7 +83,8 @@ class SummarySchema(BaseSchema):
     packages_issued = fields.Integer()
     funnel = fields.Dict(metadata={"description": "issued to recipients -> delivered -> acknowledged -> returned "
                                    "-> final -> actioned"})
-    rates = fields.Dict()
+    rates = fields.Dict(metadata={"description": "actioned is of the returns in, interim or final"})
+    on_time = fields.Integer(metadata={"description": "final returns filed by their due date"})
     results = fields.Dict()
     trend = fields.List(fields.Dict())
 

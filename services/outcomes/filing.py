@@ -24,7 +24,7 @@ def filing_problems(session: Session, expected: ExpectedReturn, values: dict) ->
         if organisation is None or not organisation.active:
             problems["passed_to"] = f"Unknown organisation {passed_to}."
         elif passed_to == expected.organisation:
-            problems["passed_to"] = "Pass it to another organisation than your own."
+            problems["passed_to"] = "Pass it to an organisation other than your own."
     if expected.final_returned_at and values.get("status") == "interim":
         problems["status"] = "A final return has been filed; an amendment must be final too."
     return problems

@@ -11,8 +11,13 @@ def sweep_chases() -> dict:
     rt = runtime("outcomes")
     with rt.database.job_session() as session:
         counts = chasing.sweep(session, rt.settings)
+    # A step claimed a couple of sweeps ago and still pending has likely lost its job (Redis
+    # flushed or down). Re-enqueueing one whose job is only queued behind others is harmless:
+    # the deterministic job id is not enqueued twice.
     with rt.database.job_session() as session:
-        counts["requeued"] = chasing.requeue_lost_sends(session, rt.settings)
+        counts["requeued"] = chasing.requeue_lost_sends(
+            session, rt.settings, older_than_seconds=max(5, 2 * rt.settings.chase_sweep_seconds)
+        )
     return counts
 
 

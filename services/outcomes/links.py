@@ -30,9 +30,9 @@ def form_url(settings: Settings, return_id: uuid.UUID) -> str:
     return f"{settings.public_urls['outcomes']}/form/{form_token(settings, return_id)}"
 
 
-def return_id_from(settings: Settings, token: str, max_age: int = FORM_LINK_SECONDS) -> uuid.UUID:
+def return_id_from(settings: Settings, token: str, max_age: int | None = None) -> uuid.UUID:
     try:
-        data = _serializer(settings).loads(token, max_age=max_age)
+        data = _serializer(settings).loads(token, max_age=FORM_LINK_SECONDS if max_age is None else max_age)
     except SignatureExpired as error:
         raise LinkProblem("This link has expired.", expired=True) from error
     except BadSignature as error:

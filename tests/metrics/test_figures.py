@@ -36,7 +36,7 @@ def test_package_figures(history, metrics_client, token):
     assert body["quality"]["accuracy"]["confirmed"] == 1 and body["quality"]["accuracy"]["not_confirmed"] == 1
     assert body["verdict"] == "actioned"
     assert "1 of 3 recipients acted on it: 5 arrests, 2 charges." in body["verdict_reason"]
-    assert "1 return(s) overdue" in body["verdict_reason"]
+    assert "1 return overdue" in body["verdict_reason"]
 
 
 def test_verdicts_of_every_package(history, metrics_client, token):

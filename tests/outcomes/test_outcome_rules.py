@@ -38,7 +38,7 @@ def test_no_action_needs_a_reason_and_stands_alone(refused):
 def test_passed_on_needs_a_known_other_organisation(refused):
     assert "passed_to" in refused(outcome_body(actions=["passed_on"]))
     assert "Unknown organisation" in refused(outcome_body(actions=["passed_on"], passed_to="NOPE"))["passed_to"][0]
-    assert "another" in refused(outcome_body(actions=["passed_on"], passed_to="GMP"))["passed_to"][0]
+    assert "other than your own" in refused(outcome_body(actions=["passed_on"], passed_to="GMP"))["passed_to"][0]
 
 
 def test_priority_must_be_known_and_prioritised_work_names_its_forum(refused):

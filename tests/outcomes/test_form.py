@@ -1,0 +1,360 @@
+"""The recipient web form through Flask's test client: the signed link, CSRF, validation,
+filing and amending, and the pages for links that do not work."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+from itsdangerous import TimestampSigner
+
+from services.outcomes import links
+from services.outcomes.models import RESULT_FIELDS
+from services.outcomes.schemas import OutcomeInputSchema
+from tests.outcomes.helpers import issued_returns, outcome_body
+
+
+@pytest.fixture
+def gmp_return(client, token, pump_events) -> str:
+    return issued_returns(client, token, pump_events, recipients=("GMP", "MPS"))["GMP"]
+
+
+def form_path(outcomes_client, token, return_id: str) -> str:
+    link = outcomes_client.get(f"/api/v1/returns/{return_id}", headers=token("GMP", "recipient")).get_json()
+    url = urlsplit(link["form_url"])
+    assert url.path.startswith("/form/")
+    return url.path
+
+
+def outcomes_of(outcomes_client, token, return_id: str) -> list[dict]:
+    response = outcomes_client.get(f"/api/v1/returns/{return_id}/outcomes", headers=token("GMP", "recipient"))
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def page_text(response) -> str:
+    """The words on the page, without the markup."""
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.get_data(as_text=True))))
+
+
+def csrf_token_of(response) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', response.get_data(as_text=True)).group(1)
+
+
+def form_data(csrf: str, **changes) -> dict:
+    data = {
+        "csrf_token": csrf,
+        "status": "final",
+        "actions": ["enforcement", "safeguarding"],
+        "priority": "high",
+        "tasking_forum": "GMP SOC tasking",
+        "results.arrests": "3",
+        "results.people_safeguarded": "2",
+        "results.children_safeguarded": "1",
+        "results.drugs_seized_grams": "120.5",
+        "results.cash_seized_gbp": "£4,500",
+        "attribution": "direct",
+        "strands": ["pursue", "protect"],
+        "intelligence_feedback.usefulness": "4",
+        "intelligence_feedback.accuracy": "confirmed",
+        "intelligence_feedback.timeliness": "late_but_useful",
+        "comments": "Warrant executed on day 3.",
+        "filer_name": "Sam Patel",
+        "filer_role": "DS, Organised Crime Unit",
+    }
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not ...}
+
+
+def error_links(response) -> list[str]:
+    summary = re.search(r'<div class="govuk-error-summary".*?</ul>', response.get_data(as_text=True), re.S)
+    assert summary, "no error summary"
+    return re.findall(r'<a href="#([^"]+)">', summary.group(0))
+
+
+def test_the_form_shows_the_package_and_asks_every_question(outcomes_client, token, gmp_return):
+    response = outcomes_client.get(form_path(outcomes_client, token, gmp_return))
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    text = page_text(response)
+    for shown in ("NCLCC-", "County line 'Dex' supplying Wigan", "County lines", "OFFICIAL-SENSITIVE",
+                  "Greater Manchester Police", "Return due", "Not filed yet", "Versions filed"):
+        assert shown in text, shown
+    assert "amending" not in text
+    body = response.get_data(as_text=True)
+    names = set(re.findall(r'name="([^"]+)"', body))
+    schema = OutcomeInputSchema()
+    for name, field in schema.fields.items():
+        nested = getattr(field, "schema", None)
+        if nested is not None:
+            assert {f"{name}.{sub}" for sub in nested.fields} <= names, name
+        else:
+            assert name in names, name
+    assert {f"results.{name}" for name in RESULT_FIELDS} <= names
+    assert {"filer_name", "filer_role", "csrf_token"} <= names
+    # Passed to: the other active organisations by name, not the recipient's own.
+    options = re.findall(r'<option value="([A-Z]*)"', body)
+    assert options[0] == "" and "MPS" in options and "GMP" not in options
+    assert '<meta name="robots" content="noindex">' in body
+    assert "<script" not in body and "GDS Transport" not in body
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_the_form_is_not_in_the_api_document_and_its_css_is_unbranded(outcomes_client):
+    paths = outcomes_client.get("/openapi.json").get_json()["paths"]
+    assert not [p for p in paths if p.startswith("/form")]
+    css = outcomes_client.get("/form-assets/govuk/govuk-frontend.min.css")
+    assert css.status_code == 200
+    content = css.get_data(as_text=True)
+    assert "govuk-error-summary" in content
+    assert "GDS Transport" not in content and "@font-face" not in content and "/assets/" not in content
+
+
+def test_opening_the_form_is_audited_against_the_return(outcomes_client, token, gmp_return):
+    outcomes_client.get(form_path(outcomes_client, token, gmp_return))
+    entries = outcomes_client.get(f"/api/v1/audit?target_id={gmp_return}&action=GET%20/form/<token>",
+                                  headers=token(roles="admin")).get_json()
+    assert len(entries) == 1
+    assert entries[0]["target_type"] == "return" and entries[0]["outcome"] == "allowed"
+    assert entries[0]["detail"] == "web form"
+    # The link's token is a credential: the audit log keeps the route, never the token.
+    token_in_link = form_path(outcomes_client, token, gmp_return).rsplit("/", 1)[-1]
+    assert entries[0]["path"] == "/form/<token>" and token_in_link not in str(entries)
+
+
+def test_a_tampered_link_is_not_found(outcomes_client, token, gmp_return):
+    path = form_path(outcomes_client, token, gmp_return)
+    # One character of the signature changed (not the last: its low bits are only padding).
+    tampered = path[:-5] + ("A" if path[-5] != "A" else "B") + path[-4:]
+    response = outcomes_client.get(tampered)
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+    text = page_text(response)
+    assert "This link does not work" in text and "ask the NCLCC for a new link" in text
+    assert response.headers["Cache-Control"] == "no-store"
+    assert outcomes_client.post(tampered, data={}).status_code == 400  # CSRF is checked first
+
+
+def test_a_link_to_a_return_that_does_not_exist_is_not_found(outcomes_app, outcomes_client):
+    settings = outcomes_app.extensions["settings"]
+    response = outcomes_client.get(f"/form/{links.form_token(settings, uuid.uuid4())}")
+    assert response.status_code == 404
+    assert "This link does not work" in page_text(response)
+
+
+def test_an_expired_link_says_so(outcomes_app, outcomes_client, gmp_return, monkeypatch):
+    settings = outcomes_app.extensions["settings"]
+    issued_long_ago = int(time.time()) - links.FORM_LINK_SECONDS - 60
+    with monkeypatch.context() as patch:
+        patch.setattr(TimestampSigner, "get_timestamp", lambda self: issued_long_ago)
+        old_token = links.form_token(settings, uuid.UUID(gmp_return))
+    response = outcomes_client.get(f"/form/{old_token}")
+    assert response.status_code == 410
+    text = page_text(response)
+    assert "This link has expired" in text and "Ask the NCLCC for a new link" in text
+
+
+def test_a_post_without_the_csrf_token_files_nothing(outcomes_client, token, gmp_return):
+    path = form_path(outcomes_client, token, gmp_return)
+    outcomes_client.get(path)
+    response = outcomes_client.post(path, data=form_data(csrf=...))
+    assert response.status_code == 400
+    assert response.mimetype == "text/html"
+    assert "Your session expired or the form was sent from elsewhere; reload the page" in page_text(response)
+    assert outcomes_of(outcomes_client, token, gmp_return) == []
+    wrong = outcomes_client.post(path, data=form_data(csrf="not-the-token"))
+    assert wrong.status_code == 400
+    assert outcomes_of(outcomes_client, token, gmp_return) == []
+
+
+def test_the_token_authenticated_api_needs_no_csrf_token(outcomes_client, token, gmp_return):
+    response = outcomes_client.post(f"/api/v1/returns/{gmp_return}/outcomes", json=outcome_body(),
+                                    headers=token("GMP", "recipient"))
+    assert response.status_code == 201, response.get_json()
+
+
+def test_filing_through_the_form(outcomes_client, token, gmp_return):
+    path = form_path(outcomes_client, token, gmp_return)
+    csrf = csrf_token_of(outcomes_client.get(path))
+    response = outcomes_client.post(path, data=form_data(csrf))
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"{path}/done"
+
+    done = outcomes_client.get(f"{path}/done")
+    assert done.status_code == 200
+    text = page_text(done)
+    assert "govuk-panel--confirmation" in done.get_data(as_text=True)
+    assert "Outcome return filed" in text and "NCLCC-" in text
+    assert "Version 1" in text and "Final" in text
+    assert f'href="{path}"' in done.get_data(as_text=True)
+    assert done.headers["Cache-Control"] == "no-store"
+
+    [outcome] = outcomes_of(outcomes_client, token, gmp_return)
+    assert outcome["filed_via"] == "form"
+    assert outcome["filed_by"] == "Sam Patel (DS, Organised Crime Unit)"
+    assert outcome["status"] == "final"
+    assert outcome["actions"] == ["enforcement", "safeguarding"]
+    assert outcome["strands"] == ["pursue", "protect"]
+    assert outcome["results"]["arrests"] == 3
+    assert outcome["results"]["cash_seized_gbp"] == 4500
+    assert outcome["results"]["drugs_seized_grams"] == 120.5
+    assert outcome["results"]["charges"] == 0
+    assert outcome["intelligence_feedback"] == {"usefulness": 4, "accuracy": "confirmed",
+                                                "timeliness": "late_but_useful"}
+    assert outcome["comments"] == "Warrant executed on day 3."
+
+    state = outcomes_client.get(f"/api/v1/returns/{gmp_return}", headers=token("GMP", "recipient")).get_json()
+    assert state["status"] == "returned"
+
+
+def test_sending_the_same_page_twice_files_once(outcomes_client, token, gmp_return):
+    path = form_path(outcomes_client, token, gmp_return)
+    csrf = csrf_token_of(outcomes_client.get(path))
+    data = form_data(csrf, based_on="0")
+    assert outcomes_client.post(path, data=data).status_code == 303
+    again = outcomes_client.post(path, data=data)
+    assert again.status_code == 303 and again.headers["Location"].endswith("/done")
+    assert len(outcomes_of(outcomes_client, token, gmp_return)) == 1
+    # The same answers from a form that showed version 1 are a deliberate new version.
+    assert outcomes_client.post(path, data=form_data(csrf, based_on="1")).status_code == 303
+    assert len(outcomes_of(outcomes_client, token, gmp_return)) == 2
+
+
+def test_filing_again_amends_and_the_form_is_prefilled(outcomes_client, token, gmp_return):
+    filed = outcomes_client.post(f"/api/v1/returns/{gmp_return}/outcomes", json=outcome_body(),
+                                 headers=token("GMP", "recipient"))
+    assert filed.status_code == 201
+    path = form_path(outcomes_client, token, gmp_return)
+    page = outcomes_client.get(path)
+    body = page.get_data(as_text=True)
+    assert "You are amending version 1; the earlier versions are kept" in page_text(page)
+    assert re.search(r'id="status" name="status" type="radio" value="interim" checked', body)
+    assert re.search(r'name="actions" type="checkbox" value="safeguarding" checked', body)
+    assert re.search(r'name="results.arrests" type="text" value="3"', body)
+    assert re.search(r'name="results.cash_seized_gbp" type="text" value="4500"', body)
+    assert re.search(r'name="results.weapons_seized" type="text" value=""', body)
+    assert re.search(r'name="filer_name" type="text" value=""', body)
+
+    response = outcomes_client.post(path, data=form_data(csrf_token_of(page), status="interim"))
+    assert response.status_code == 303
+    first, second = outcomes_of(outcomes_client, token, gmp_return)
+    assert (first["filed_via"], second["filed_via"], second["version"]) == ("api", "form", 2)
+    done = page_text(outcomes_client.get(f"{path}/done"))
+    assert "Version 2" in done and "Interim" in done
+
+
+def test_an_empty_form_lists_every_problem_and_keeps_what_was_typed(outcomes_client, token, gmp_return):
+    path = form_path(outcomes_client, token, gmp_return)
+    csrf = csrf_token_of(outcomes_client.get(path))
+    response = outcomes_client.post(path, data={
+        "csrf_token": csrf, "results.arrests": "2", "results.weapons_seized": "two", "results.charges": "1.5",
+        "comments": "Typed <b>this</b>", "strands": ["prevent"],
+    })
+    assert response.status_code == 422
+    body = response.get_data(as_text=True)
+    assert re.search(r"<title>\s*Error: ", body)
+    assert "There is a problem" in body
+    assert error_links(response) == [
+        "status", "actions", "priority", "results-charges", "results-weapons-seized", "attribution",
+        "intelligence-feedback-usefulness", "intelligence-feedback-accuracy", "intelligence-feedback-timeliness",
+        "filer-name", "filer-role",
+    ]
+    text = page_text(response)
+    assert "Enter weapons seized as a number, like 3" in text
+    assert "Charges must be a whole number" in text
+    assert "Select whether the results came directly from this intelligence" in text
+    for field_id in error_links(response):
+        assert f'id="{field_id}"' in body
+        assert f'id="{field_id}-error"' in body
+    assert body.count("govuk-form-group--error") == 11
+    assert 'value="two"' in body and 'value="2"' in body and 'value="1.5"' in body
+    assert "Typed &lt;b&gt;this&lt;/b&gt;" in body
+    assert re.search(r'name="strands" type="checkbox" value="prevent" checked', body)
+    assert outcomes_of(outcomes_client, token, gmp_return) == []
+
+
+@pytest.mark.parametrize(("changes", "field_id", "message"), [
+    ({"results.children_safeguarded": "3"}, "results-children-safeguarded",
+     "Children safeguarded cannot be more than people safeguarded"),
+    ({"results.arrests": "-1"}, "results-arrests", "Arrests must be between 0 and 100,000"),
+    ({"actions": ["passed_on"]}, "passed-to", "Select the organisation you passed it to"),
+    ({"actions": ["passed_on"], "passed_to": "GMP"}, "passed-to", "Pass it to an organisation other than your own"),
+    ({"actions": ["no_action", "enforcement"], "no_action_reason": "None possible."}, "actions",
+     "Select ‘No action’ on its own, or untick it"),
+    ({"actions": ["no_action"]}, "no-action-reason", "Say why no action was taken"),
+    ({"tasking_forum": ""}, "tasking-forum", "Enter the tasking forum that set the priority"),
+    ({"intelligence_feedback.usefulness": "9"}, "intelligence-feedback-usefulness",
+     "Select how useful the intelligence was"),
+    ({"filer_role": "x" * 96}, "filer-role", "Your role or e-mail must be 95 characters or fewer"),
+])
+def test_each_rule_is_explained_next_to_its_field(outcomes_client, token, gmp_return, changes, field_id, message):
+    path = form_path(outcomes_client, token, gmp_return)
+    csrf = csrf_token_of(outcomes_client.get(path))
+    response = outcomes_client.post(path, data=form_data(csrf, **changes))
+    assert response.status_code == 422
+    assert error_links(response) == [field_id]
+    assert message in page_text(response)
+    assert outcomes_of(outcomes_client, token, gmp_return) == []
+
+
+def test_passing_it_on_names_the_organisation(outcomes_client, token, gmp_return):
+    path = form_path(outcomes_client, token, gmp_return)
+    csrf = csrf_token_of(outcomes_client.get(path))
+    data = form_data(csrf, actions=["passed_on"], passed_to="MPS", attribution=..., **{
+        f"results.{name}": "" for name in RESULT_FIELDS})
+    assert outcomes_client.post(path, data=data).status_code == 303
+    [outcome] = outcomes_of(outcomes_client, token, gmp_return)
+    assert outcome["passed_to"] == "MPS" and outcome["attribution"] is None
+    assert set(outcome["results"].values()) == {0}
+
+
+def test_after_a_final_return_an_amendment_must_be_final(outcomes_client, token, gmp_return):
+    path = form_path(outcomes_client, token, gmp_return)
+    csrf = csrf_token_of(outcomes_client.get(path))
+    assert outcomes_client.post(path, data=form_data(csrf)).status_code == 303
+    page = outcomes_client.get(path)
+    assert "a correction must be final too" in page_text(page)
+    response = outcomes_client.post(path, data=form_data(csrf, status="interim"))
+    assert response.status_code == 422
+    assert error_links(response) == ["status"]
+    assert len(outcomes_of(outcomes_client, token, gmp_return)) == 1
+
+
+def test_a_withdrawn_package_needs_no_return(client, outcomes_client, token, gmp_return, pump_events):
+    path = form_path(outcomes_client, token, gmp_return)
+    csrf = csrf_token_of(outcomes_client.get(path))
+    package_id = outcomes_client.get(f"/api/v1/returns/{gmp_return}", headers=token("GMP", "recipient")
+                                     ).get_json()["package_id"]
+    withdrawn = client.post(f"/api/v1/packages/{package_id}/withdraw", json={"reason": "Source compromised."},
+                            headers=token())
+    assert withdrawn.status_code == 200
+    pump_events()
+
+    for response in (outcomes_client.get(path), outcomes_client.post(path, data=form_data(csrf)),
+                     outcomes_client.get(f"{path}/done")):
+        assert response.status_code == 409
+        text = page_text(response)
+        assert "was withdrawn" in text and "no outcome return is needed" in text
+    assert outcomes_of(outcomes_client, token, gmp_return) == []
+
+
+def test_over_https_the_form_works_without_a_referer(outcomes_client, token, gmp_return):
+    """The pages send no Referer (Referrer-Policy: no-referrer), so Flask-WTF's HTTPS Referer
+    check must be off, or every real submission would be refused."""
+    path = form_path(outcomes_client, token, gmp_return)
+    base = "https://outcomes.example.invalid"
+    csrf = csrf_token_of(outcomes_client.get(path, base_url=base))
+    response = outcomes_client.post(path, data=form_data(csrf), base_url=base)
+    assert response.status_code == 303
+    assert len(outcomes_of(outcomes_client, token, gmp_return)) == 1
+
+
+def test_the_confirmation_page_before_any_filing_goes_to_the_form(outcomes_client, token, gmp_return):
+    path = form_path(outcomes_client, token, gmp_return)
+    response = outcomes_client.get(f"{path}/done")
+    assert response.status_code == 303 and response.headers["Location"] == path
