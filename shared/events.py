@@ -39,6 +39,9 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 RELAY_RETRY_INTERVALS = [5, 15, 60, 300, 900, 1800, 3600, 3600, 3600]
+# Relays have a queue of their own, listened to after the services' queues, so that a burst of
+# events (seeding the directory, a rebuild) never holds up notifications and chases.
+EVENTS_QUEUE = "events"
 
 
 def relay_retry_intervals() -> list[int]:
@@ -86,7 +89,7 @@ def enqueue_relay_job(settings: Settings, event_id: uuid.UUID | str, subscriber:
     intervals = relay_retry_intervals()
     enqueue(
         settings.redis_url,
-        settings.service,
+        EVENTS_QUEUE,
         "shared.events.relay_event",
         settings.service,
         str(event_id),

@@ -303,7 +303,7 @@ def run_jobs(redis_conn):
     from rq import SimpleWorker
 
     def run(*queues: str) -> None:
-        worker = SimpleWorker(list(queues or ("dissemination",)), connection=redis_conn)
+        worker = SimpleWorker([*(queues or ("dissemination",)), "events"], connection=redis_conn)
         worker.work(burst=True, with_scheduler=False, max_jobs=500)
 
     return run
