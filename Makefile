@@ -10,7 +10,7 @@ ROLE ?= issuer
 CLEARANCE ?= OFFICIAL-SENSITIVE
 SUB ?=
 
-.PHONY: install run test token lint bench clean
+.PHONY: install run test token lint bench bench-metrics metrics-rebuild clean
 
 install: $(STAMP)
 
@@ -37,3 +37,11 @@ clean:
 
 bench: $(STAMP)
 	$(PY) -m bench.dissemination_api
+
+bench-metrics: $(STAMP)
+	$(PY) -m bench.metrics_read_model
+
+# Empties the metrics read model and replays the dissemination and outcomes services' event
+# logs (both must be running, e.g. under `make run`).
+metrics-rebuild: $(STAMP)
+	$(VENV)/bin/flask --app services.metrics rebuild
