@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import browser, server  # noqa: F401 - the browser tests' module fixtures
+
 _TMP = Path(tempfile.mkdtemp(prefix="nclcc-tests-"))
 SERVICES_UNDER_TEST = ("dissemination", "outcomes", "metrics")
 _EMBEDDED_REDIS = None

@@ -3,68 +3,19 @@ JavaScript of its own: errors, filing, amending, labels. Screenshots go to /tmp/
 
 from __future__ import annotations
 
-import os
 import re
-import threading
 from urllib.parse import urlsplit
 
 import pytest
 
+from tests.browser import skip_without_chromium
 from tests.outcomes.helpers import issued_returns, outcome_body
 
-CHROMIUM = "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"browser tests need Chromium at {CHROMIUM}", allow_module_level=True)
+skip_without_chromium()
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Page, expect  # noqa: E402
 
 TIMEOUT_MS = 5000
-
-
-class Server:
-    """One loopback server for the module; each test points it at its own outcomes app."""
-
-    def __init__(self):
-        from werkzeug.serving import make_server
-
-        from shared.devredis import free_port
-
-        self.app = None
-        self.port = free_port()
-        self.server = make_server("127.0.0.1", self.port, self._dispatch, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def _dispatch(self, environ, start_response):
-        return self.app(environ, start_response)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def server():
-    running = Server()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright = sync_playwright().start()
-    chromium = playwright.chromium.launch(
-        executable_path=CHROMIUM,
-        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-              "--no-first-run", "--disable-sync"],
-    )
-    yield chromium
-    chromium.close()
-    playwright.stop()
 
 
 @pytest.fixture
