@@ -39,8 +39,14 @@ def seed_organisation(outcomes_app, code="GMP", **contacts) -> None:
     send_event(outcomes_app, "organisation.updated", payload, code)
 
 
+def clock_start() -> datetime:
+    """'Now' for issue_return; the chase fixture pins it to the moment its sweeps count from, so
+    a slow machine cannot shift a return's due date against the sweeps."""
+    return datetime.now(UTC)
+
+
 def issue_return(outcomes_app, due_in_seconds: float, org="GMP", issued_seconds_ago: float = 60) -> str:
-    now = datetime.now(UTC)
+    now = clock_start()
     return_id, package_id = str(uuid.uuid4()), str(uuid.uuid4())
     payload = {
         "package_id": package_id, "reference": f"NCLCC-2026-{uuid.uuid4().int % 1000000:06d}",

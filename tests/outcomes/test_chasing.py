@@ -12,18 +12,21 @@ import requests
 import responses
 
 from services.outcomes import chasing
+from tests.outcomes import chase_helpers
 from tests.outcomes.chase_helpers import FAST_LADDER, issue_return, put_policy, seed_organisation, send_event
 from tests.outcomes.helpers import outcome_body
 
 
 @pytest.fixture
-def chase(outcomes_app, outcomes_client, token, redis_conn, run_jobs):
-    """A fast ladder, GMP in the directory, and a sweep at any moment after now."""
+def chase(outcomes_app, outcomes_client, token, redis_conn, run_jobs, monkeypatch):
+    """A fast ladder, GMP in the directory, and a sweep at any moment after the start, which is
+    also the 'now' returns are issued at."""
     put_policy(outcomes_client, token, FAST_LADDER)
     seed_organisation(outcomes_app)
     database = outcomes_app.extensions["database"]
     settings = outcomes_app.extensions["settings"]
     start = datetime.now(UTC)
+    monkeypatch.setattr(chase_helpers, "clock_start", lambda: start)
 
     def sweep_at(seconds: float) -> dict:
         session = database.session()
@@ -193,9 +196,11 @@ def test_steps_planned_before_the_issue_are_skipped(chase, outcomes_app, outcome
     rid = issue_return(outcomes_app, due_in_seconds=10, issued_seconds_ago=0)
     sweep_and_send(9)  # the reminder at -2 s was planned for after the issue: sent
     assert [c["result"] for c in chases(outcomes_client, token, rid)] == ["sent"]
-    late = issue_return(outcomes_app, due_in_seconds=1, issued_seconds_ago=0)
-    sweep_and_send(1.5)
-    assert [(c["step"], c["result"]) for c in chases(outcomes_client, token, late)][0] == ("reminder", "skipped")
+    late = issue_return(outcomes_app, due_in_seconds=1, issued_seconds_ago=0)  # the reminder would be at -2 s
+    sweep_and_send(60)
+    reminder = chases(outcomes_client, token, late)[0]
+    assert (reminder["step"], reminder["result"]) == ("reminder", "skipped")
+    assert reminder["error"] == "planned before the package was issued"
 
 
 def test_two_sweeps_at_once_claim_each_step_once(chase, outcomes_app, outcomes_client, token, run_jobs, mailbox):
