@@ -12,6 +12,10 @@ SUB ?=
 
 .PHONY: install run test token lint bench bench-metrics metrics-rebuild clean
 
+# The services default to APP_ENV=production, which refuses the development secrets. These
+# commands are for a developer's machine: they run in development unless told otherwise.
+run token bench bench-metrics metrics-rebuild: export APP_ENV ?= development
+
 install: $(STAMP)
 
 $(STAMP): pyproject.toml

@@ -1,12 +1,20 @@
-"""Bearer-token (JWT) verification, roles and clearance.
+"""Bearer-token (JWT) verification, roles and clearance: who the caller is, in one place.
 
-Development mints HS256 tokens with the shared secret (``make token``); production can set
-``JWT_PUBLIC_KEY`` (PEM) or ``JWT_JWKS_URL`` to verify an identity provider's tokens.
+Development mints HS256 tokens with ``JWT_SECRET`` (``make token``); production can set
+``JWT_PUBLIC_KEY`` (PEM) or ``JWT_JWKS_URL`` to verify an identity provider's RS256/ES256 tokens
+(keys picked by ``kid``, fetched again when an unknown ``kid`` appears, so keys rotate without a
+restart).
+
+The centre's roles (issuer, admin, leader) count only in a token whose ``org`` is the centre
+(``CENTRE_ORG``): a force's token that claims ``admin`` is judged on its other roles.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,11 +25,20 @@ from flask_smorest import abort
 
 from shared.settings import CLASSIFICATIONS, Settings
 
+log = logging.getLogger(__name__)
+
 ROLES = ("issuer", "recipient", "leader", "admin")
+# Roles that reach across organisations; they belong to the centre's staff alone.
+CENTRE_ROLES = frozenset({"issuer", "admin", "leader"})
+LEEWAY_SECONDS = 30
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 
 
 @dataclass(frozen=True)
 class Principal:
+    """A verified caller. Built by ``principal_from_claims``, which drops centre roles from a
+    token whose organisation is not the centre."""
+
     sub: str
     org: str
     roles: frozenset[str]
@@ -30,8 +47,29 @@ class Principal:
     def has_any(self, roles: Iterable[str]) -> bool:
         return bool(self.roles.intersection(roles))
 
+    @property
+    def is_centre(self) -> bool:
+        """Centre staff: reaches every organisation's packages, returns and figures."""
+        return self.has_any(CENTRE_ROLES)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.has_any(("leader", "admin"))
+
     def cleared_for(self, classification: str) -> bool:
         return clearance_rank(classification) <= clearance_rank(self.clearance)
+
+    @property
+    def allowed_classifications(self) -> list[str]:
+        """The markings this caller may see, for ``column.in_(...)`` filters."""
+        return [marking for marking in CLASSIFICATIONS if self.cleared_for(marking)]
+
+
+def principal_from_claims(settings: Settings, *, sub: str, org: str, roles: Iterable[str], clearance: str) -> Principal:
+    granted = frozenset(str(role) for role in roles)
+    if org.upper() != settings.centre_org:
+        granted -= CENTRE_ROLES
+    return Principal(sub=sub, org=org, roles=granted, clearance=clearance)
 
 
 def clearance_rank(classification: str) -> int:
@@ -50,6 +88,8 @@ def mint_token(
     clearance: str = "OFFICIAL-SENSITIVE",
     ttl: timedelta = timedelta(hours=12),
 ) -> str:
+    if not settings.jwt_secret:
+        raise TokenError("JWT_SECRET is not set: tokens come from the identity provider")
     now = datetime.now(UTC)
     claims = {
         "sub": sub,
@@ -67,41 +107,101 @@ def mint_token(
 
 
 class TokenError(Exception):
-    pass
+    """The token is refused. ``str(error)`` is safe to show the caller; ``reason`` (which may
+    carry the library's words) goes only to the audit log."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
-_jwks_clients: dict[str, jwt.PyJWKClient] = {}
+class JwksKeys:
+    """An identity provider's signing keys, cached, fetched again for an unknown ``kid`` at most
+    every ``REFRESH_AFTER_SECONDS`` (so a stream of made-up kids cannot hammer the provider)."""
+
+    REFRESH_AFTER_SECONDS = 10
+
+    def __init__(self, url: str):
+        self.client = jwt.PyJWKClient(url, cache_keys=False, cache_jwk_set=False, timeout=10)
+        self.keys: dict[str, jwt.PyJWK] = {}
+        self.fetched_at = 0.0
+        self.lock = threading.Lock()
+
+    def key_for(self, kid: str | None):
+        if kid is None:
+            raise TokenError("token is not valid", "token header has no kid")
+        with self.lock:
+            if kid not in self.keys and time.monotonic() - self.fetched_at >= self.REFRESH_AFTER_SECONDS:
+                self.fetched_at = time.monotonic()
+                try:
+                    self.keys = {key.key_id: key for key in self.client.get_signing_keys(refresh=True) if key.key_id}
+                except jwt.PyJWKClientError as error:
+                    log.warning("could not fetch the identity provider's keys: %s", error)
+            key = self.keys.get(kid)
+        if key is None:
+            raise TokenError("token is not valid", f"no signing key with kid {kid!r}")
+        return key.key
+
+
+_jwks: dict[str, JwksKeys] = {}
+
+
+def _verification_key(settings: Settings, header: dict):
+    algorithm = header.get("alg")
+    if algorithm not in settings.jwt_algorithms:
+        raise TokenError("token is not valid", f"algorithm {algorithm!r} is not accepted")
+    if algorithm in HMAC_ALGORITHMS:
+        if not settings.jwt_secret:
+            raise TokenError("token is not valid", "HMAC tokens are not accepted here")
+        return settings.jwt_secret
+    if settings.jwt_jwks_url:
+        keys = _jwks.setdefault(settings.jwt_jwks_url, JwksKeys(settings.jwt_jwks_url))
+        return keys.key_for(header.get("kid"))
+    if settings.jwt_public_key:
+        return settings.jwt_public_key
+    raise TokenError("token is not valid", f"no key configured for {algorithm}")
 
 
 def verify_token(settings: Settings, token: str) -> Principal:
+    required = ["sub", "exp", "iat"]
+    if settings.production:
+        required += ["iss", "aud"]
     try:
-        if settings.jwt_jwks_url:
-            client = _jwks_clients.setdefault(settings.jwt_jwks_url, jwt.PyJWKClient(settings.jwt_jwks_url))
-            key = client.get_signing_key_from_jwt(token).key
-        else:
-            key = settings.jwt_public_key or settings.jwt_secret
+        header = jwt.get_unverified_header(token)
+        key = _verification_key(settings, header)
         claims = jwt.decode(
             token,
             key,
-            algorithms=settings.jwt_algorithms,
+            algorithms=[header["alg"]],
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
-            options={"require": ["sub", "exp"]},
+            leeway=LEEWAY_SECONDS,
+            options={"require": required},
         )
+    except TokenError:
+        raise
     except jwt.ExpiredSignatureError as error:
         raise TokenError("token has expired") from error
-    except (jwt.InvalidTokenError, jwt.PyJWKClientError) as error:
-        raise TokenError(f"token is not valid: {error}") from error
+    except Exception as error:  # noqa: BLE001 - any fault in a presented token is the caller's, never a 500
+        raise TokenError("token is not valid", f"{type(error).__name__}: {error}") from error
+    issued_at, expires_at = claims.get("iat"), claims.get("exp")
+    if not isinstance(issued_at, int | float) or not isinstance(expires_at, int | float):
+        raise TokenError("token is not valid", "iat and exp must be numbers")
+    if expires_at - issued_at > settings.jwt_max_lifetime:
+        raise TokenError("token lives too long", f"exp - iat is {expires_at - issued_at:.0f} s, "
+                         f"more than JWT_MAX_LIFETIME {settings.jwt_max_lifetime} s")
     roles = claims.get("roles") or []
     if isinstance(roles, str):
         roles = roles.split(",")
+    if not isinstance(roles, list):
+        raise TokenError("token is not valid", "roles must be a list")
     org = claims.get("org")
     clearance = claims.get("clearance") or "OFFICIAL"
     if not isinstance(org, str) or not org:
         raise TokenError("token has no org claim")
     if clearance not in CLASSIFICATIONS:
-        raise TokenError(f"unknown clearance {clearance!r}")
-    return Principal(sub=str(claims["sub"]), org=org, roles=frozenset(map(str, roles)), clearance=clearance)
+        raise TokenError("token has an unknown clearance")
+    return principal_from_claims(settings, sub=str(claims["sub"]), org=org, roles=roles, clearance=clearance)
 
 
 def current_principal() -> Principal | None:
@@ -116,6 +216,8 @@ def current_principal() -> Principal | None:
                 g.principal = verify_token(current_app.extensions["settings"], token.strip())
             except TokenError as error:
                 g.token_error = str(error)
+                # The audit log keeps the real reason; the caller gets the plain one.
+                g.audit_detail = f"token refused: {error.reason}"
         elif header:
             g.token_error = "Authorization header must be 'Bearer <token>'"
         else:

@@ -43,7 +43,7 @@ def create_service_app(service: Service, import_name: str, overrides: dict | Non
     settings = load_settings(service.name, overrides.pop("settings", None))
     app.config.update(
         JSON_SORT_KEYS=False,
-        SECRET_KEY=settings.form_secret,
+        SECRET_KEY=settings.session_secret,
         TESTING=settings.testing,
         **overrides,
     )

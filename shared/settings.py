@@ -23,7 +23,22 @@ DEFAULT_SUBSCRIBERS = {
     "metrics": "",
 }
 
-DEV_SECRET = "dev-only-secret-change-me-in-production"
+APP_ENVS = ("development", "test", "production")
+# Development and test sign with these well-known values; production refuses every one of them.
+DEV_SECRETS = {
+    "JWT_SECRET": "dev-only-jwt-secret-never-use-in-production",
+    "EVENT_SECRET": "dev-only-event-secret-never-use-in-production",
+    "FORM_SECRET": "dev-only-form-secret-never-use-in-production",
+    "SESSION_SECRET": "dev-only-session-secret-never-use-in-production",
+    # Interim: replaced by a secret per organisation (Standard Webhooks).
+    "WEBHOOK_SECRET": "dev-only-webhook-secret-never-use-in-production",
+}
+MIN_SECRET_BYTES = 32
+SUPPORTED_JWT_ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "ES256", "ES384"})
+
+
+class ConfigurationError(RuntimeError):
+    """A setting is missing or unsafe: the service refuses to start and says which variable."""
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -32,7 +47,22 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 
 def _int(name: str, default: int) -> int:
-    return int(_env(name, str(default)))
+    value = _env(name, str(default))
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number, not {value!r}") from None
+
+
+def _bool(name: str, default: bool = False) -> bool:
+    value = (_env(name) or "").lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, not {value!r}")
 
 
 def _list(value: str | None) -> list[str]:
@@ -65,15 +95,20 @@ class Settings:
     database_url: str
     database_schema: str | None
     redis_url: str
-    jwt_secret: str
+    app_env: str
+    jwt_secret: str | None
     jwt_public_key: str | None
     jwt_jwks_url: str | None
     jwt_algorithms: list[str]
     jwt_issuer: str | None
     jwt_audience: str | None
+    jwt_max_lifetime: int
     event_secret: str
-    webhook_secret: str
     form_secret: str
+    session_secret: str
+    webhook_secret: str | None
+    centre_org: str
+    webhook_allow_private: bool
     max_classification: str
     smtp_url: str | None
     mail_from: str
@@ -89,6 +124,10 @@ class Settings:
     testing: bool = False
 
     @property
+    def production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
     def on_postgres(self) -> bool:
         return self.database_url.startswith("postgresql")
 
@@ -102,7 +141,14 @@ def load_settings(service: str, overrides: dict | None = None) -> Settings:
         for name in SERVICES
     }
     database_url = database_url_for(service)
-    secret = _env("SECRET_KEY", DEV_SECRET)
+    app_env = (_env("APP_ENV", "production") or "").lower()
+    if app_env not in APP_ENVS:
+        raise ConfigurationError(f"APP_ENV must be one of {', '.join(APP_ENVS)}, not {app_env!r}")
+
+    def secret(name: str) -> str | None:
+        # Outside production a missing secret takes its development value; production has none.
+        return _env(name, None if app_env == "production" else DEV_SECRETS[name])
+
     values = dict(
         service=service,
         database_url=database_url,
@@ -110,15 +156,24 @@ def load_settings(service: str, overrides: dict | None = None) -> Settings:
         if database_url.startswith("postgresql")
         else None,
         redis_url=_env("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        jwt_secret=_env("JWT_SECRET", secret),
+        app_env=app_env,
+        jwt_secret=secret("JWT_SECRET"),
         jwt_public_key=_env("JWT_PUBLIC_KEY"),
         jwt_jwks_url=_env("JWT_JWKS_URL"),
-        jwt_algorithms=_list(_env("JWT_ALGORITHMS", "HS256")),
+        # An identity provider's keys sign RS256 or ES256; our own development tokens HS256.
+        jwt_algorithms=_list(_env("JWT_ALGORITHMS", "RS256,ES256" if _env("JWT_JWKS_URL") or _env("JWT_PUBLIC_KEY")
+                                  else "HS256")),
         jwt_issuer=_env("JWT_ISSUER"),
         jwt_audience=_env("JWT_AUDIENCE"),
-        event_secret=_env("EVENT_SECRET", secret),
-        webhook_secret=_env("WEBHOOK_SECRET", secret),
-        form_secret=_env("FORM_SECRET", secret),
+        # Tokens living longer than this are refused, whatever their exp says.
+        jwt_max_lifetime=_int("JWT_MAX_LIFETIME", 12 * 3600),
+        event_secret=secret("EVENT_SECRET"),
+        form_secret=secret("FORM_SECRET"),
+        session_secret=secret("SESSION_SECRET"),
+        webhook_secret=secret("WEBHOOK_SECRET"),
+        centre_org=(_env("CENTRE_ORG", "NCLCC") or "").upper(),
+        # Only for local work: lets webhooks go to http:// and loopback or private addresses.
+        webhook_allow_private=_bool("WEBHOOK_ALLOW_PRIVATE"),
         max_classification=_env("MAX_CLASSIFICATION", "OFFICIAL-SENSITIVE"),
         smtp_url=_env("SMTP_URL"),
         mail_from=_env("MAIL_FROM", "nclcc-outcomes@localhost"),
@@ -135,5 +190,51 @@ def load_settings(service: str, overrides: dict | None = None) -> Settings:
     )
     values.update(overrides or {})
     if values["max_classification"] not in CLASSIFICATIONS:
-        raise ValueError(f"MAX_CLASSIFICATION must be one of {', '.join(CLASSIFICATIONS)}")
-    return Settings(**values)
+        raise ConfigurationError(f"MAX_CLASSIFICATION must be one of {', '.join(CLASSIFICATIONS)}")
+    unknown = set(values["jwt_algorithms"]) - SUPPORTED_JWT_ALGORITHMS
+    if unknown or not values["jwt_algorithms"]:
+        raise ConfigurationError(f"JWT_ALGORITHMS must name some of {', '.join(sorted(SUPPORTED_JWT_ALGORITHMS))}")
+    settings = Settings(**values)
+    check_secrets(settings)
+    return settings
+
+
+def check_secrets(settings: Settings) -> None:
+    """Refuse to run with missing, short, shared or development secrets in production.
+
+    Each secret guards one thing (tokens, events between services, form links, session
+    cookies), so a party that must hold one of them never holds the power of another.
+    """
+    verifies_by_key = bool(settings.jwt_jwks_url or settings.jwt_public_key)
+    secrets = {
+        "JWT_SECRET": settings.jwt_secret,
+        "EVENT_SECRET": settings.event_secret,
+        "FORM_SECRET": settings.form_secret,
+        "SESSION_SECRET": settings.session_secret,
+    }
+    if not settings.production:
+        missing = [name for name, value in secrets.items()
+                   if not value and not (name == "JWT_SECRET" and verifies_by_key)]
+        if missing:
+            raise ConfigurationError(f"{', '.join(missing)} must be set")
+        return
+    if verifies_by_key and settings.jwt_secret is None:
+        secrets.pop("JWT_SECRET")
+    development_values = set(DEV_SECRETS.values())
+    seen: dict[str, str] = {}
+    for name, value in secrets.items():
+        if not value:
+            hint = " (or JWT_JWKS_URL / JWT_PUBLIC_KEY)" if name == "JWT_SECRET" else ""
+            raise ConfigurationError(f"{name} must be set in production{hint}; see README, Security")
+        if value in development_values:
+            raise ConfigurationError(f"{name} is a development value; set a random one of 32 bytes or more")
+        if len(value.encode()) < MIN_SECRET_BYTES:
+            raise ConfigurationError(f"{name} must be at least {MIN_SECRET_BYTES} bytes long")
+        if value in seen:
+            raise ConfigurationError(f"{name} must differ from {seen[value]}: each secret guards one thing")
+        seen[value] = name
+    # Production tokens must say who issued them and for whom, so a token for another system
+    # signed by the same provider is refused.
+    for name in ("JWT_ISSUER", "JWT_AUDIENCE"):
+        if not getattr(settings, name.lower()):
+            raise ConfigurationError(f"{name} must be set in production; see README, Security")

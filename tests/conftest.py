@@ -30,7 +30,7 @@ def pytest_configure(config):
     # Retries run at once in tests: RQ re-enqueues a job whose retry interval is 0.
     os.environ["RELAY_RETRY_INTERVALS"] = "0,0,0"
     os.environ["NOTIFY_RETRY_INTERVALS"] = "0,0"
-    os.environ.setdefault("SECRET_KEY", "test-secret-of-at-least-thirty-two-bytes")
+    os.environ["APP_ENV"] = "test"  # the development secrets, without production's checks
     for service in ("dissemination", "outcomes", "metrics"):
         os.environ[f"{service.upper()}_DATABASE_SCHEMA"] = f"test_{service}"
     if not os.environ.get("REDIS_URL"):
@@ -89,7 +89,9 @@ class EventConsumer:
         @app.post("/internal/events")
         def receive():
             body = request.get_data()
-            problem = signing.verify(os.environ["SECRET_KEY"], request.headers, body)
+            from shared.settings import DEV_SECRETS
+
+            problem = signing.verify(os.environ.get("EVENT_SECRET", DEV_SECRETS["EVENT_SECRET"]), request.headers, body)
             if problem:
                 return {"message": problem}, 401
             self.received.append(json.loads(body))

@@ -13,6 +13,8 @@ import pytest
 from shared.settings import ROOT
 
 
+SECRETS = ("JWT_SECRET", "EVENT_SECRET", "FORM_SECRET", "SESSION_SECRET")
+
 def compose_command() -> list[str] | None:
     if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
         return ["docker", "compose"]
@@ -25,7 +27,7 @@ def test_compose_file_parses_with_every_process_of_the_product():
     command = compose_command()
     if command is None:
         pytest.skip("no docker compose client on this machine (.ci/run installs one)")
-    env = {**os.environ, "POSTGRES_PASSWORD": "example", "SECRET_KEY": "example-secret"}
+    env = {**os.environ, "POSTGRES_PASSWORD": "example", **{name: f"example-{name}" for name in SECRETS}}
     result = subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"]
                             if command == ["docker", "compose"] else
                             [*command, "-f", str(ROOT / "docker-compose.yml"), "config"],
@@ -41,8 +43,12 @@ def test_compose_refuses_to_start_without_secrets():
     command = compose_command()
     if command is None:
         pytest.skip("no docker compose client on this machine")
-    env = {k: v for k, v in os.environ.items() if k not in ("POSTGRES_PASSWORD", "SECRET_KEY")}
-    result = subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config"],
-                            capture_output=True, text=True, env=env, cwd=ROOT)
-    assert result.returncode != 0
-    assert "POSTGRES_PASSWORD" in result.stderr or "SECRET_KEY" in result.stderr
+    base = {k: v for k, v in os.environ.items() if k not in ("POSTGRES_PASSWORD", *SECRETS)}
+    base["POSTGRES_PASSWORD"] = "example"
+    # Each secret on its own is required: leaving out any one of them stops compose, naming it.
+    for missing in SECRETS:
+        env = {**base, **{name: f"example-{name}" for name in SECRETS if name != missing}}
+        result = subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config"],
+                                capture_output=True, text=True, env=env, cwd=ROOT)
+        assert result.returncode != 0, missing
+        assert missing in result.stderr

@@ -29,6 +29,9 @@ def _stop_on_sigterm(_signum, _frame):
 
 def main() -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # A developer's machine: development secrets, and webhooks may go to local test receivers.
+    os.environ.setdefault("APP_ENV", "development")
+    os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE", "true")
     env = os.environ.copy()
     redis = None
     if not env.get("REDIS_URL"):

@@ -13,8 +13,6 @@ from shared.audit import audit_target
 from shared.auth import current_principal
 from shared.db import get_session
 
-CENTRE_ROLES = ("issuer", "admin", "leader")
-
 
 def find_package(package_id: uuid.UUID, *, for_update: bool = False) -> Package:
     audit_target("package", package_id)
@@ -27,7 +25,7 @@ def find_package(package_id: uuid.UUID, *, for_update: bool = False) -> Package:
         abort(404, message="No such package.")
     if not principal.cleared_for(package.classification):
         _refuse(f"clearance {principal.clearance} below {package.classification}", "No such package.")
-    if not principal.has_any(CENTRE_ROLES):
+    if not principal.is_centre:
         if package.status == "draft" or principal.org not in {d.organisation for d in package.disseminations}:
             _refuse(f"package not disseminated to {principal.org}", "No such package.")
     return package
@@ -45,7 +43,7 @@ def find_dissemination(dissemination_id: uuid.UUID, *, for_update: bool = False)
     if not principal.cleared_for(dissemination.package.classification):
         _refuse(f"clearance {principal.clearance} below {dissemination.package.classification}",
                 "No such dissemination.")
-    if not principal.has_any(CENTRE_ROLES) and dissemination.organisation != principal.org:
+    if not principal.is_centre and dissemination.organisation != principal.org:
         _refuse(f"dissemination belongs to {dissemination.organisation}, caller is {principal.org}",
                 "No such dissemination.")
     return dissemination

@@ -123,11 +123,9 @@ def packages_visible_query(principal: Principal):
     """Packages the caller may list: all to the centre's roles, the issued ones sent to their
     organisation to a recipient; never above the caller's clearance."""
     from services.dissemination.models import Dissemination
-    from shared.settings import CLASSIFICATIONS
 
-    allowed = [c for c in CLASSIFICATIONS if principal.cleared_for(c)]
-    query = select(Package).where(Package.classification.in_(allowed))
-    if not principal.has_any(("issuer", "admin", "leader")):
+    query = select(Package).where(Package.classification.in_(principal.allowed_classifications))
+    if not principal.is_centre:
         query = query.where(
             Package.status != "draft",
             Package.id.in_(select(Dissemination.package_id).where(Dissemination.organisation == principal.org)),

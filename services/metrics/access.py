@@ -1,5 +1,6 @@
-"""Leadership reads everything; a recipient only its own organisation's figures; anyone else
-gets 403."""
+"""Leadership (the centre's leaders and admins) reads everything; a recipient only its own
+organisation's figures; anyone else gets 403. Centre roles in a force's token count for nothing
+(``shared.auth``)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ from flask_smorest import abort
 from shared.audit import audit_detail
 from shared.auth import current_principal
 
-LEADERS = ("leader", "admin")
-
 
 def is_leader() -> bool:
-    return current_principal().has_any(LEADERS)
+    return current_principal().is_leader
 
 
 def require_leader() -> None:

@@ -22,7 +22,6 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import select
 
 from services.metrics import figures
-from services.metrics.access import LEADERS
 from services.metrics.api.metrics import package_query
 from services.metrics.models import Fact
 from services.metrics.schemas import THREAT_AREAS
@@ -141,7 +140,7 @@ def _signed_in() -> tuple[Principal | None, str | None]:
     principal, problem = _verify(token)
     if principal is None:
         return None, "expired" if problem == "expired" else "invalid"
-    if not principal.has_any(LEADERS):
+    if not principal.is_leader:
         return None, "invalid"
     return principal, None
 
@@ -181,7 +180,7 @@ def sign_in_submit():
             return _sign_in_page(error="That token has expired. Ask for a new one and paste it here.", status=401)
         return _sign_in_page(error="That token could not be verified. Check you copied all of it.",
                              detail=problem, status=401)
-    if not principal.has_any(LEADERS):
+    if not principal.is_leader:
         return render_template("dashboard/refused.html", principal=principal), 403
     session.clear()  # nothing from before signing in is carried over
     session.permanent = True

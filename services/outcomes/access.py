@@ -12,15 +12,11 @@ from services.outcomes.models import ExpectedReturn
 from shared.audit import audit_detail, audit_target
 from shared.auth import Principal, current_principal
 from shared.db import get_session
-from shared.settings import CLASSIFICATIONS
-
-CENTRE_ROLES = ("issuer", "admin", "leader")
 
 
 def visible_returns_query(principal: Principal):
-    allowed = [c for c in CLASSIFICATIONS if principal.cleared_for(c)]
-    query = select(ExpectedReturn).where(ExpectedReturn.classification.in_(allowed))
-    if not principal.has_any(CENTRE_ROLES):
+    query = select(ExpectedReturn).where(ExpectedReturn.classification.in_(principal.allowed_classifications))
+    if not principal.is_centre:
         query = query.where(ExpectedReturn.organisation == principal.org)
     return query
 
@@ -37,7 +33,7 @@ def find_return(return_id: uuid.UUID, *, for_update: bool = False) -> ExpectedRe
     if not principal.cleared_for(expected.classification):
         audit_detail(f"refused: clearance {principal.clearance} below {expected.classification}")
         abort(404, message="No such return.")
-    if not principal.has_any(CENTRE_ROLES) and expected.organisation != principal.org:
+    if not principal.is_centre and expected.organisation != principal.org:
         audit_detail(f"refused: return belongs to {expected.organisation}, caller is {principal.org}")
         abort(404, message="No such return.")
     return expected

@@ -10,7 +10,6 @@ from services.dissemination.models import Dissemination, Package
 from services.dissemination.schemas import InboxItemSchema, InboxQueryArgsSchema
 from shared.auth import current_principal, require
 from shared.db import get_session
-from shared.settings import CLASSIFICATIONS
 
 blp = Blueprint("inbox", __name__, url_prefix="/api/v1/inbox", description="Your organisation's packages.")
 
@@ -37,11 +36,11 @@ class Inbox(MethodView):
     def get(self, args, pagination_parameters):
         """Packages sent to your organisation, newest first, within your clearance."""
         principal = current_principal()
-        allowed = [c for c in CLASSIFICATIONS if principal.cleared_for(c)]
         query = (
             select(Dissemination)
             .join(Package)
-            .where(Dissemination.organisation == principal.org, Package.classification.in_(allowed))
+            .where(Dissemination.organisation == principal.org,
+                   Package.classification.in_(principal.allowed_classifications))
         )
         if "status" in args:
             query = query.where(STATUS_FILTERS[args["status"]]())

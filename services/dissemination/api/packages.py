@@ -22,14 +22,11 @@ from services.dissemination.schemas import (
 )
 from shared.api import invalid
 from shared.audit import audit_target
-from shared.auth import current_principal, require
+from shared.auth import CENTRE_ROLES, current_principal, require
 from shared.db import commit, get_session
 from shared.idempotency import idempotent
 
 blp = Blueprint("packages", __name__, url_prefix="/api/v1/packages", description="Intelligence packages.")
-
-CENTRE_ROLES = ("issuer", "admin", "leader")
-
 
 def _settings():
     return current_app.extensions["settings"]
@@ -148,7 +145,7 @@ class PackageWithdraw(MethodView):
 
 @blp.route("/<uuid:package_id>/disseminations")
 class PackageDisseminations(MethodView):
-    @require(*CENTRE_ROLES)
+    @require(*sorted(CENTRE_ROLES))
     @blp.response(200, DisseminationSchema(many=True))
     def get(self, package_id: uuid.UUID):
         """Who the package went to: delivered, acknowledged, due and returned, per recipient."""
