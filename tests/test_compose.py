@@ -12,7 +12,6 @@ import pytest
 
 from shared.settings import ROOT
 
-
 SECRETS = ("JWT_SECRET", "EVENT_SECRET", "FORM_SECRET", "SESSION_SECRET")
 
 def compose_command() -> list[str] | None:
