@@ -3,13 +3,17 @@ creates nothing new.
 
 The answer is stored in the same transaction as the change it describes (the view's
 ``commit`` is deferred to here), so a crash can never leave a change without its record.
-Keys are per caller (token ``sub``); reusing a key for a different request is refused.
+Keys are per caller: organisation and subject together, so a user of another organisation who
+happens to share a ``sub`` never meets GMP's keys. Reusing a key for a different request is
+refused. Before an answer is replayed the view's own access check runs again (``authorise``),
+so a replay never shows what the caller may no longer see.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Callable
 
 from flask import Response, current_app, g, request
@@ -41,8 +45,23 @@ def _replay(record) -> Response:
     return response
 
 
-def idempotent(view: Callable) -> Callable:
-    """Decorate a POST view (inside ``require``) to honour ``Idempotency-Key``."""
+def _caller_scope() -> str:
+    principal = current_principal()
+    if principal is None:
+        return "anonymous"
+    scope = json.dumps([principal.org, principal.sub])
+    # The column holds 200 characters; a longer pair is kept as its digest.
+    return scope if len(scope) <= 200 else "sha256:" + hashlib.sha256(scope.encode()).hexdigest()
+
+
+def idempotent(view: Callable | None = None, *, authorise: Callable[..., object] | None = None) -> Callable:
+    """Decorate a POST view (inside ``require``) to honour ``Idempotency-Key``.
+
+    ``authorise`` gets the view's URL arguments and must abort (404/403) when the caller may
+    not act on that resource; it runs before a stored answer is replayed.
+    """
+    if view is None:
+        return functools.partial(idempotent, authorise=authorise)
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
@@ -53,13 +72,14 @@ def idempotent(view: Callable) -> Callable:
         if not 1 <= len(key) <= 200:
             abort(400, message=f"{HEADER} must be 1 to 200 characters.",
                   errors={"headers": {HEADER: ["Must be 1 to 200 characters."]}})
-        principal = current_principal()
-        caller = principal.sub if principal else "anonymous"
+        caller = _caller_scope()
         model = current_app.extensions["service"].models.IdempotencyRecord
         session = get_session()
         fingerprint = _fingerprint()
         existing = session.scalar(select(model).where(model.principal == caller, model.key == key))
         if existing is not None:
+            if authorise is not None:
+                authorise(**kwargs)
             return _answer_for_existing(existing, fingerprint)
         session.info["defer_commit"] = True
         try:

@@ -67,3 +67,36 @@ def test_an_overlong_key_is_400(client, token):
     response = client.post("/api/v1/packages", json=package_body(), headers={**token(), "Idempotency-Key": "x" * 201})
     assert response.status_code == 400
     assert count_packages(client, token) == 0
+
+
+def test_keys_are_scoped_by_organisation_not_sub_alone(client, outcomes_client, token, pump_events):
+    """Finding 7: a user of another organisation with the same ``sub`` and key got GMP's stored
+    outcome. Keys belong to (organisation, subject), and the access check runs first."""
+    from tests.outcomes.helpers import issued_returns, outcome_body
+
+    returns = issued_returns(client, token, pump_events)
+    path = f"/api/v1/returns/{returns['GMP']}/outcomes"
+    gmp = {**token("GMP", "recipient", sub="duty-officer"), "Idempotency-Key": "return-1"}
+    filed = outcomes_client.post(path, json=outcome_body(), headers=gmp)
+    assert filed.status_code == 201
+    mps = {**token("MPS", "recipient", sub="duty-officer"), "Idempotency-Key": "return-1"}
+    stolen = outcomes_client.post(path, json=outcome_body(), headers=mps)
+    assert stolen.status_code == 404
+    assert "Idempotent-Replayed" not in stolen.headers
+    assert "Warrant executed" not in stolen.get_data(as_text=True)
+
+
+def test_a_replay_checks_access_again(client, outcomes_client, token, pump_events):
+    """The same caller retrying after losing clearance for the package gets no replay."""
+    from tests.outcomes.helpers import issued_returns, outcome_body
+
+    returns = issued_returns(client, token, pump_events, classification="OFFICIAL-SENSITIVE")
+    path = f"/api/v1/returns/{returns['GMP']}/outcomes"
+    first = {**token("GMP", "recipient", sub="analyst"), "Idempotency-Key": "k-1"}
+    assert outcomes_client.post(path, json=outcome_body(), headers=first).status_code == 201
+    downgraded = {**token("GMP", "recipient", clearance="OFFICIAL", sub="analyst"), "Idempotency-Key": "k-1"}
+    replay = outcomes_client.post(path, json=outcome_body(), headers=downgraded)
+    assert replay.status_code == 404
+    assert "Idempotent-Replayed" not in replay.headers
+    again = outcomes_client.post(path, json=outcome_body(), headers=first)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"

@@ -32,7 +32,7 @@ class DisseminationById(MethodView):
 @blp.route("/<uuid:dissemination_id>/acknowledge")
 class DisseminationAcknowledge(MethodView):
     @require("recipient")
-    @idempotent
+    @idempotent(authorise=lambda dissemination_id: find_dissemination(dissemination_id))
     @blp.response(200, InboxItemSchema)
     def post(self, dissemination_id: uuid.UUID):
         """Acknowledge receipt for your organisation. Acknowledging again changes nothing."""

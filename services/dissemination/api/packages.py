@@ -108,7 +108,7 @@ class PackageById(MethodView):
 @blp.route("/<uuid:package_id>/issue")
 class PackageIssue(MethodView):
     @require("issuer")
-    @idempotent
+    @idempotent(authorise=lambda package_id: find_package(package_id))
     @blp.response(200, PackageSchema)
     def post(self, package_id: uuid.UUID):
         """Issue a draft: one dissemination per recipient, each notified. Issuing twice is 409."""
@@ -128,7 +128,7 @@ class PackageIssue(MethodView):
 @blp.route("/<uuid:package_id>/withdraw")
 class PackageWithdraw(MethodView):
     @require("issuer")
-    @idempotent
+    @idempotent(authorise=lambda package_id: find_package(package_id))
     @blp.arguments(WithdrawSchema)
     @blp.response(200, PackageSchema)
     def post(self, values, package_id: uuid.UUID):

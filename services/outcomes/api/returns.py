@@ -103,7 +103,7 @@ class ReturnOutcomes(MethodView):
         return find_return(return_id).outcomes
 
     @require("recipient")
-    @idempotent
+    @idempotent(authorise=lambda return_id: find_return(return_id))
     @blp.arguments(OutcomeInputSchema)
     @blp.response(201, OutcomeSchema)
     def post(self, values, return_id: uuid.UUID):
@@ -127,7 +127,7 @@ class ReturnOutcomes(MethodView):
 @blp.route("/<uuid:return_id>/extend")
 class ReturnExtend(MethodView):
     @require("issuer")
-    @idempotent
+    @idempotent(authorise=lambda return_id: find_return(return_id))
     @blp.arguments(ExtendSchema)
     @blp.response(200, ExpectedReturnSchema)
     def post(self, values, return_id: uuid.UUID):
