@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from marshmallow import ValidationError, fields, validate, validates_schema
+from flask import has_request_context
+from marshmallow import ValidationError, fields, post_dump, validate, validates_schema
 
 from services.dissemination.models import (
     DELIVERY_STATUSES,
@@ -14,6 +15,7 @@ from services.dissemination.models import (
     THREAT_AREAS,
 )
 from shared.api import BaseSchema, StrictInteger
+from shared.auth import current_principal
 from shared.settings import CLASSIFICATIONS
 
 ORG_CODE = validate.Regexp(r"^[A-Z0-9][A-Z0-9-]{1,15}$", error="Use 2-16 capital letters, digits or '-'.")
@@ -125,7 +127,8 @@ class PackageSchema(BaseSchema):
     intelligence_assessment = fields.String()
     handling_code = fields.String()
     handling_conditions = fields.String(allow_none=True)
-    recipients = fields.List(fields.String())
+    recipients = fields.List(fields.String(), metadata={
+        "description": "organisation codes; a recipient sees only its own, never who else received it"})
     outcome_due_at = fields.AwareDateTime(allow_none=True)
     outcome_due_working_days = fields.Integer(allow_none=True)
     status = fields.String()
@@ -136,6 +139,14 @@ class PackageSchema(BaseSchema):
     issued_by = fields.String(allow_none=True)
     withdrawn_at = fields.AwareDateTime(allow_none=True)
     withdrawal_reason = fields.String(allow_none=True)
+
+    @post_dump
+    def only_own_organisation_for_recipients(self, data, **_kwargs):
+        """Who else received a package is the centre's business: a force sees only itself."""
+        principal = current_principal() if has_request_context() else None
+        if principal is not None and not principal.is_centre and "recipients" in data:
+            data["recipients"] = [code for code in data["recipients"] if code == principal.org]
+        return data
 
 
 class PackageQueryArgsSchema(BaseSchema):

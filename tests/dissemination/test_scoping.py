@@ -110,3 +110,22 @@ def test_inbox_filters_by_status(client, token):
     assert [i["package_id"] for i in acknowledged] == [second["id"]]
     assert len(client.get("/api/v1/inbox?status=pending_delivery", headers=gmp).get_json()) == 1
     assert client.get("/api/v1/inbox?status=bogus", headers=gmp).status_code == 422
+
+
+def test_a_recipient_never_learns_who_else_received_a_package(client, token):
+    """Finding 12: recipients saw every other recipient of a package, and could probe with the
+    ``recipient`` filter."""
+    package = issue_package(client, token(), recipients=["GMP", "MPS", "WMP"])
+    centre_view = client.get(f"/api/v1/packages/{package['id']}", headers=token()).get_json()
+    assert sorted(centre_view["recipients"]) == ["GMP", "MPS", "WMP"]
+    gmp = token("GMP", "recipient")
+    assert client.get(f"/api/v1/packages/{package['id']}", headers=gmp).get_json()["recipients"] == ["GMP"]
+    listed = client.get("/api/v1/packages", headers=gmp).get_json()
+    assert [row["recipients"] for row in listed] == [["GMP"]]
+    # Asking for packages that went to MPS tells GMP nothing: the filter is not applied for it.
+    assert len(client.get("/api/v1/packages?recipient=MPS", headers=gmp).get_json()) == 1
+    assert len(client.get("/api/v1/packages?recipient=NYP", headers=gmp).get_json()) == 1
+    assert client.get("/api/v1/packages?recipient=NYP", headers=token()).get_json() == []
+    # A force's token that claims the centre's roles is still a force.
+    claimed = token("GMP", "recipient,issuer,admin,leader")
+    assert client.get(f"/api/v1/packages/{package['id']}", headers=claimed).get_json()["recipients"] == ["GMP"]

@@ -51,7 +51,7 @@ class Packages(MethodView):
             query = query.where(Package.status == args["status"])
         if "threat_area" in args:
             query = query.where(Package.threat_area == args["threat_area"])
-        if "recipient" in args:
+        if "recipient" in args and current_principal().is_centre:  # a force cannot probe who else received
             query = query.where(
                 Package.id.in_(select(Dissemination.package_id).where(Dissemination.organisation == args["recipient"]))
             )
