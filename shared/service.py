@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from sqlalchemy.orm import Session
 
 from shared import audit, db, events, idempotency
@@ -58,9 +58,18 @@ def create_service_app(service: Service, import_name: str, overrides: dict | Non
     idempotency.init_app(app)
     events.init_app(app, api)
     _register_health(app, database, settings)
+    app.after_request(_api_security_headers)
     _configure_logging()
     app.extensions["api"] = api
     return app
+
+
+def _api_security_headers(response):
+    """API answers carry intelligence and figures: no cache keeps them, no browser sniffs them."""
+    if request.path.startswith(("/api/", "/internal/")):
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
 
 
 def _register_health(app: Flask, database: Database, settings: Settings) -> None:

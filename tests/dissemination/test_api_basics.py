@@ -90,3 +90,9 @@ def test_lists_are_paginated_with_x_pagination(client, token):
     meta = json.loads(response.headers["X-Pagination"])
     assert meta["total"] == 57 and meta["page"] == 2 and meta["total_pages"] == 6
     assert client.get("/api/v1/organisations?per_page=1000", headers=token()).status_code == 422
+
+
+def test_api_answers_are_not_cached_or_sniffed(client, token):
+    for response in (client.get("/api/v1/packages", headers=token()), client.get("/api/v1/packages")):
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
