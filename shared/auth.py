@@ -66,8 +66,10 @@ class Principal:
 
 
 def principal_from_claims(settings: Settings, *, sub: str, org: str, roles: Iterable[str], clearance: str) -> Principal:
+    # Organisation codes are upper case everywhere (the directory, disseminations, returns).
+    org = org.strip().upper()
     granted = frozenset(str(role) for role in roles)
-    if org.upper() != settings.centre_org:
+    if org != settings.centre_org:
         granted -= CENTRE_ROLES
     return Principal(sub=sub, org=org, roles=granted, clearance=clearance)
 

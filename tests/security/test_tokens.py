@@ -226,3 +226,12 @@ def test_our_own_minted_tokens_carry_issuer_and_audience_when_set(app):
     settings = replace(app.extensions["settings"], jwt_issuer=ISSUER, jwt_audience=AUDIENCE, app_env="production")
     principal = verify_token(settings, mint_token(settings, sub="s", org="GMP", roles=["recipient"]))
     assert principal.org == "GMP"
+
+
+def test_organisation_codes_are_compared_in_upper_case(app):
+    settings = app.extensions["settings"]
+    assert verify_token(settings, mint_token(settings, sub="s", org=" gmp", roles=["recipient"])).org == "GMP"
+    centre = verify_token(settings, mint_token(settings, sub="s", org="nclcc", roles=["admin"]))
+    assert centre.org == "NCLCC" and centre.is_centre
+    force = verify_token(settings, mint_token(settings, sub="s", org="NCLCC-GMP", roles=["admin", "recipient"]))
+    assert not force.is_centre and force.roles == frozenset({"recipient"})
