@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -31,6 +32,9 @@ ROLES = ("issuer", "recipient", "leader", "admin")
 # Roles that reach across organisations; they belong to the centre's staff alone.
 CENTRE_ROLES = frozenset({"issuer", "admin", "leader"})
 LEEWAY_SECONDS = 30
+# Who acted is kept in 200-character columns; an organisation is its directory code.
+MAX_SUB_LENGTH = 200
+ORG_CODE = re.compile(r"[A-Z0-9][A-Z0-9-]{1,15}")
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 
 
@@ -201,9 +205,16 @@ def verify_token(settings: Settings, token: str) -> Principal:
     clearance = claims.get("clearance") or "OFFICIAL"
     if not isinstance(org, str) or not org:
         raise TokenError("token has no org claim")
+    if not ORG_CODE.fullmatch(org.strip().upper()):
+        raise TokenError("token has an org that is not an organisation code", f"org {org[:40]!r}")
     if clearance not in CLASSIFICATIONS:
         raise TokenError("token has an unknown clearance")
-    return principal_from_claims(settings, sub=str(claims["sub"]), org=org, roles=roles, clearance=clearance)
+    sub = str(claims["sub"])
+    if not 1 <= len(sub) <= MAX_SUB_LENGTH or not sub.isprintable():
+        raise TokenError("token has a sub that is empty, too long or unprintable")
+    # Roles this system does not know are no roles here (and cannot overflow the audit log).
+    known_roles = [role for role in roles if role in ROLES]
+    return principal_from_claims(settings, sub=sub, org=org, roles=known_roles, clearance=clearance)
 
 
 def current_principal() -> Principal | None:

@@ -235,3 +235,24 @@ def test_organisation_codes_are_compared_in_upper_case(app):
     assert centre.org == "NCLCC" and centre.is_centre
     force = verify_token(settings, mint_token(settings, sub="s", org="NCLCC-GMP", roles=["admin", "recipient"]))
     assert not force.is_centre and force.roles == frozenset({"recipient"})
+
+
+@pytest.mark.parametrize("claims, problem", [
+    ({"sub": "x" * 201}, "sub"), ({"sub": "a\x00b"}, "sub"), ({"sub": ""}, "sub"),
+    ({"org": "G" * 17}, "org"), ({"org": "GMP; DROP"}, "org"), ({"org": "GMP\x00"}, "org"),
+])
+def test_claims_that_could_not_be_recorded_are_refused(app, client, claims, problem):
+    """Finding from beyond the list: a 300-character ``sub`` or a long ``org`` reached 200- and
+    16-character columns and failed on PostgreSQL (500, and no audit entry)."""
+    now = int(time.time())
+    body = {"sub": "someone", "org": "GMP", "roles": ["recipient"], "iat": now, "exp": now + 60, **claims}
+    value = jwt.encode(body, app.extensions["settings"].jwt_secret, algorithm="HS256")
+    response = client.get("/api/v1/inbox", headers={"Authorization": f"Bearer {value}"})
+    assert response.status_code == 401
+    assert problem in response.get_json()["message"]
+
+
+def test_unknown_roles_are_dropped(app):
+    settings = app.extensions["settings"]
+    principal = verify_token(settings, mint_token(settings, sub="s", org="GMP", roles=["recipient", "x" * 300]))
+    assert principal.roles == frozenset({"recipient"})
