@@ -252,10 +252,12 @@ def _close_the_loop(base, env, redis_conn, mailbox):
         if body.status_code != 200:
             return None
         body = body.json()
-        done = body["compliance"]["overdue_now"] == 1 and body["compliance"]["final"] == 1
+        # The delivery events may have waited for the outbox sweep after Redis was flushed.
+        done = (body["compliance"]["overdue_now"] == 1 and body["compliance"]["final"] == 1
+                and body["reach"]["delivered"] == 2)
         return body if done else None
 
-    figures = wait_for(package_figures, timeout=20)
+    figures = wait_for(package_figures, timeout=40)
     assert figures["verdict"] == "actioned" and figures["results"]["direct"]["arrests"] == 2
     assert figures["reach"]["recipients"] == 2 and figures["reach"]["delivered"] == 2
     assert figures["quality"]["accuracy"]["confirmed"] == 1
