@@ -19,8 +19,8 @@ from standardwebhooks import Webhook
 from services.dissemination.models import Organisation, OutboxEvent
 from shared import netguard, webhook_secrets
 from shared.notify import NotificationError, send_webhook
-from shared.settings import load_settings
 from shared.service import set_runtime
+from shared.settings import load_settings
 from tests.dissemination.helpers import issue_package
 from tests.outcomes.chase_helpers import issue_return, seed_organisation
 from tests.outcomes.test_chasing import chase, chases  # noqa: F401 - the chase fixture

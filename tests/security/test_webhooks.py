@@ -138,7 +138,8 @@ def test_the_secret_appears_nowhere_but_in_the_answer_that_made_it(client, token
     log = client.get(path, headers=signing.signed_headers(app.extensions["settings"].event_secret, path.encode()))
     assert log.status_code == 200
     seen["the event log"] = log.get_data(as_text=True)
-    updates = [e for e in log.get_json()["events"] if e["type"] == "organisation.updated" and e["aggregate_id"] == "GMP"]
+    updates = [e for e in log.get_json()["events"]
+               if e["type"] == "organisation.updated" and e["aggregate_id"] == "GMP"]
     assert updates and updates[-1]["payload"]["webhook_secret_sealed"]  # sealed: useless without the key
     for secret in secrets:
         raw = secret.removeprefix("whsec_")
@@ -173,7 +174,8 @@ def test_a_webhook_from_before_per_organisation_secrets_gets_one_on_first_use(cl
     [request] = deliveries_to(GMP_HOOK)
     sealed = session.scalar(select(Organisation.webhook_secret_sealed).where(Organisation.code == "GMP"))
     assert sealed
-    assert Webhook(webhook_secrets.unseal(app.extensions["settings"], sealed)).verify(request.body, dict(request.headers))
+    secret = webhook_secrets.unseal(app.extensions["settings"], sealed)
+    assert Webhook(secret).verify(request.body, dict(request.headers))
     announced = [e for e in consumer.of_type("organisation.updated") if e["aggregate_id"] == "GMP"]
     assert announced[-1]["payload"]["webhook_secret_sealed"] == sealed  # so the outcomes service can sign too
 
