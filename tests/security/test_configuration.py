@@ -30,7 +30,8 @@ def production_env(**changes: str | None) -> dict[str, str]:
 @pytest.fixture
 def environment(monkeypatch):
     def set_env(env: dict[str, str]) -> None:
-        for name in (*SECRETS, "WEBHOOK_SECRETS_KEY", "WEBHOOK_SECRET", "APP_ENV", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_JWKS_URL", "JWT_PUBLIC_KEY",
+        for name in (*SECRETS, "WEBHOOK_SECRETS_KEY", "WEBHOOK_SECRET",
+                     "APP_ENV", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_JWKS_URL", "JWT_PUBLIC_KEY",
                      "SECRET_KEY", "JWT_ALGORITHMS"):
             monkeypatch.delenv(name, raising=False)
         for name, value in env.items():
