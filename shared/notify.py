@@ -1,4 +1,4 @@
-"""Notification senders: a signed webhook and e-mail.
+"""Notification senders: a webhook signed by the Standard Webhooks scheme, and e-mail.
 
 Each call makes one attempt and raises ``NotificationError`` on failure; the RQ job that calls
 it retries with backoff and records the outcome. Without ``SMTP_URL`` e-mail goes to a
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import smtplib
 import uuid
+from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -18,8 +19,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 import requests
+from standardwebhooks import Webhook
 
-from shared import signing
+from shared import netguard, webhook_secrets
 from shared.db import utcnow
 from shared.settings import Settings
 
@@ -34,15 +36,48 @@ class NotificationError(Exception):
         self.permanent = permanent
 
 
-def send_webhook(settings: Settings, url: str, payload: dict) -> int:
-    """POST ``payload`` as JSON with an HMAC signature over timestamp and body."""
-    body = json.dumps(payload, default=str).encode()
-    headers = signing.signed_headers(settings.webhook_secret, body)
-    headers["User-Agent"] = USER_AGENT
+def webhook_headers(secret: str, message_id: str, body: bytes, now: datetime | None = None) -> dict[str, str]:
+    """The Standard Webhooks headers for ``body``: ``webhook-id``, ``webhook-timestamp`` and
+    ``webhook-signature`` (``v1,<base64 HMAC-SHA256 of "id.timestamp.body">``)."""
+    timestamp = (now or datetime.now(UTC)).replace(microsecond=0)
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(timestamp.timestamp())),
+        "webhook-signature": Webhook(secret).sign(message_id, timestamp, body.decode()),
+    }
+
+
+def send_webhook(settings: Settings, url: str, payload: dict, *, sealed_secret: str | None, message_id: str) -> int:
+    """POST ``payload`` as JSON, signed by the Standard Webhooks scheme with the organisation's
+    own secret; the one sender of webhooks for every service.
+
+    ``message_id`` stays the same for every try of one message, so the receiver can drop
+    repeats. The URL is checked again here (DNS may have changed since it was set) and the
+    request goes to the address that was checked. Errors say what happened in words an admin
+    may see, never what the other end answered beyond its status code.
+    """
     try:
-        response = requests.post(url, data=body, headers=headers, timeout=10, allow_redirects=False)
+        secret = webhook_secrets.unseal(settings, sealed_secret)
+    except webhook_secrets.SecretUnavailable as error:
+        # Never send unsigned: the organisation's other contact is used instead.
+        raise NotificationError("webhook has no signing secret", permanent=True) from error
+    try:
+        target = netguard.check_url(url, settings.webhook_allow_private)
+    except netguard.AddressNotAllowed as error:
+        raise NotificationError("webhook address not allowed", permanent=True) from error
+    except netguard.NotResolved as error:
+        raise NotificationError("webhook unreachable") from error
+    body = json.dumps(payload, default=str).encode()
+    headers = webhook_headers(secret, message_id, body)
+    headers["User-Agent"] = USER_AGENT
+    http = netguard.pinned_session(target)
+    try:
+        response = http.post(url, data=body, headers=headers, timeout=10, allow_redirects=False)
     except requests.RequestException as error:
-        raise NotificationError(f"webhook unreachable: {type(error).__name__}") from error
+        raise NotificationError("webhook unreachable") from error
+    finally:
+        http.close()
     if not 200 <= response.status_code < 300:
         # 4xx other than timeouts and rate limits will not get better by retrying.
         permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 425, 429)

@@ -30,10 +30,13 @@ DEV_SECRETS = {
     "EVENT_SECRET": "dev-only-event-secret-never-use-in-production",
     "FORM_SECRET": "dev-only-form-secret-never-use-in-production",
     "SESSION_SECRET": "dev-only-session-secret-never-use-in-production",
-    # Interim: replaced by a secret per organisation (Standard Webhooks).
-    "WEBHOOK_SECRET": "dev-only-webhook-secret-never-use-in-production",
+    # Encrypts each organisation's webhook signing secret at rest and between the dissemination
+    # and outcomes services (the metrics service has no need of it).
+    "WEBHOOK_SECRETS_KEY": "dev-only-webhook-secrets-key-never-use-in-production",
 }
 MIN_SECRET_BYTES = 32
+# The services that send webhooks, and so need WEBHOOK_SECRETS_KEY.
+WEBHOOK_SENDERS = ("dissemination", "outcomes")
 SUPPORTED_JWT_ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "ES256", "ES384"})
 
 
@@ -106,7 +109,7 @@ class Settings:
     event_secret: str
     form_secret: str
     session_secret: str
-    webhook_secret: str | None
+    webhook_secrets_key: str | None
     centre_org: str
     webhook_allow_private: bool
     max_classification: str
@@ -170,7 +173,7 @@ def load_settings(service: str, overrides: dict | None = None) -> Settings:
         event_secret=secret("EVENT_SECRET"),
         form_secret=secret("FORM_SECRET"),
         session_secret=secret("SESSION_SECRET"),
-        webhook_secret=secret("WEBHOOK_SECRET"),
+        webhook_secrets_key=secret("WEBHOOK_SECRETS_KEY"),
         centre_org=(_env("CENTRE_ORG", "NCLCC") or "").upper(),
         # Only for local work: lets webhooks go to http:// and loopback or private addresses.
         webhook_allow_private=_bool("WEBHOOK_ALLOW_PRIVATE"),
@@ -203,7 +206,9 @@ def check_secrets(settings: Settings) -> None:
     """Refuse to run with missing, short, shared or development secrets in production.
 
     Each secret guards one thing (tokens, events between services, form links, session
-    cookies), so a party that must hold one of them never holds the power of another.
+    cookies, organisations' webhook secrets), so a party that must hold one of them never holds
+    the power of another. Only the services that sign webhooks (dissemination, outcomes) need
+    ``WEBHOOK_SECRETS_KEY``; the metrics service runs without it.
     """
     verifies_by_key = bool(settings.jwt_jwks_url or settings.jwt_public_key)
     secrets = {
@@ -212,6 +217,8 @@ def check_secrets(settings: Settings) -> None:
         "FORM_SECRET": settings.form_secret,
         "SESSION_SECRET": settings.session_secret,
     }
+    if settings.service in WEBHOOK_SENDERS:
+        secrets["WEBHOOK_SECRETS_KEY"] = settings.webhook_secrets_key
     if not settings.production:
         missing = [name for name, value in secrets.items()
                    if not value and not (name == "JWT_SECRET" and verifies_by_key)]

@@ -1,4 +1,5 @@
-"""HMAC signatures over a timestamp and a body: for events between services and for webhooks.
+"""HMAC signatures over a timestamp and a body: for events between services (webhooks to
+organisations are signed by the Standard Webhooks scheme instead, see ``shared.notify``).
 
 The signed string is ``"<unix timestamp>.<body>"``, so a captured request cannot be replayed
 after ``MAX_SKEW_SECONDS`` nor its body changed.

@@ -313,6 +313,49 @@ def run_jobs(redis_conn):
     return run
 
 
+PUBLIC_TEST_ADDRESS = "93.184.216.34"  # a public address; nothing connects to it in these tests
+
+
+class Resolver(dict):
+    """Test DNS: names under ``.example`` resolve to what the test says (a public address
+    unless told otherwise; None: no such name); every other name resolves as usual."""
+
+    def lookup(self, host: str) -> list[str] | None:
+        value = self.get(host, PUBLIC_TEST_ADDRESS)
+        if callable(value):
+            value = value()
+        return None if value is None else [value] if isinstance(value, str) else list(value)
+
+
+@pytest.fixture(autouse=True)
+def resolver(monkeypatch) -> Resolver:
+    """Webhook hosts in tests (``*.example``) resolve by this table, so no test depends on real
+    DNS and a test can make a name resolve to anything, or change between two lookups."""
+    import ipaddress
+    import socket
+
+    table = Resolver()
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
+        name = host.decode() if isinstance(host, bytes) else host
+        if isinstance(name, str) and name.rstrip(".").lower().endswith(".example"):
+            addresses = table.lookup(name.rstrip(".").lower())
+            if not addresses:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            result = []
+            for address in addresses:
+                if ipaddress.ip_address(address).version == 6:
+                    result.append((socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port or 0, 0, 0)))
+                else:
+                    result.append((socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port or 0)))
+            return result
+        return real_getaddrinfo(host, port, family, type, proto, flags)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return table
+
+
 @pytest.fixture
 def mailbox():
     from shared.notify import read_sink

@@ -16,6 +16,7 @@ from rq import Retry, get_current_job
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.dissemination.directory import ensure_webhook_secret
 from services.dissemination.drafting import due_date_problem
 from services.dissemination.models import Dissemination, Organisation, Package, shared_models
 from shared.auth import Principal
@@ -248,11 +249,13 @@ def notify_recipient(session: Session, settings: Settings, kind: str, disseminat
         return "already delivered"
     if kind == "withdrawal" and dissemination.withdrawal_notified_at:
         return "already notified"
-    organisation = session.get(Organisation, dissemination.organisation)
+    # A webhook set before per-organisation secrets gets its secret now: never an unsigned one.
+    organisation = ensure_webhook_secret(session, settings, dissemination.organisation)
     subject, text, payload = notification_for(settings, kind, dissemination)
     job = get_current_job()
     final_try = job is None or not job.retries_left
-    channel, error = _send(settings, organisation, subject, text, payload, final_try)
+    channel, error = _send(settings, organisation, subject, text, payload, final_try,
+                           message_id=f"{kind}_{dissemination.id}")
     if kind == "deliver":
         dissemination.delivery_attempts += 1
     if error is None:
@@ -270,12 +273,13 @@ def notify_recipient(session: Session, settings: Settings, kind: str, disseminat
     raise NotificationError(error)
 
 
-def _send(settings, organisation, subject, text, payload, final_try) -> tuple[str, str | None]:
+def _send(settings, organisation, subject, text, payload, final_try, message_id) -> tuple[str, str | None]:
     """Try the webhook, then e-mail when the webhook is gone for good or on the last try."""
     errors = []
     if organisation.webhook_url:
         try:
-            send_webhook(settings, organisation.webhook_url, payload)
+            send_webhook(settings, organisation.webhook_url, payload,
+                         sealed_secret=organisation.webhook_secret_sealed, message_id=message_id)
             return "webhook", None
         except NotificationError as error:
             errors.append(f"webhook: {error}")

@@ -39,6 +39,10 @@ class Organisation(Base):
     region: Mapped[str | None] = mapped_column(String(80))
     email: Mapped[str | None] = mapped_column(String(254))
     webhook_url: Mapped[str | None] = mapped_column(String(500))
+    # The Standard Webhooks signing secret, sealed (shared.webhook_secrets): never shown again
+    # after the answer that created it.
+    webhook_secret_sealed: Mapped[str | None] = mapped_column(Text)
+    webhook_secret_created_at: Mapped[datetime | None]
     escalation_email: Mapped[str | None] = mapped_column(String(254))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -52,6 +56,8 @@ class Organisation(Base):
             "region": self.region,
             "email": self.email,
             "webhook_url": self.webhook_url,
+            # Sealed: only the services holding WEBHOOK_SECRETS_KEY can open it.
+            "webhook_secret_sealed": self.webhook_secret_sealed,
             "escalation_email": self.escalation_email,
             "active": self.active,
         }

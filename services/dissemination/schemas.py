@@ -36,10 +36,38 @@ class OrganisationSchema(BaseSchema):
     kind = fields.String(required=True, validate=_one_of(ORGANISATION_KINDS))
     region = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=80))
     email = fields.Email(load_default=None, allow_none=True)
-    webhook_url = fields.URL(load_default=None, allow_none=True, schemes={"http", "https"}, require_tld=False)
+    webhook_url = fields.URL(
+        load_default=None, allow_none=True, schemes={"http", "https"}, require_tld=False,
+        metadata={"description": "https, resolving only to public addresses; setting it gives the organisation "
+                  "a new webhook signing secret, shown once in the answer"},
+    )
     escalation_email = fields.Email(load_default=None, allow_none=True)
     active = fields.Boolean(load_default=True)
+    webhook_secret_created_at = fields.AwareDateTime(
+        dump_only=True, allow_none=True, metadata={"description": "when the webhook signing secret was made"}
+    )
     updated_at = fields.AwareDateTime(dump_only=True)
+
+
+WEBHOOK_SECRET_DESCRIPTION = (
+    "The organisation's Standard Webhooks signing secret (whsec_...). Shown only in this answer: "
+    "give it to the organisation; it is never shown again (rotate to get a new one)."
+)
+
+
+class OrganisationWithSecretSchema(OrganisationSchema):
+    """An organisation as created or changed: with ``webhook_secret`` when a new one was made."""
+
+    webhook_secret = fields.String(dump_only=True, attribute="webhook_secret_for_answer",
+                                   metadata={"description": WEBHOOK_SECRET_DESCRIPTION})
+
+
+class WebhookSecretSchema(BaseSchema):
+    code = fields.String()
+    webhook_url = fields.String()
+    webhook_secret = fields.String(attribute="webhook_secret_for_answer",
+                                   metadata={"description": WEBHOOK_SECRET_DESCRIPTION})
+    webhook_secret_created_at = fields.AwareDateTime()
 
 
 class OrganisationUpdateSchema(BaseSchema):

@@ -243,7 +243,8 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
         entry.error = "final return filed" if expected.final_returned_at else "return closed"
         session.commit()
         return "cancelled"
-    contacts = contacts_for(settings, session.get(Organisation, expected.organisation), entry.notify)
+    organisation = session.get(Organisation, expected.organisation)
+    contacts = contacts_for(settings, organisation, entry.notify)
     subject, text, payload = chase_message(settings, expected, entry)
     job = get_current_job()
     final_try = job is None or not job.retries_left
@@ -252,7 +253,8 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
     for index, (channel, address) in enumerate(contacts):
         try:
             if channel == "webhook":
-                send_webhook(settings, address, payload)
+                send_webhook(settings, address, payload, sealed_secret=organisation.webhook_secret_sealed,
+                             message_id=f"chase_{expected.id}_{entry.step}")
             else:
                 send_email(settings, address, subject, text)
         except NotificationError as error:

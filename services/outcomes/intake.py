@@ -16,7 +16,9 @@ from shared.db import utcnow
 def on_organisation_updated(session: Session, event: dict) -> None:
     payload = event["payload"]
     organisation = session.get(Organisation, payload["code"]) or Organisation(code=payload["code"])
-    for name in ("name", "region", "email", "webhook_url", "escalation_email", "active"):
+    # The webhook secret comes sealed (only services holding WEBHOOK_SECRETS_KEY can open it)
+    # and is kept so; events from before per-organisation secrets have none.
+    for name in ("name", "region", "email", "webhook_url", "webhook_secret_sealed", "escalation_email", "active"):
         setattr(organisation, name, payload.get(name))
     session.add(organisation)
 

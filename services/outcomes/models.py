@@ -47,6 +47,8 @@ class Organisation(Base):
     region: Mapped[str | None] = mapped_column(String(80))
     email: Mapped[str | None] = mapped_column(String(254))
     webhook_url: Mapped[str | None] = mapped_column(String(500))
+    # The organisation's webhook signing secret, sealed as the dissemination service sent it.
+    webhook_secret_sealed: Mapped[str | None] = mapped_column(Text)
     escalation_email: Mapped[str | None] = mapped_column(String(254))
     active: Mapped[bool] = mapped_column(default=True)
 

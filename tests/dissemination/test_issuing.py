@@ -8,16 +8,18 @@ from datetime import datetime, timedelta
 import pytest
 import requests
 import responses
+from standardwebhooks import Webhook, WebhookVerificationError
 
-from shared import signing
 from tests.dissemination.helpers import create_package, in_days, issue_package, package_body
 
 HOOK = "https://hooks.gmp.example/nclcc"
 
 
-def set_webhook(client, token, code, url):
+def set_webhook(client, token, code, url) -> str:
+    """Set the webhook; returns its signing secret (shown in this answer only)."""
     response = client.patch(f"/api/v1/organisations/{code}", json={"webhook_url": url}, headers=token(roles="admin"))
     assert response.status_code == 200
+    return response.get_json()["webhook_secret"]
 
 
 def disseminations(client, token, package_id) -> dict[str, dict]:
@@ -80,18 +82,21 @@ def test_recipients_without_webhook_are_emailed_without_the_intelligence(client,
 
 
 @responses.activate
-def test_webhook_is_signed_over_timestamp_and_body(client, token, run_jobs, app):
+def test_webhook_is_signed_by_standard_webhooks_with_the_organisations_secret(client, token, run_jobs):
     responses.add_passthru("http://127.0.0.1")
-    set_webhook(client, token, "GMP", HOOK)
+    secret = set_webhook(client, token, "GMP", HOOK)
+    other = set_webhook(client, token, "MPS", "https://hooks.mps.example/in")
     responses.add(responses.POST, HOOK, status=204)
     package = issue_package(client, token(), recipients=["GMP"])
     run_jobs()
     calls = [c for c in responses.calls if c.request.url == HOOK]
     assert len(calls) == 1
     request = calls[0].request
-    secret = app.extensions["settings"].webhook_secret
-    assert signing.verify(secret, request.headers, request.body) is None
-    assert signing.verify("another-secret", request.headers, request.body) is not None
+    headers = dict(request.headers)
+    assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= {name.lower() for name in headers}
+    assert Webhook(secret).verify(request.body, headers)["reference"] == package["reference"]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(other).verify(request.body, headers)
     body = json.loads(request.body)
     assert body["reference"] == package["reference"] and body["organisation"] == "GMP"
     assert "summary" not in body

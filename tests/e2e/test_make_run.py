@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+from standardwebhooks import Webhook
 
 from shared.devredis import free_port
 from shared.settings import ROOT
@@ -30,12 +31,14 @@ class FlakyWebhook:
 
     def __init__(self):
         self.calls: list[dict] = []
+        self.signed: list[tuple[dict, bytes]] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 owner.calls.append(json.loads(body))
+                owner.signed.append((dict(self.headers), body))
                 self.send_response(503 if len(owner.calls) <= 2 else 200)
                 self.end_headers()
 
@@ -142,6 +145,11 @@ def test_make_run_serves_the_whole_dissemination_loop(running):
     row = wait_for(gmp_delivered, timeout=30)
     assert row["delivery_channel"] == "webhook" and row["delivery_attempts"] == 3
     assert len(webhook.calls) == 3
+    # Signed by Standard Webhooks with GMP's own secret, given once when the webhook was set;
+    # every try of the one message has the same webhook-id.
+    secret = patched.json()["webhook_secret"]
+    assert all(Webhook(secret).verify(body, headers) for headers, body in webhook.signed)
+    assert len({headers["webhook-id"] for headers, _ in webhook.signed}) == 1
 
     acknowledged = requests.post(f"{base}/api/v1/disseminations/{gmp_inbox[0]['id']}/acknowledge",
                                  headers=gmp, timeout=5)

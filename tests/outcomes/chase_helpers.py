@@ -7,7 +7,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from shared import signing
+from shared import signing, webhook_secrets
 
 FAST_LADDER = [
     {"name": "reminder", "offset_seconds": -2, "notify": "recipient"},
@@ -30,13 +30,20 @@ def send_event(outcomes_app, event_type: str, payload: dict, aggregate_id: str) 
     assert response.status_code == 200, response.get_json()
 
 
-def seed_organisation(outcomes_app, code="GMP", **contacts) -> None:
+def seed_organisation(outcomes_app, code="GMP", **contacts) -> str | None:
+    """Announce an organisation as the dissemination service does; one with a webhook gets a
+    sealed signing secret unless the test gives one. Returns the secret in clear."""
     payload = {"code": code, "name": f"{code} Police", "region": "North West",
                "email": f"outcomes.{code.lower()}@directory.invalid",
                "escalation_email": f"escalation.{code.lower()}@directory.invalid", "webhook_url": None,
                "active": True}
     payload.update(contacts)
+    secret = None
+    if payload["webhook_url"] and "webhook_secret_sealed" not in contacts:
+        secret = webhook_secrets.generate()
+        payload["webhook_secret_sealed"] = webhook_secrets.seal(outcomes_app.extensions["settings"], secret)
     send_event(outcomes_app, "organisation.updated", payload, code)
+    return secret
 
 
 def clock_start() -> datetime:

@@ -5,6 +5,7 @@ to start unless every secret is set, long enough, its own, and not a development
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ SECRETS = ("JWT_SECRET", "EVENT_SECRET", "FORM_SECRET", "SESSION_SECRET")
 
 
 def production_env(**changes: str | None) -> dict[str, str]:
-    env = {name: f"{name.lower()}-" + "x" * 40 for name in SECRETS}
+    env = {name: f"{name.lower()}-" + "x" * 40 for name in (*SECRETS, "WEBHOOK_SECRETS_KEY")}
     env.update(APP_ENV="production", JWT_ISSUER="https://idp.example", JWT_AUDIENCE="nclcc-outcomes")
     for name, value in changes.items():
         if value is None:
@@ -29,7 +30,8 @@ def production_env(**changes: str | None) -> dict[str, str]:
 @pytest.fixture
 def environment(monkeypatch):
     def set_env(env: dict[str, str]) -> None:
-        for name in (*SECRETS, "APP_ENV", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_JWKS_URL", "JWT_PUBLIC_KEY",
+        for name in (*SECRETS, "WEBHOOK_SECRETS_KEY", "WEBHOOK_SECRET",
+                     "APP_ENV", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_JWKS_URL", "JWT_PUBLIC_KEY",
                      "SECRET_KEY", "JWT_ALGORITHMS"):
             monkeypatch.delenv(name, raising=False)
         for name, value in env.items():
@@ -125,3 +127,37 @@ def test_a_service_process_refuses_to_start_naming_the_variable(service):
                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert result.returncode != 0
     assert "EVENT_SECRET must be at least 32 bytes" in result.stderr
+
+
+@pytest.mark.parametrize("service", ["dissemination", "outcomes"])
+def test_the_services_that_sign_webhooks_need_their_own_key_for_the_secrets(environment, service):
+    environment(production_env(WEBHOOK_SECRETS_KEY=None))
+    with pytest.raises(ConfigurationError, match="WEBHOOK_SECRETS_KEY must be set"):
+        load_settings(service)
+    environment(production_env(WEBHOOK_SECRETS_KEY="short"))
+    with pytest.raises(ConfigurationError, match="WEBHOOK_SECRETS_KEY must be at least 32 bytes"):
+        load_settings(service)
+    environment(production_env(WEBHOOK_SECRETS_KEY=DEV_SECRETS["WEBHOOK_SECRETS_KEY"]))
+    with pytest.raises(ConfigurationError, match="WEBHOOK_SECRETS_KEY is a development value"):
+        load_settings(service)
+    environment(production_env(WEBHOOK_SECRETS_KEY="event_secret-" + "x" * 40))
+    with pytest.raises(ConfigurationError, match="must differ"):
+        load_settings(service)
+
+
+def test_the_metrics_service_runs_without_the_webhook_secrets_key(environment):
+    environment(production_env(WEBHOOK_SECRETS_KEY=None))
+    assert load_settings("metrics").webhook_secrets_key is None
+
+
+def test_the_interim_single_webhook_secret_is_gone(environment):
+    from shared.settings import Settings
+
+    environment(production_env(WEBHOOK_SECRET="w" * 64))
+    assert "WEBHOOK_SECRET" not in DEV_SECRETS
+    assert not hasattr(load_settings("dissemination"), "webhook_secret")
+    assert "webhook_secret" not in Settings.__dataclass_fields__
+    pattern = re.compile(r"\bWEBHOOK_SECRET\b|settings\.webhook_secret\b")
+    for path in [*ROOT.glob("shared/*.py"), *ROOT.glob("services/**/*.py"), *ROOT.glob("tools/*.py"),
+                 ROOT / "README.md", ROOT / "docs" / "architecture.md", ROOT / "docker-compose.yml"]:
+        assert not pattern.search(path.read_text()), path
