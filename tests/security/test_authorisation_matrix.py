@@ -15,7 +15,7 @@ The callers (columns of each row, in this order):
   own_claims    GMP recipient whose token also claims issuer, admin and leader
   other_claims  WMP token claiming only issuer, admin and leader (no role counts)
 
-The world each row meets: package P (OFFICIAL-SENSITIVE) issued to GMP and MPS, with GMP's
+The world each row meets: GMP has a webhook; package P (OFFICIAL-SENSITIVE) issued to GMP and MPS, with GMP's
 dissemination and expected return; draft D (OFFICIAL); MPS has filed an interim return; the
 metrics service has every event. Endpoints that change state are asked by each allowed caller
 in a fresh world, after every refused caller has been turned away in the same world.
@@ -88,6 +88,7 @@ ROWS = [
               "email": "duty@test.invalid"}),
     row("dissemination", "GET", "/api/v1/organisations/GMP", ANY_TOKEN),
     row("dissemination", "PATCH", "/api/v1/organisations/GMP", ADMIN_ONLY, body={"region": "North West"}),
+    row("dissemination", "POST", "/api/v1/organisations/GMP/webhook-secret", ADMIN_ONLY.replace("200", "201")),
     row("dissemination", "GET", "/api/v1/outbox", ADMIN_ONLY),
     row("dissemination", "POST", "/api/v1/outbox/{dissemination_delivery}/redeliver", ADMIN_ONLY),
     row("dissemination", "GET", "/api/v1/packages", ANY_TOKEN),
@@ -187,6 +188,9 @@ class Harness:
     def build(self) -> World:
         client, outcomes = self.clients["dissemination"], self.clients["outcomes"]
         centre = self.token()
+        webhook = client.patch("/api/v1/organisations/GMP", json={"webhook_url": "https://hooks.gmp.example/nclcc"},
+                               headers=self.token("NCLCC", "admin"))
+        assert webhook.status_code == 200, webhook.get_json()
         package = issue_package(client, centre, recipients=["GMP", "MPS"], classification="OFFICIAL-SENSITIVE")
         draft = create_package(client, centre, classification="OFFICIAL", recipients=["GMP"])
         rows = client.get(f"/api/v1/packages/{package['id']}/disseminations", headers=centre).get_json()
