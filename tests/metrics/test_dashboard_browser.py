@@ -187,15 +187,15 @@ def test_many_organisations_fold_away(page, server, metrics_app, token):
         code = f"ORG{number:02d}"
         session.add(Organisation(code=code, name=f"Yorkshire and the Humber Regional Organised Crime Unit {number}",
                                  kind="rocu", region="Somewhere"))
-        deltas[("org", code, "recipients")] = 20
-        deltas[("org", code, "final")] = number % 21
-        deltas[("org", code, "on_time")] = number % 21 // 2
-        deltas[("org", code, "overdue")] = 20 - number % 21
+        deltas[("org", code, "recipients", "OFFICIAL")] = 20
+        deltas[("org", code, "final", "OFFICIAL")] = number % 21
+        deltas[("org", code, "on_time", "OFFICIAL")] = number % 21 // 2
+        deltas[("org", code, "overdue", "OFFICIAL")] = 20 - number % 21
     for month in range(1, 13):
         key = f"2025-{month:02d}|*|*"
         for metric, value in (("packages", 30), ("recipients", 80 + month * 40), ("final", 60 + month * 30),
                               ("actioned", 20 + month * 9)):
-            deltas[("month", key, metric)] = value
+            deltas[("month", key, metric, "OFFICIAL")] = value
     write_facts(session, deltas)
     session.commit()
     assert session.query(Fact).count() > 240
