@@ -20,7 +20,7 @@ from tests.metrics.test_dashboard import card, raw, sign_in
 from tests.metrics.test_rebuild import log_fetcher, snapshot
 
 SENSITIVE_TITLE = "County line 'Dex' supplying Wigan"  # every package of scenario.py: OFFICIAL-SENSITIVE
-OFFICIAL_TITLE = "Firearm kept at a Salford lock-up"
+OFFICIAL_TITLE = scenario.OFFICIAL_TITLE
 
 
 @pytest.fixture
@@ -28,14 +28,7 @@ def history(client, token, outcomes_app, outcomes_client, pump_events, metrics_a
     """scenario.py's history (A, B, C: OFFICIAL-SENSITIVE) and E: OFFICIAL, to GMP, graded 3C,
     a final return reporting enforcement, 7 arrests, the intelligence judged false."""
     built = scenario.build(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs)
-    e = scenario.issue_package(client, token(), recipients=["GMP"], threat_area="firearms", title=OFFICIAL_TITLE,
-                               classification="OFFICIAL", source_evaluation=3, intelligence_assessment="C")
-    run_jobs()
-    pump_events()
-    rows = client.get(f"/api/v1/packages/{e['id']}/disseminations", headers=token()).get_json()
-    scenario.file(outcomes_client, token, "GMP", rows[0]["id"], status="final", actions=["enforcement"],
-                  results={"arrests": 7}, attribution="direct",
-                  intelligence_feedback={"usefulness": 1, "accuracy": "false", "timeliness": "timely"})
+    e = scenario.add_official_package(client, token, outcomes_client, pump_events, run_jobs)
     scenario.pump_to_metrics(pump_events, app, outcomes_app, metrics_app)
     return {**built, "e": e}
 
