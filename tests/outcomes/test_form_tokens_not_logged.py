@@ -125,3 +125,13 @@ def test_gunicorn_run_as_the_procfile_runs_it_keeps_tokens_out_of_its_access_log
         output, _ = process.communicate(timeout=20)
     assert '"GET /form/<token>/whatever HTTP/1.1" 404' in output, output
     assert link_token not in output
+
+
+def test_flasks_exception_log_line_masks_form_tokens(outcomes_app, link_token, caplog):
+    with outcomes_app.test_request_context(f"/form/{link_token}/done", method="POST"):
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            outcomes_app.log_exception(sys.exc_info())
+    assert "Exception on /form/<token>/done [POST]" in caplog.text
+    assert link_token not in caplog.text
