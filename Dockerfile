@@ -38,4 +38,4 @@ EXPOSE 5001
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5001/healthz', timeout=3)"]
 
-CMD ["gunicorn", "--bind", "0.0.0.0:5001", "--workers", "3", "--timeout", "30", "--access-logfile", "-", "services.dissemination:create_app()"]
+CMD ["gunicorn", "--config", "python:shared.gunicorn_conf", "--bind", "0.0.0.0:5001", "--workers", "3", "--timeout", "30", "services.dissemination:create_app()"]

@@ -1,9 +1,15 @@
-"""The audit log: every API read and write, and every refusal, with who, when, what and the
-answer given. Written in its own transaction after the answer is decided, so a refused or
+"""The audit log: every API read and write, every web page a person reads or submits (the
+recipient form, the leadership dashboard, its sign-ins and sign-outs), and every refusal, with
+who, when, what and the answer given. Written in its own transaction after the answer is decided, so a refused or
 failed request is recorded even though its own changes were rolled back.
 
 Views name what they touched with ``audit_target(type, id)``; the rest is taken from the
-request.
+request. A page that signs people in with its own session (the dashboard) sets ``g.principal``
+to the person it signed in, and may name the outcome with ``audit_outcome`` when the status code
+alone does not say it (a redirect to the sign-in page is a refusal).
+
+A form link's token is a credential: requests under ``/form/`` are recorded by their route
+pattern, and one that matches no route by a placeholder, never by their URL.
 """
 
 from __future__ import annotations
@@ -24,7 +30,12 @@ from shared.db import get_db, get_session
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("allowed", "refused", "invalid", "error")
-AUDITED_PREFIXES = ("/api/", "/form/")
+AUDITED_PREFIXES = ("/api/", "/form/", "/dashboard/")
+AUDITED_PATHS = ("/dashboard",)
+# Stylesheets and images: not reads of anything.
+UNAUDITED_PREFIXES = ("/dashboard/static/",)
+# What a /form/ request that matches no route is recorded as (its path carries the token).
+UNMATCHED_FORM_ROUTE = "/form/<unmatched>"
 
 
 def audit_target(target_type: str, target_id: object, detail: str | None = None) -> None:
@@ -35,6 +46,18 @@ def audit_target(target_type: str, target_id: object, detail: str | None = None)
 
 def audit_detail(detail: str) -> None:
     g.audit_detail = detail
+
+
+def audit_outcome(outcome: str, detail: str | None = None) -> None:
+    """Record this outcome whatever the status code (e.g. a redirect that refuses)."""
+    assert outcome in OUTCOMES
+    g.audit_outcome = outcome
+    if detail:
+        g.audit_detail = detail
+
+
+def audited(path: str) -> bool:
+    return (path.startswith(AUDITED_PREFIXES) or path in AUDITED_PATHS) and not path.startswith(UNAUDITED_PREFIXES)
 
 
 def outcome_for(status: int) -> str:
@@ -48,7 +71,7 @@ def outcome_for(status: int) -> str:
 
 
 def _record(response: Response) -> Response:
-    if not request.path.startswith(AUDITED_PREFIXES) or request.method in ("OPTIONS", "HEAD"):
+    if not audited(request.path) or request.method in ("OPTIONS", "HEAD"):
         return response
     try:
         principal = current_principal()
@@ -56,7 +79,7 @@ def _record(response: Response) -> Response:
         detail = g.get("audit_detail")
         if response.status_code >= 400 and detail is None and response.is_json:
             detail = (response.get_json(silent=True) or {}).get("message")
-        rule = request.url_rule.rule if request.url_rule else request.path
+        rule = _route()
         model = current_app.extensions["service"].models.AuditEntry
         session = get_db().session()
         try:
@@ -71,7 +94,7 @@ def _record(response: Response) -> Response:
                     target_type=target_type,
                     target_id=target_id,
                     status_code=response.status_code,
-                    outcome=outcome_for(response.status_code),
+                    outcome=g.get("audit_outcome") or outcome_for(response.status_code),
                     detail=(detail or None) and str(detail)[:2000],
                     remote_addr=request.remote_addr,
                 )
@@ -82,6 +105,15 @@ def _record(response: Response) -> Response:
     except Exception:  # noqa: BLE001 - never turn an answer into a 500 because auditing failed
         log.exception("could not write audit entry")
     return response
+
+
+def _route() -> str:
+    """The route pattern the request matched; else its path, except under /form/."""
+    if request.url_rule is not None:
+        return request.url_rule.rule
+    if request.path.startswith("/form/"):
+        return UNMATCHED_FORM_ROUTE
+    return request.path
 
 
 def _recorded_path(rule: str) -> str:

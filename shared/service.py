@@ -19,6 +19,7 @@ from shared.api import make_api
 from shared.db import Database
 from shared.models import SharedModels
 from shared.queue import redis_connection
+from shared.redact import mask_form_tokens
 from shared.settings import Settings, load_settings
 
 EventHandler = Callable[[Session, dict], None]
@@ -59,6 +60,7 @@ def create_service_app(service: Service, import_name: str, overrides: dict | Non
     events.init_app(app, api)
     _register_health(app, database, settings)
     app.after_request(_api_security_headers)
+    app.log_exception = _log_exception_without_credentials(app)
     _configure_logging()
     app.extensions["api"] = api
     return app
@@ -92,6 +94,15 @@ def _register_health(app: Flask, database: Database, settings: Settings) -> None
             checks["redis"] = f"unavailable: {type(error).__name__}"
         ready = all(value == "ok" for value in checks.values())
         return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503
+
+
+def _log_exception_without_credentials(app: Flask):
+    """Flask's "Exception on <path>" log line, with a form link's token masked."""
+
+    def log_exception(exc_info) -> None:
+        app.logger.error("Exception on %s [%s]", mask_form_tokens(request.path), request.method, exc_info=exc_info)
+
+    return log_exception
 
 
 def _configure_logging() -> None:

@@ -1,39 +1,51 @@
 """The leadership dashboard at /dashboard: one server-rendered page of figures for leaders.
 
 A plain Flask blueprint (not part of the JSON API or its OpenAPI document). A leader signs in by
-pasting a bearer token; it is verified with the same rules as the API and kept in Flask's signed
-session cookie (HttpOnly, SameSite=Strict, 8 hours at most), and verified again on every request,
-so an expired token ends the session. The page reads the same figures as the metrics API
-(``services.metrics.figures``). There is no JavaScript: every chart is inline SVG built here and
+pasting a bearer token; it is verified with the same rules as the API and then dropped: the
+verified principal and the moment the session must end -- the token's own expiry or 8 hours after
+signing in, whichever comes first -- are kept in Redis under a random session id, and only that id
+goes in Flask's signed session cookie (HttpOnly, SameSite=Strict, Secure behind https). Every
+request checks the record again (expiry, leadership); signing out deletes it. Since the token is
+not kept, a key rotated at the identity provider does not end a session already open: it ends
+when the token would have expired, at most 8 hours later.
+
+Every request is audited like an API call (``shared.audit``): sign-ins (allowed or refused, with
+the reason, never the token), sign-outs, page reads, and reads refused for want of a session.
+The page reads the same figures as the metrics API (``services.metrics.figures``), counting only
+packages the leader's clearance allows. There is no JavaScript: every chart is inline SVG built here and
 drawn by the templates, with a title, a description and the numbers as text.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import jwt
-from flask import Blueprint, Flask, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from sqlalchemy import select
+from redis.exceptions import RedisError
 
 from services.metrics import figures
 from services.metrics.api.metrics import package_query
-from services.metrics.models import Fact
 from services.metrics.schemas import THREAT_AREAS
+from shared.audit import audit_detail, audit_outcome, audit_target
 from shared.auth import Principal, TokenError, verify_token
 from shared.db import get_session
+from shared.queue import redis_connection
 
 SERVICE_NAME = "NCLCC outcomes dashboard"
-SESSION_KEY = "dashboard_token"
-SIGNED_IN_AT = "dashboard_signed_in_at"
+SESSION_KEY = "dashboard_session"  # in the cookie: the session's random id, nothing else of it
 SESSION_LIFETIME = timedelta(hours=8)
-# The token lives in the session cookie; browsers drop cookies over 4 KB without a word.
-TOKEN_MAX_LENGTH = 3000
+SESSION_STORE_PREFIX = "metrics:dashboard-session:"
+# Tokens longer than any identity provider issues are refused before verifying them.
+TOKEN_MAX_LENGTH = 8000
 MONTH = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
 EARLIEST_YEAR, LATEST_YEAR = 2000, 2099
 MAX_MONTHS = 120
@@ -48,6 +60,7 @@ NOTICES = {
     "expired": "Your token or your 8-hour session has expired, so you have been signed out. Paste a token to "
                "carry on.",
     "invalid": "Your session is no longer valid. Paste your token again to sign in.",
+    "unavailable": "The dashboard cannot reach its session store just now. Try again in a minute.",
     "signed-out": "You have signed out.",
 }
 VERDICT_LABELS = {
@@ -85,7 +98,7 @@ def init_app(app: Flask) -> None:
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
     # Secure only behind https, so the dashboard also works on http://127.0.0.1 in development.
-    app.config["SESSION_COOKIE_SECURE"] = settings.public_urls.get("metrics", "").startswith("https")
+    app.config["SESSION_COOKIE_SECURE"] = settings.public_urls.get("metrics", "").lower().startswith("https://")
     app.config["PERMANENT_SESSION_LIFETIME"] = SESSION_LIFETIME
     # Its own name and path: on one development host the outcomes form's session cookie (same
     # name, any port) would otherwise overwrite this one, and the API never needs it.
@@ -118,31 +131,103 @@ def _headers(response):
 # -- signing in and out --------------------------------------------------------------------------
 
 
-def _verify(token: str) -> tuple[Principal | None, str | None]:
-    """The token's principal, or why it was refused: 'expired' or a description."""
+def now() -> float:
+    """The clock sessions are judged by (tests move it)."""
+    return time.time()
+
+
+def _store_key(session_id: str) -> str:
+    # Redis keeps a digest of the id: a copy of Redis does not hand out usable cookies.
+    return SESSION_STORE_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def _redis():
+    return redis_connection(current_app.extensions["settings"].redis_url)
+
+
+def session_fingerprint(session_id: str) -> str:
+    """What the audit log names a session by (never the id itself, which is a credential)."""
+    return hashlib.sha256(session_id.encode()).hexdigest()[:16]
+
+
+def start_session(principal: Principal, token_expires_at: float) -> str:
+    """Keep the verified principal server-side; the id returned goes in the cookie."""
+    signed_in_at = now()
+    ends_at = min(token_expires_at, signed_in_at + SESSION_LIFETIME.total_seconds())
+    session_id = secrets.token_urlsafe(32)
+    record = {"sub": principal.sub, "org": principal.org, "roles": sorted(principal.roles),
+              "clearance": principal.clearance, "signed_in_at": signed_in_at, "ends_at": ends_at}
+    _redis().set(_store_key(session_id), json.dumps(record), ex=max(1, math.ceil(ends_at - signed_in_at)))
+    return session_id
+
+
+def load_session(session_id: str) -> dict | None:
+    found = _redis().get(_store_key(session_id))
+    if found is None:
+        return None
     try:
-        return verify_token(current_app.extensions["settings"], token), None
+        record = json.loads(found)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def end_session(session_id: str) -> None:
+    _redis().delete(_store_key(session_id))
+
+
+def _verify(token: str) -> tuple[Principal | None, str | None, str | None]:
+    """The token's principal and expiry (epoch seconds); or why it was refused: 'expired' or a
+    description, and the reason for the audit log."""
+    try:
+        principal = verify_token(current_app.extensions["settings"], token)
     except TokenError as error:
         if isinstance(error.__cause__, jwt.ExpiredSignatureError):
-            return None, "expired"
-        return None, str(error)
+            return None, "expired", f"token refused: {error.reason}"
+        return None, str(error), f"token refused: {error.reason}"
+    # verify_token checked the signature and that exp is a number.
+    expires_at = jwt.decode(token, options={"verify_signature": False})["exp"]
+    g.dashboard_token_expires_at = float(expires_at)
+    return principal, None, None
 
 
 def _signed_in() -> tuple[Principal | None, str | None]:
-    """The leader this session belongs to, verified now; or None and the sign-in notice to show."""
-    token = session.get(SESSION_KEY)
-    if not isinstance(token, str) or not token:
+    """The leader this session belongs to, checked now; or None and the sign-in notice to show."""
+    session_id = session.get(SESSION_KEY)
+    if not isinstance(session_id, str) or not session_id:
         return None, None
-    since = session.get(SIGNED_IN_AT)
-    # Flask renews the cookie on every answer; the session still ends 8 hours after signing in.
-    if not isinstance(since, (int, float)) or not 0 <= time.time() - since <= SESSION_LIFETIME.total_seconds():
+    try:
+        record = load_session(session_id)
+    except RedisError:
+        return None, "unavailable"
+    if record is None:  # ended by its time limit (Redis let it go) or signed out elsewhere
         return None, "expired"
-    principal, problem = _verify(token)
-    if principal is None:
-        return None, "expired" if problem == "expired" else "invalid"
+    try:
+        principal = Principal(sub=str(record["sub"]), org=str(record["org"]), roles=frozenset(record["roles"]),
+                              clearance=str(record["clearance"]))
+        ends_at = float(record["ends_at"])
+    except (KeyError, TypeError, ValueError):
+        return None, "invalid"
+    if now() >= ends_at:
+        return None, "expired"
     if not principal.is_leader:
         return None, "invalid"
     return principal, None
+
+
+def _end_current_session() -> None:
+    session_id = session.pop(SESSION_KEY, None)
+    if isinstance(session_id, str) and session_id:
+        try:
+            end_session(session_id)
+        except RedisError:
+            pass  # it ends by its own time limit anyway
+
+
+@bp.before_request
+def _who():
+    # The dashboard never takes a bearer header: the audit log names whoever the session says.
+    g.principal = None
 
 
 def _sign_in_page(error: str | None = None, detail: str | None = None, notice: str | None = None,
@@ -154,6 +239,7 @@ def _sign_in_page(error: str | None = None, detail: str | None = None, notice: s
 def sign_in():
     principal, _ = _signed_in()
     if principal is not None:
+        g.principal = principal
         return redirect(url_for(".dashboard"), 303)
     return _sign_in_page(notice=NOTICES.get(request.args.get("reason", "")))
 
@@ -162,7 +248,8 @@ def sign_in():
 def sign_in_submit():
     try:
         csrf.protect()
-    except CSRFError:
+    except CSRFError as problem:
+        audit_detail(f"invalid: CSRF: {problem.description}")
         return _sign_in_page(
             error="This sign-in form had expired or did not come from this page. Paste your token again.",
             status=400)
@@ -170,32 +257,48 @@ def sign_in_submit():
     if token[:7].lower() == "bearer ":  # the whole Authorization header value, pasted
         token = token[7:].strip()
     if not token:
+        audit_detail("invalid: no token pasted")
         return _sign_in_page(error="Paste your access token into the box.", status=422)
     if len(token) > TOKEN_MAX_LENGTH:
-        return _sign_in_page(error="That token is too long to keep in a browser session. Ask for a shorter one.",
-                             status=401)
-    principal, problem = _verify(token)
+        audit_detail(f"token refused: {len(token)} characters, more than {TOKEN_MAX_LENGTH}")
+        return _sign_in_page(error="That token is too long. Ask for a shorter one.", status=401)
+    principal, problem, reason = _verify(token)
     if principal is None:
+        audit_detail(reason)
         if problem == "expired":
             return _sign_in_page(error="That token has expired. Ask for a new one and paste it here.", status=401)
         return _sign_in_page(error="That token could not be verified. Check you copied all of it.",
                              detail=problem, status=401)
+    g.principal = principal
     if not principal.is_leader:
+        audit_detail("refused: the dashboard is for leadership")
         return render_template("dashboard/refused.html", principal=principal), 403
+    _end_current_session()
+    try:
+        session_id = start_session(principal, g.dashboard_token_expires_at)
+    except RedisError:
+        audit_outcome("error", "session store unavailable")
+        return _sign_in_page(notice=NOTICES["unavailable"], status=503)
     session.clear()  # nothing from before signing in is carried over
     session.permanent = True
-    session[SESSION_KEY] = token
-    session[SIGNED_IN_AT] = int(time.time())
+    session[SESSION_KEY] = session_id
+    audit_target("dashboard_session", session_fingerprint(session_id), "signed in")
     return redirect(url_for(".dashboard"), 303)
 
 
 @bp.post("/sign-out")
 def sign_out():
+    principal, _ = _signed_in()
+    g.principal = principal
     try:
         csrf.protect()
-    except CSRFError:
-        principal, _ = _signed_in()
+    except CSRFError as problem:
+        audit_detail(f"invalid: CSRF: {problem.description}")
         return render_template("dashboard/sign_out_problem.html", principal=principal), 400
+    session_id = session.get(SESSION_KEY)
+    if isinstance(session_id, str) and session_id:
+        audit_target("dashboard_session", session_fingerprint(session_id), "signed out")
+    _end_current_session()
     session.clear()
     return redirect(url_for(".sign_in", reason="signed-out"), 303)
 
@@ -255,36 +358,43 @@ def read_filters(args, today: date) -> tuple[Filters, dict[str, str]]:
 def dashboard():
     principal, reason = _signed_in()
     if principal is None:
-        if reason:
-            session.pop(SESSION_KEY, None)
-            session.pop(SIGNED_IN_AT, None)
+        if reason and reason != "unavailable":
+            _end_current_session()
+        audit_outcome("refused", f"refused: dashboard session {reason}" if reason else "refused: not signed in")
         return redirect(url_for(".sign_in", reason=reason) if reason else url_for(".sign_in"), 303)
+    g.principal = principal
+    audit_target("dashboard", "figures")
     filters, errors = read_filters(request.args, datetime.now(UTC).date())
+    if errors:
+        audit_detail("invalid: filters " + ", ".join(errors))
     return render_template("dashboard/page.html", principal=principal, filters=filters, errors=errors,
                            threat_areas=[(code, words(code)) for code in THREAT_AREAS],
-                           **page_figures(filters)), 422 if errors else 200
+                           **page_figures(filters, principal)), 422 if errors else 200
 
 
-def page_figures(filters: Filters) -> dict:
+def page_figures(filters: Filters, principal: Principal) -> dict:
     db = get_session()
-    summary = figures.summary(db, filters.start, filters.end, filters.threat_area, None)
-    codes = list(db.scalars(select(Fact.key).where(Fact.scope == "org").distinct().order_by(Fact.key)))
-    org_facts = figures.facts_for(db, "org", codes)
-    hour_facts = figures.facts_for(db, "org_hours", codes)
-    organisations = [figures.organisation_metrics(db, code, org_facts[code], hour_facts[code]) for code in codes]
+    cleared = principal.allowed_classifications
+    summary = figures.summary(db, filters.start, filters.end, filters.threat_area, None, cleared)
+    codes = figures.organisation_codes(db, cleared)
+    org_facts = figures.facts_for(db, "org", codes, cleared)
+    hour_facts = figures.facts_for(db, "org_hours", codes, cleared)
+    organisations = [figures.organisation_metrics(db, code, cleared, org_facts[code], hour_facts[code])
+                     for code in codes]
     query = package_query({"from_month": filters.from_month, "to_month": filters.to_month,
-                           "threat_area": filters.threat_area, "sort": "-issued_at"})
+                           "threat_area": filters.threat_area, "sort": "-issued_at"}, cleared)
     packages = [figures.package_summary(row) for row in db.scalars(query.limit(RECENT_PACKAGES))]
     compliance = worst_first(organisations)
     return {
         "period": period_words(filters),
+        "clearance": clearance_words(principal),
         "cards": headline_cards(summary),
         "funnel": funnel_chart(summary["funnel"]),
         "trend": trend_chart(summary["trend"]),
         "compliance": compliance_chart(compliance[:COMPLIANCE_ROWS_SHOWN]),
         "compliance_rest": compliance_chart(compliance[COMPLIANCE_ROWS_SHOWN:]),
         "compliance_rows": compliance,
-        "calibration": calibration_rows(figures.grading(db)),
+        "calibration": calibration_rows(figures.grading(db, cleared)),
         "assessment_labels": ASSESSMENT_LABELS,
         "packages": [{**package, "verdict_label": VERDICT_LABELS.get(package["verdict"], words(package["verdict"])),
                       "issued": day_words(package["issued_at"])} for package in packages],
@@ -327,6 +437,13 @@ def period_words(filters: Filters) -> str:
         else f"{month_words(filters.start)} to {month_words(filters.end)}"
     area = words(filters.threat_area).lower() if filters.threat_area else "all threat areas"
     return f"{period}, {area}"
+
+
+def clearance_words(principal: Principal) -> str:
+    markings = principal.allowed_classifications
+    if len(markings) == 1:
+        return f"Counting only packages marked {markings[0]}, as your clearance allows."
+    return f"Counting packages marked {', '.join(markings[:-1])} or {markings[-1]}, as your clearance allows."
 
 
 def plural(count: float, one: str, many: str) -> str:

@@ -124,12 +124,21 @@ def package_metrics(session: Session, package: PackageState) -> dict:
     }
 
 
-def facts_for(session: Session, scope: str, keys: list[str]) -> dict[str, Counter]:
-    rows = session.execute(select(Fact.key, Fact.metric, Fact.value).where(Fact.scope == scope, Fact.key.in_(keys)))
+def facts_for(session: Session, scope: str, keys: list[str], classifications: list[str]) -> dict[str, Counter]:
+    """The figures under each key, counting only packages of the given classifications (the
+    reader's ``Principal.allowed_classifications``): one row per metric and marking, added up."""
+    rows = session.execute(select(Fact.key, Fact.metric, Fact.value).where(
+        Fact.scope == scope, Fact.key.in_(keys), Fact.classification.in_(classifications)))
     found: dict[str, Counter] = {key: Counter() for key in keys}
     for key, metric, value in rows:
-        found[key][metric] = value
+        found[key][metric] += value
     return found
+
+
+def organisation_codes(session: Session, classifications: list[str]) -> list[str]:
+    """Organisations that received packages the reader may see."""
+    return list(session.scalars(select(Fact.key).where(
+        Fact.scope == "org", Fact.classification.in_(classifications)).distinct().order_by(Fact.key)))
 
 
 def median_from_histogram(histogram: Counter) -> float | None:
@@ -144,12 +153,12 @@ def median_from_histogram(histogram: Counter) -> float | None:
     return None
 
 
-def organisation_metrics(session: Session, code: str, figures: Counter | None = None,
+def organisation_metrics(session: Session, code: str, classifications: list[str], figures: Counter | None = None,
                          hours: Counter | None = None) -> dict:
     if figures is None:
-        figures = facts_for(session, "org", [code])[code]
+        figures = facts_for(session, "org", [code], classifications)[code]
     if hours is None:
-        hours = facts_for(session, "org_hours", [code])[code]
+        hours = facts_for(session, "org_hours", [code], classifications)[code]
     organisation = session.get(Organisation, code)
     received = figures["recipients"]
     return {
@@ -181,10 +190,11 @@ def months_between(start: date, end: date) -> list[str]:
 FUNNEL = ("recipients", "delivered", "acknowledged", "returned", "final", "actioned")
 
 
-def summary(session: Session, start: date, end: date, threat_area: str | None, organisation: str | None) -> dict:
+def summary(session: Session, start: date, end: date, threat_area: str | None, organisation: str | None,
+            classifications: list[str]) -> dict:
     months = months_between(start, end)
     keys = {month: month_keys(month, threat_area or "*", organisation or "*")[0] for month in months}
-    per_month = facts_for(session, "month", list(keys.values()))
+    per_month = facts_for(session, "month", list(keys.values()), classifications)
     total: Counter = Counter()
     trend = []
     for month in months:
@@ -210,9 +220,9 @@ def summary(session: Session, start: date, end: date, threat_area: str | None, o
     }
 
 
-def grading(session: Session) -> dict:
+def grading(session: Session, classifications: list[str]) -> dict:
     keys = [f"{s}{a}" for s in SOURCE_EVALUATIONS for a in ASSESSMENTS]
-    found = facts_for(session, "grading", keys)
+    found = facts_for(session, "grading", keys, classifications)
     cells = []
     for key in keys:
         figures = found[key]

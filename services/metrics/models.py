@@ -76,12 +76,19 @@ class ReturnState(Base):
 
 
 class Fact(Base):
-    """A pre-aggregated figure: e.g. ('org', 'GMP', 'final') -> 41."""
+    """A pre-aggregated figure: e.g. ('org', 'GMP', 'final', 'OFFICIAL') -> 41.
+
+    ``classification`` is the marking of the packages the figure counts: a reader adds up the
+    rows of the markings their clearance allows (at most one row per marking), so nobody is
+    counted a package above their clearance. Scope ``package`` facts belong to one package,
+    whose own marking is checked before they are read; they carry an empty classification.
+    """
 
     __tablename__ = "facts"
     scope: Mapped[str] = mapped_column(String(16), primary_key=True)
     key: Mapped[str] = mapped_column(String(80), primary_key=True)
     metric: Mapped[str] = mapped_column(String(80), primary_key=True)
+    classification: Mapped[str] = mapped_column(String(32), primary_key=True, default="", server_default="")
     value: Mapped[float] = mapped_column(Float, default=0)
 
 

@@ -9,8 +9,14 @@ the event logs ends in the same figures as the live model.
 
 Figures per package live in ``packages.figures``-style columns on the package row plus
 ``facts`` rows under scope ``package``; per organisation, per month (with threat-area and
-organisation roll-ups) and per grading they live in ``facts``. ``Projector`` applies a batch of
-events and writes each touched figure once, which is how the benchmark loads a million returns.
+organisation roll-ups) and per grading they live in ``facts``, one row per classification of
+the packages counted (readers add up the markings their clearance allows). ``Projector`` applies a
+batch of events and writes each touched figure once, which is how the benchmark loads a million
+returns.
+
+Because each event adds the difference it makes, the facts always equal the sum of every
+return's ``contribution`` and every package's ``package_contribution`` in their current state;
+``facts_from_state`` recomputes them that way (used by the migration that split them by marking).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -34,7 +40,9 @@ RESULT_FIELDS = (
     "weapons_seized",
 )
 HOURS_CAP = 24 * 400
-FactKey = tuple[str, str, str]
+FactKey = tuple[str, str, str, str]  # scope, key, metric, classification
+PACKAGE_CLASSIFICATION = ""  # a package's own facts: its marking is checked on the package itself
+UNKNOWN_CLASSIFICATION = "?"  # no clearance includes it
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -103,40 +111,44 @@ def described(package: PackageState | None) -> bool:
 
 
 def contribution(package: PackageState | None, ret: ReturnState) -> Counter:
-    """Everything one return adds to the read model's facts, given its package (if known)."""
+    """Everything one return adds to the read model's facts, given its package (if known).
+
+    Every figure beyond the package's own is filed under the package's classification, so it
+    waits for ``package.issued`` (a return whose package's marking is unknown is counted by no
+    reader until then; the difference rule adds it when the package arrives)."""
     facts: Counter = Counter()
     figures = +return_figures(ret)
     if ret.package_id is not None:
         for metric, value in figures.items():
-            facts[("package", str(ret.package_id), metric)] += value
-    if ret.withdrawn:
+            facts[("package", str(ret.package_id), metric, PACKAGE_CLASSIFICATION)] += value
+    if ret.withdrawn or not described(package):
         return facts
+    marking = package.classification or UNKNOWN_CLASSIFICATION
     if ret.organisation:
         for metric, value in figures.items():
-            facts[("org", ret.organisation, metric)] += value
-    if not described(package):
-        return facts
+            facts[("org", ret.organisation, metric, marking)] += value
     for key in month_keys(month_of(package.issued_at), package.threat_area, ret.organisation):
         for metric in ("recipients", "delivered", "acknowledged", "returned", "final", "on_time", "actioned"):
             if figures.get(metric):
-                facts[("month", key, metric)] += figures[metric]
+                facts[("month", key, metric, marking)] += figures[metric]
         for metric, value in figures.items():
             if metric.startswith("result:"):
-                facts[("month", key, metric)] += value
+                facts[("month", key, metric, marking)] += value
     if ret.organisation and ret.final_returned_at:
         hours = max(0, min(HOURS_CAP, int((ret.final_returned_at - package.issued_at).total_seconds() // 3600)))
-        facts[("org_hours", ret.organisation, str(hours))] += 1
+        facts[("org_hours", ret.organisation, str(hours), marking)] += 1
     accuracy = ((ret.outcome or {}).get("intelligence_feedback") or {}).get("accuracy")
     if accuracy:
-        facts[("grading", f"{package.source_evaluation}{package.intelligence_assessment}", accuracy)] += 1
+        facts[("grading", f"{package.source_evaluation}{package.intelligence_assessment}", accuracy, marking)] += 1
     return facts
 
 
 def package_contribution(package: PackageState) -> Counter:
     facts: Counter = Counter()
     if described(package) and package.withdrawn_at is None:
+        marking = package.classification or UNKNOWN_CLASSIFICATION
         for key in month_keys(month_of(package.issued_at), package.threat_area, None)[1::2]:
-            facts[("month", key, "packages")] += 1
+            facts[("month", key, "packages", marking)] += 1
     return facts
 
 
@@ -310,17 +322,20 @@ def write_facts(session: Session, deltas: dict[FactKey, float]) -> None:
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     items = sorted(deltas.items())  # a fixed order: two writers never deadlock on the same rows
     for start in range(0, len(items), 2000):
-        rows = [{"scope": s, "key": k, "metric": m, "value": v} for (s, k, m), v in items[start:start + 2000]]
+        rows = [{"scope": s, "key": k, "metric": m, "classification": c, "value": v}
+                for (s, k, m, c), v in items[start:start + 2000]]
         statement = insert(Fact).values(rows)
         statement = statement.on_conflict_do_update(
-            index_elements=[Fact.scope, Fact.key, Fact.metric], set_={"value": Fact.value + statement.excluded.value}
+            index_elements=[Fact.scope, Fact.key, Fact.metric, Fact.classification],
+            set_={"value": Fact.value + statement.excluded.value},
         )
         session.execute(statement)
 
 
 def package_facts(session: Session, package_id: uuid.UUID) -> Counter:
     rows = session.execute(
-        select(Fact.metric, Fact.value).where(Fact.scope == "package", Fact.key == str(package_id))
+        select(Fact.metric, Fact.value).where(Fact.scope == "package", Fact.key == str(package_id),
+                                             Fact.classification == PACKAGE_CLASSIFICATION)
     ).all()
     return Counter({metric: value for metric, value in rows})
 
@@ -363,6 +378,29 @@ def refresh_verdict(session: Session, package: PackageState) -> None:
     else:
         package.verdict = "awaiting"
         package.verdict_reason = f"{int(figures['final'])} of {counted(recipients, 'final return')} in; not yet due."
+
+
+def facts_from_state(session: Session, chunk: int = 20000) -> int:
+    """Empty ``facts`` and recompute them from the ``packages`` and ``returns`` tables (the sum
+    the difference rule keeps). Returns the number of returns counted."""
+    session.execute(delete(Fact))
+    deltas: Counter = Counter()
+    counted_returns = 0
+    rows = session.execute(
+        select(ReturnState, PackageState)
+        .outerjoin(PackageState, PackageState.package_id == ReturnState.package_id)
+        .execution_options(yield_per=2000)
+    )
+    for ret, package in rows:
+        deltas.update(contribution(package, ret))
+        counted_returns += 1
+        if counted_returns % chunk == 0:
+            write_facts(session, {k: v for k, v in deltas.items() if v})
+            deltas.clear()
+    for package in session.scalars(select(PackageState).execution_options(yield_per=2000)):
+        deltas.update(package_contribution(package))
+    write_facts(session, {k: v for k, v in deltas.items() if v})
+    return counted_returns
 
 
 def apply_events(session: Session, events: Iterable[dict]) -> None:

@@ -617,7 +617,14 @@ def init_app(app: Flask) -> None:
     # (Referrer-Policy: no-referrer, so the token in the URL does not leak): with the check on,
     # every submission over HTTPS would be refused. The CSRF token and SameSite cookie remain.
     app.config.setdefault("WTF_CSRF_SSL_STRICT", False)
-    if app.config.get("SESSION_COOKIE_SAMESITE") is None:
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    if app.extensions["settings"].public_urls.get("outcomes", "").lower().startswith("https://"):
+        # Behind https the session cookie (it holds the CSRF secret) goes only over https, never
+        # to scripts, and never with a request another site starts. A link opened from an e-mail
+        # gets a fresh one on its first page, which the form's own POST then carries.
+        app.config["SESSION_COOKIE_SECURE"] = True
+        app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
+    elif app.config.get("SESSION_COOKIE_SAMESITE") is None:
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     CSRFProtect().init_app(app)  # keeps itself in app.extensions["csrf"]
     app.jinja_env.filters["field_id"] = field_id

@@ -8,6 +8,9 @@ Package A (county lines, graded 2B) to GMP, MPS and WMP:
 Package B (firearms, graded 1A) to GMP only: withdrawn.
 Package C (county lines, graded 2B) to MPS: MPS files final, safeguarding, 1 person safeguarded
   (a child), contributed, partly confirmed.
+All three are OFFICIAL-SENSITIVE. ``add_official_package`` adds, for the clearance tests:
+Package E (firearms, graded 3C, OFFICIAL) to GMP: GMP files final, enforcement, 7 arrests, direct,
+  the intelligence judged false.
 """
 
 from __future__ import annotations
@@ -71,3 +74,18 @@ def build(client, token, outcomes_app, outcomes_client, pump_events, metrics_app
 def pump_to_metrics(pump_events, app, outcomes_app, metrics_app) -> None:
     pump_events(source=app, target=metrics_app)
     pump_events(source=outcomes_app, target=metrics_app)
+
+
+OFFICIAL_TITLE = "Firearm kept at a Salford lock-up"
+
+
+def add_official_package(client, token, outcomes_client, pump_events, run_jobs) -> dict:
+    e = issue_package(client, token(), recipients=["GMP"], threat_area="firearms", title=OFFICIAL_TITLE,
+                      classification="OFFICIAL", source_evaluation=3, intelligence_assessment="C")
+    run_jobs()
+    pump_events()
+    rows = client.get(f"/api/v1/packages/{e['id']}/disseminations", headers=token()).get_json()
+    file(outcomes_client, token, "GMP", rows[0]["id"], status="final", actions=["enforcement"],
+         results={"arrests": 7}, attribution="direct",
+         intelligence_feedback={"usefulness": 1, "accuracy": "false", "timeliness": "timely"})
+    return e

@@ -166,38 +166,62 @@ def test_sign_out_ends_the_session(metrics_client, token):
     assert response.status_code in (302, 303) and location(response).endswith("/dashboard/sign-in")
 
 
-def store(client, jwt: str, signed_in_ago: timedelta = timedelta(0)) -> None:
-    with client.session_transaction() as stored:
-        stored["dashboard_token"] = jwt
-        stored["dashboard_signed_in_at"] = int(time.time() - signed_in_ago.total_seconds())
+def session_id(client) -> str | None:
+    with client.session_transaction("/dashboard") as stored:
+        return stored.get("dashboard_session")
 
 
-def test_a_token_that_expires_ends_the_session(metrics_app, metrics_client):
+def test_a_token_that_expires_ends_the_session(metrics_app, metrics_client, monkeypatch):
+    """The session keeps the token's expiry (not the token) and ends there."""
+    from services.metrics import dashboard
     from shared.auth import mint_token
 
     settings = metrics_app.extensions["settings"]
-    store(metrics_client, mint_token(settings, sub="chief@nclcc", org="NCLCC", roles=["leader"]))
+    jwt = mint_token(settings, sub="chief@nclcc", org="NCLCC", roles=["leader"], ttl=timedelta(minutes=10))
+    assert sign_in(metrics_client, jwt).status_code == 303
     assert metrics_client.get("/dashboard").status_code == 200
-    store(metrics_client, mint_token(settings, sub="chief@nclcc", org="NCLCC", roles=["leader"],
-                                     ttl=timedelta(minutes=-1)))
+    with metrics_app.app_context():
+        record = dashboard.load_session(session_id(metrics_client))
+    token_exp = __import__("jwt").decode(jwt, options={"verify_signature": False})["exp"]
+    assert record["ends_at"] == token_exp and "token" not in record
+
+    monkeypatch.setattr(dashboard, "now", lambda: token_exp + 1)
     response = metrics_client.get("/dashboard")
     assert response.status_code == 303 and "reason=expired" in location(response)
     assert "Your token or your 8-hour session has expired" in text(metrics_client.get(location(response)))
-    with metrics_client.session_transaction() as stored:
-        assert "dashboard_token" not in stored
+    assert session_id(metrics_client) is None
 
 
-def test_the_session_ends_eight_hours_after_signing_in(metrics_client, token):
-    store(metrics_client, raw(token("NCLCC", "leader")), signed_in_ago=timedelta(hours=7, minutes=59))
+def test_the_session_ends_eight_hours_after_signing_in(metrics_client, token, monkeypatch):
+    from services.metrics import dashboard
+
+    signed_in_at = time.time()
+    monkeypatch.setattr(dashboard, "now", lambda: signed_in_at)
+    assert sign_in(metrics_client, raw(token("NCLCC", "leader"))).status_code == 303  # a 12-hour token
+    monkeypatch.setattr(dashboard, "now", lambda: signed_in_at + timedelta(hours=7, minutes=59).total_seconds())
     assert metrics_client.get("/dashboard").status_code == 200
-    store(metrics_client, raw(token("NCLCC", "leader")), signed_in_ago=timedelta(hours=8, minutes=1))
+    monkeypatch.setattr(dashboard, "now", lambda: signed_in_at + timedelta(hours=8, minutes=1).total_seconds())
     response = metrics_client.get("/dashboard")
     assert response.status_code == 303 and "reason=expired" in location(response)
 
 
-def test_a_session_of_a_recipient_token_is_not_enough(metrics_client, token):
-    store(metrics_client, raw(token("GMP", "recipient")))
+def test_a_session_of_a_recipient_is_not_enough(metrics_app, metrics_client):
+    from services.metrics import dashboard
+    from shared.auth import Principal
+
+    with metrics_app.app_context():
+        made_up = dashboard.start_session(Principal("someone@gmp", "GMP", frozenset({"recipient"}), "OFFICIAL"),
+                                          time.time() + 3600)
+    with metrics_client.session_transaction("/dashboard") as stored:
+        stored["dashboard_session"] = made_up
     assert metrics_client.get("/dashboard").status_code == 303
+
+
+def test_a_made_up_session_id_is_not_a_session(metrics_client):
+    with metrics_client.session_transaction("/dashboard") as stored:
+        stored["dashboard_session"] = "made-up"
+    response = metrics_client.get("/dashboard")
+    assert response.status_code == 303 and "/dashboard/sign-in" in location(response)
 
 
 def test_filters(history, metrics_client, token):

@@ -187,15 +187,15 @@ def test_many_organisations_fold_away(page, server, metrics_app, token):
         code = f"ORG{number:02d}"
         session.add(Organisation(code=code, name=f"Yorkshire and the Humber Regional Organised Crime Unit {number}",
                                  kind="rocu", region="Somewhere"))
-        deltas[("org", code, "recipients")] = 20
-        deltas[("org", code, "final")] = number % 21
-        deltas[("org", code, "on_time")] = number % 21 // 2
-        deltas[("org", code, "overdue")] = 20 - number % 21
+        deltas[("org", code, "recipients", "OFFICIAL")] = 20
+        deltas[("org", code, "final", "OFFICIAL")] = number % 21
+        deltas[("org", code, "on_time", "OFFICIAL")] = number % 21 // 2
+        deltas[("org", code, "overdue", "OFFICIAL")] = 20 - number % 21
     for month in range(1, 13):
         key = f"2025-{month:02d}|*|*"
         for metric, value in (("packages", 30), ("recipients", 80 + month * 40), ("final", 60 + month * 30),
                               ("actioned", 20 + month * 9)):
-            deltas[("month", key, metric)] = value
+            deltas[("month", key, metric, "OFFICIAL")] = value
     write_facts(session, deltas)
     session.commit()
     assert session.query(Fact).count() > 240
@@ -216,3 +216,27 @@ def test_many_organisations_fold_away(page, server, metrics_app, token):
     page.screenshot(path="/tmp/dashboard-many.png", full_page=True)
     page.locator("section").filter(has=compliance.first).screenshot(path="/tmp/dashboard-many-compliance.png")
     page.get_by_role("img", name="Month by month").screenshot(path="/tmp/dashboard-many-trend.png")
+
+
+@pytest.fixture
+def mixed_history(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs, app):
+    built = scenario.build(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs)
+    e = scenario.add_official_package(client, token, outcomes_client, pump_events, run_jobs)
+    scenario.pump_to_metrics(pump_events, app, outcomes_app, metrics_app)
+    return {**built, "e": e}
+
+
+def test_an_official_leader_reads_only_official_packages(page, server, mixed_history, token):
+    sign_in(page, server, raw(token("NCLCC", "leader", clearance="OFFICIAL", sub="deputy@nclcc")))
+    expect(page).to_have_url(re.compile(r"/dashboard$"))
+    expect(page.locator("#clearance")).to_have_text("Counting only packages marked OFFICIAL, as your clearance allows.")
+    page.screenshot(path="/tmp/dashboard-official.png", full_page=True)
+    expect(page.locator("#card-packages")).to_contain_text("1")
+    expect(page.locator("#card-arrests")).to_have_text(re.compile(r"^\s*Arrests\s+7\s+and 0 charges\s*$"))
+    recent = page.get_by_role("table").filter(has_text="Verdict")
+    expect(recent.get_by_role("row")).to_have_count(2)  # the heading and package E
+    expect(recent).to_contain_text(scenario.OFFICIAL_TITLE)
+    for name in ("a", "b", "c"):
+        expect(page.locator("main")).not_to_contain_text(mixed_history[name]["reference"])
+    box = page.get_by_role("img", name="From sending to action").bounding_box()
+    assert box["y"] + box["height"] <= VIEWPORT["height"], box

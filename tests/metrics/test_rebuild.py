@@ -24,7 +24,8 @@ def history(client, token, outcomes_app, outcomes_client, pump_events, metrics_a
 def snapshot(metrics_app) -> dict:
     session = metrics_app.extensions["database"].session()
     try:
-        facts = {(f.scope, f.key, f.metric): round(f.value, 6) for f in session.scalars(select(Fact)) if f.value}
+        facts = {(f.scope, f.key, f.metric, f.classification): round(f.value, 6)
+                 for f in session.scalars(select(Fact)) if f.value}
         packages = {(p.reference, p.verdict, p.verdict_reason, p.recipients, p.final_returns, p.arrests)
                     for p in session.scalars(select(PackageState))}
         returns = {(str(r.return_id), r.organisation, r.version, r.overdue, r.withdrawn, r.final_on_time)

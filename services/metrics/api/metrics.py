@@ -13,8 +13,8 @@ from flask_smorest import Blueprint, abort
 from sqlalchemy import func, select
 
 from services.metrics import figures
-from services.metrics.access import is_leader, require_leader, require_organisation
-from services.metrics.models import Fact, Organisation, PackageState
+from services.metrics.access import cleared, find_package, is_leader, require_leader, require_organisation
+from services.metrics.models import Organisation, PackageState
 from services.metrics.schemas import (
     GradingSchema,
     OrganisationMetricsSchema,
@@ -37,8 +37,10 @@ SORT_COLUMNS = {
 }
 
 
-def package_query(args: dict):
-    query = select(PackageState).where(PackageState.issued_at.is_not(None))
+def package_query(args: dict, classifications: list[str]):
+    """Issued packages of the given classifications (the reader's clearance), filtered and sorted."""
+    query = select(PackageState).where(PackageState.issued_at.is_not(None),
+                                       PackageState.classification.in_(classifications))
     if args.get("threat_area"):
         query = query.where(PackageState.threat_area == args["threat_area"])
     if args.get("verdict"):
@@ -70,7 +72,7 @@ class PackageList(MethodView):
         """Packages with their verdict; filter by period, threat area, recipient and verdict; sort."""
         require_leader()
         session = get_session()
-        query = package_query(args)
+        query = package_query(args, cleared())
         pagination_parameters.item_count = session.scalar(select(func.count()).select_from(query.subquery()))
         rows = session.scalars(query.offset(pagination_parameters.first_item)
                                .limit(pagination_parameters.page_size)).all()
@@ -85,11 +87,7 @@ class PackageMetrics(MethodView):
         """Reach, return compliance, use, results, intelligence quality and the verdict."""
         audit_target("package", package_id)
         require_leader()
-        session = get_session()
-        package = session.get(PackageState, package_id)
-        if package is None or package.issued_at is None:
-            abort(404, message="No figures for this package.")
-        return figures.package_metrics(session, package)
+        return figures.package_metrics(get_session(), find_package(package_id))
 
 
 @blp.route("/organisations")
@@ -100,10 +98,12 @@ class OrganisationList(MethodView):
         """Every organisation that has received packages, with its figures."""
         require_leader()
         session = get_session()
-        codes = list(session.scalars(select(Fact.key).where(Fact.scope == "org").distinct().order_by(Fact.key)))
-        org_facts = figures.facts_for(session, "org", codes)
-        hour_facts = figures.facts_for(session, "org_hours", codes)
-        return [figures.organisation_metrics(session, code, org_facts[code], hour_facts[code]) for code in codes]
+        classifications = cleared()
+        codes = figures.organisation_codes(session, classifications)
+        org_facts = figures.facts_for(session, "org", codes, classifications)
+        hour_facts = figures.facts_for(session, "org_hours", codes, classifications)
+        return [figures.organisation_metrics(session, code, classifications, org_facts[code], hour_facts[code])
+                for code in codes]
 
 
 @blp.route("/organisations/<string:code>")
@@ -116,9 +116,11 @@ class OrganisationMetrics(MethodView):
         audit_target("organisation", code)
         require_organisation(code)
         session = get_session()
-        if session.get(Organisation, code) is None and not figures.facts_for(session, "org", [code])[code]:
+        classifications = cleared()
+        if session.get(Organisation, code) is None and not figures.facts_for(session, "org", [code],
+                                                                             classifications)[code]:
             abort(404, message=f"No organisation {code}.")
-        return figures.organisation_metrics(session, code)
+        return figures.organisation_metrics(session, code, classifications)
 
 
 def period_of(args: dict):
@@ -148,7 +150,7 @@ class Summary(MethodView):
             require_organisation(organisation.upper())
         start, end = period_of(args)
         return figures.summary(get_session(), start, end, args.get("threat_area"),
-                               organisation.upper() if organisation else None)
+                               organisation.upper() if organisation else None, cleared())
 
 
 @blp.route("/grading")
@@ -159,9 +161,10 @@ class Grading(MethodView):
         """For each source evaluation x intelligence assessment, how recipients judged the
         intelligence: confirmed, partly confirmed, not confirmed or false."""
         require_leader()
-        return figures.grading(get_session())
+        return figures.grading(get_session(), cleared())
 
 
+CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 CSV_COLUMNS = ("reference", "title", "threat_area", "classification", "grading", "issued_at", "due_at", "verdict",
                "verdict_reason", "recipients", "final_returns", "actioned_returns", "arrests", "withdrawn_at")
 
@@ -175,6 +178,7 @@ class Export(MethodView):
         """The package list with the same filters, as CSV for spreadsheets."""
         require_leader()
         session = get_session()
+        classifications = cleared()
 
         def rows():
             buffer = io.StringIO()
@@ -182,7 +186,7 @@ class Export(MethodView):
             writer.writerow(CSV_COLUMNS)
             offset = 0
             while True:
-                batch = session.scalars(package_query(args).offset(offset).limit(1000)).all()
+                batch = session.scalars(package_query(args, classifications).offset(offset).limit(1000)).all()
                 for package in batch:
                     summary = figures.package_summary(package)
                     writer.writerow([_csv_value(summary[c]) for c in CSV_COLUMNS])
@@ -204,5 +208,6 @@ def _csv_value(value):
     if isinstance(value, datetime):
         return value.isoformat()
     text = "" if value is None else str(value)
-    # A cell starting with = + - @ is a formula to a spreadsheet: neutralise it.
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    # A cell starting with = + - @ is a formula to a spreadsheet, and one starting with a tab or a
+    # carriage return (or a line feed) becomes one once the spreadsheet strips it: neutralise them.
+    return "'" + text if text[:1] in CSV_FORMULA_STARTS else text

@@ -1,0 +1,207 @@
+"""Clearance bounds every read of the metrics service: an OFFICIAL reader neither sees an
+OFFICIAL-SENSITIVE package (404, audited as a refusal) nor is counted it in any figure, in the API,
+the CSV export or the dashboard; and the figures split by classification still rebuild to the live
+ones, and a migration from the unsplit schema gives the same figures."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import re
+
+import pytest
+from sqlalchemy import select
+
+from services.metrics import rebuilding
+from services.metrics.projections import facts_from_state
+from tests.metrics import scenario
+from tests.metrics.test_dashboard import card, raw, sign_in
+from tests.metrics.test_rebuild import log_fetcher, snapshot
+
+SENSITIVE_TITLE = "County line 'Dex' supplying Wigan"  # every package of scenario.py: OFFICIAL-SENSITIVE
+OFFICIAL_TITLE = scenario.OFFICIAL_TITLE
+
+
+@pytest.fixture
+def history(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs, app):
+    """scenario.py's history (A, B, C: OFFICIAL-SENSITIVE) and E: OFFICIAL, to GMP, graded 3C,
+    a final return reporting enforcement, 7 arrests, the intelligence judged false."""
+    built = scenario.build(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs)
+    e = scenario.add_official_package(client, token, outcomes_client, pump_events, run_jobs)
+    scenario.pump_to_metrics(pump_events, app, outcomes_app, metrics_app)
+    return {**built, "e": e}
+
+
+def official_leader(token):
+    return token("NCLCC", "leader", clearance="OFFICIAL", sub="deputy@nclcc")
+
+
+def sensitive_leader(token):
+    return token("NCLCC", "leader", clearance="OFFICIAL-SENSITIVE")
+
+
+def audit_rows(metrics_app, **where):
+    model = metrics_app.extensions["service"].models.AuditEntry
+    session = metrics_app.extensions["database"].session()
+    try:
+        query = select(model).order_by(model.id)
+        for name, value in where.items():
+            query = query.where(getattr(model, name) == value)
+        return session.scalars(query).all()
+    finally:
+        session.close()
+
+
+def test_a_package_above_clearance_is_not_found_and_the_refusal_audited(history, metrics_app, metrics_client,
+                                                                         token):
+    for name in ("a", "b", "c"):
+        response = metrics_client.get(f"/api/v1/metrics/packages/{history[name]['id']}",
+                                      headers=official_leader(token))
+        assert response.status_code == 404, name
+        assert SENSITIVE_TITLE not in response.get_data(as_text=True)
+    refused = audit_rows(metrics_app, target_id=history["a"]["id"], outcome="refused")
+    assert len(refused) == 1 and refused[0].actor == "deputy@nclcc" and refused[0].status_code == 404
+    assert refused[0].detail == "refused: clearance OFFICIAL below OFFICIAL-SENSITIVE"
+
+    official = metrics_client.get(f"/api/v1/metrics/packages/{history['e']['id']}", headers=official_leader(token))
+    assert official.status_code == 200 and official.get_json()["title"] == OFFICIAL_TITLE
+    assert metrics_client.get(f"/api/v1/metrics/packages/{history['a']['id']}",
+                              headers=sensitive_leader(token)).status_code == 200
+
+
+def test_the_package_list_and_csv_hold_only_what_clearance_allows(history, metrics_client, token):
+    rows = metrics_client.get("/api/v1/metrics/packages", headers=official_leader(token))
+    assert rows.status_code == 200 and rows.headers["X-Pagination"].find('"total": 1') >= 0
+    assert [row["reference"] for row in rows.get_json()] == [history["e"]["reference"]]
+    assert SENSITIVE_TITLE not in rows.get_data(as_text=True)
+    for query in ("", "?threat_area=county_lines", "?organisation=MPS", "?verdict=actioned"):
+        listed = metrics_client.get("/api/v1/metrics/packages" + query, headers=official_leader(token)).get_json()
+        assert all(row["classification"] == "OFFICIAL" for row in listed), query
+
+    exported = metrics_client.get("/api/v1/metrics/export.csv", headers=official_leader(token))
+    assert exported.status_code == 200
+    table = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
+    assert [row["reference"] for row in table] == [history["e"]["reference"]]
+    assert SENSITIVE_TITLE not in exported.get_data(as_text=True)
+
+    everything = metrics_client.get("/api/v1/metrics/export.csv", headers=sensitive_leader(token))
+    assert len(list(csv.DictReader(io.StringIO(everything.get_data(as_text=True))))) == 4
+
+
+def test_the_summary_counts_only_what_clearance_allows(history, metrics_client, token):
+    official = metrics_client.get("/api/v1/metrics/summary", headers=official_leader(token)).get_json()
+    assert official["packages_issued"] == 1
+    assert official["funnel"]["recipients"] == 1 and official["funnel"]["final"] == 1
+    assert official["funnel"]["actioned"] == 1 and official["results"]["totals"]["arrests"] == 7
+    assert sum(month["recipients"] for month in official["trend"]) == 1
+    assert sum(month["arrests"] for month in official["trend"]) == 7
+    county_lines = metrics_client.get("/api/v1/metrics/summary?threat_area=county_lines",
+                                      headers=official_leader(token)).get_json()
+    assert county_lines["packages_issued"] == 0 and county_lines["funnel"]["recipients"] == 0
+
+    everything = metrics_client.get("/api/v1/metrics/summary", headers=sensitive_leader(token)).get_json()
+    assert everything["packages_issued"] == 3  # A, C and E (B was withdrawn)
+    assert everything["funnel"]["recipients"] == 5 and everything["results"]["totals"]["arrests"] == 12
+
+    # A recipient's own summary is bounded by its clearance too.
+    gmp = metrics_client.get("/api/v1/metrics/summary", headers=token("GMP", "recipient", clearance="OFFICIAL"))
+    assert gmp.status_code == 200
+    assert gmp.get_json()["funnel"]["recipients"] == 1 and gmp.get_json()["results"]["totals"]["arrests"] == 7
+
+
+def test_organisation_figures_count_only_what_clearance_allows(history, metrics_client, token):
+    gmp = metrics_client.get("/api/v1/metrics/organisations/GMP", headers=official_leader(token)).get_json()
+    assert gmp["packages_received"] == 1 and gmp["returned"] == 1
+    assert gmp["results"]["totals"]["arrests"] == 7 and gmp["quality"]["accuracy"]["confirmed"] == 0
+    assert gmp["median_days_to_return"] is not None
+    mps = metrics_client.get("/api/v1/metrics/organisations/MPS", headers=official_leader(token))
+    assert mps.status_code == 200  # the organisation is in the directory; nothing it received is counted
+    assert mps.get_json()["packages_received"] == 0 and mps.get_json()["results"]["totals"]["children_safeguarded"] == 0
+    listed = metrics_client.get("/api/v1/metrics/organisations", headers=official_leader(token)).get_json()
+    assert [row["code"] for row in listed] == ["GMP"]
+    own = metrics_client.get("/api/v1/metrics/organisations/GMP", headers=token("GMP", "recipient",
+                                                                                  clearance="OFFICIAL"))
+    assert own.get_json()["packages_received"] == 1
+
+    sensitive = metrics_client.get("/api/v1/metrics/organisations/GMP", headers=sensitive_leader(token)).get_json()
+    assert sensitive["packages_received"] == 2 and sensitive["results"]["totals"]["arrests"] == 12
+    everyone = metrics_client.get("/api/v1/metrics/organisations", headers=sensitive_leader(token)).get_json()
+    assert [row["code"] for row in everyone] == ["GMP", "MPS", "WMP"]
+
+
+def test_grading_counts_only_what_clearance_allows(history, metrics_client, token):
+    def cells(headers):
+        body = metrics_client.get("/api/v1/metrics/grading", headers=headers).get_json()
+        return {f"{c['source_evaluation']}{c['intelligence_assessment']}": c for c in body["cells"]}
+
+    official = cells(official_leader(token))
+    assert official["2B"]["judged"] == 0 and official["3C"]["judged"] == 1 and official["3C"]["false"] == 1
+    assert sum(cell["judged"] for cell in official.values()) == 1
+    sensitive = cells(sensitive_leader(token))
+    assert sensitive["2B"]["judged"] == 3 and sensitive["3C"]["judged"] == 1
+
+
+def test_the_dashboard_shows_only_what_clearance_allows(history, metrics_client, token):
+    assert sign_in(metrics_client, raw(official_leader(token))).status_code == 303
+    response = metrics_client.get("/dashboard")
+    assert response.status_code == 200
+    page = html.unescape(response.get_data(as_text=True))
+    assert history["e"]["reference"] in page and OFFICIAL_TITLE in page
+    for name in ("a", "b", "c"):
+        assert history[name]["reference"] not in page
+    assert SENSITIVE_TITLE not in page
+    assert card(page, "packages") == "1" and card(page, "arrests") == "7" and card(page, "return-rate") == "100%"
+    assert "Counting only packages marked OFFICIAL, as your clearance allows." in page
+    compliance = re.search(r'id="compliance-title".*?</svg>', page, re.S)[0]
+    assert re.findall(r'class="chart__strong" x="8"[^>]*>([A-Z-]+)<', compliance) == ["GMP"]
+    assert "0 of 1 judged" in page and "2 of 3 judged" not in page
+
+    other = metrics_client.application.test_client()
+    assert sign_in(other, raw(sensitive_leader(token))).status_code == 303
+    page = html.unescape(other.get("/dashboard").get_data(as_text=True))
+    assert card(page, "packages") == "3" and card(page, "arrests") == "12"
+    assert "Counting packages marked OFFICIAL or OFFICIAL-SENSITIVE, as your clearance allows." in page
+
+
+def test_split_figures_rebuild_to_the_live_ones(history, metrics_app, app, outcomes_app):
+    live = snapshot(metrics_app)
+    assert {key[3] for key in live["facts"] if key[0] != "package"} == {"OFFICIAL", "OFFICIAL-SENSITIVE"}
+    assert {key[3] for key in live["facts"] if key[0] == "package"} == {""}
+    session = metrics_app.extensions["database"].session()
+    rebuilding.rebuild(session, log_fetcher(app, outcomes_app))
+    session.close()
+    assert snapshot(metrics_app) == live
+
+
+def test_facts_recomputed_from_state_equal_the_live_ones(history, metrics_app):
+    live = snapshot(metrics_app)
+    session = metrics_app.extensions["database"].session()
+    assert facts_from_state(session) == 6  # the returns of A, B, C and E
+    session.commit()
+    session.close()
+    assert snapshot(metrics_app) == live
+
+
+def test_the_migration_splits_existing_figures_by_classification(history, metrics_app):
+    """Down to the unsplit schema (figures summed over markings), then up again: the same facts."""
+    from alembic import command
+
+    from shared.db import Database
+    from shared.migrate import alembic_config
+
+    live = snapshot(metrics_app)
+    metrics_app.extensions["database"].engine.dispose()
+    database = Database(metrics_app.extensions["settings"], for_worker=True)
+    try:
+        config = alembic_config("metrics", database)
+        command.downgrade(config, "0001")
+        with database.engine.connect() as connection:
+            from sqlalchemy import text
+
+            columns = connection.execute(text("SELECT * FROM facts LIMIT 1")).keys()
+            assert "classification" not in columns
+        command.upgrade(config, "head")
+    finally:
+        database.engine.dispose()
+    assert snapshot(metrics_app) == live
