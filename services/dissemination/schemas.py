@@ -13,7 +13,7 @@ from services.dissemination.models import (
     SOURCE_EVALUATIONS,
     THREAT_AREAS,
 )
-from shared.api import BaseSchema, StrictInteger
+from shared.api import BaseSchema, StrictInteger, UpdateSchema
 from shared.settings import CLASSIFICATIONS
 
 ORG_CODE = validate.Regexp(r"^[A-Z0-9][A-Z0-9-]{1,15}$", error="Use 2-16 capital letters, digits or '-'.")
@@ -40,7 +40,7 @@ class OrganisationSchema(BaseSchema):
     updated_at = fields.AwareDateTime(dump_only=True)
 
 
-class OrganisationUpdateSchema(BaseSchema):
+class OrganisationUpdateSchema(UpdateSchema):
     name = fields.String(validate=validate.Length(min=2, max=200))
     kind = fields.String(validate=_one_of(ORGANISATION_KINDS))
     region = fields.String(allow_none=True, validate=validate.Length(max=80))
@@ -112,6 +112,10 @@ class PackageCreateSchema(PackageFieldsSchema):
     intelligence_assessment = fields.String(required=True, validate=_one_of(INTELLIGENCE_ASSESSMENTS))
     handling_code = fields.String(required=True, validate=_one_of(HANDLING_CODES))
     recipients = fields.List(fields.String(validate=ORG_CODE), load_default=list, validate=validate.Length(max=100))
+
+
+class PackageUpdateSchema(UpdateSchema, PackageFieldsSchema):
+    """A PATCH of a draft: the fields to change, at least one."""
 
 
 class PackageSchema(BaseSchema):
