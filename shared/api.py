@@ -103,6 +103,24 @@ class UpdateSchema(BaseSchema):
             raise ma.ValidationError("Give at least one field to change.", field_name="body")
 
 
+class StrictBoolean(fields.Boolean):
+    """JSON true or false, nothing else (marshmallow's Boolean also takes 0, 1, "yes", "on"...)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class QueryBoolean(fields.Boolean):
+    """A query-string boolean: the words true and false, as the OpenAPI document has them."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value not in ("true", "false"):
+            raise self.make_error("invalid")
+        return value == "true"
+
+
 def StrictInteger(**kwargs: Any) -> fields.Integer:  # noqa: N802 - reads like a field class
     """An integer field that refuses floats and strings in JSON bodies."""
     return fields.Integer(strict=True, **kwargs)

@@ -4,8 +4,10 @@ What it refuses would otherwise reach the database or the JSON parser and end in
 bodies over ``MAX_CONTENT_LENGTH`` (413, also when the body comes chunked), JSON that is not
 JSON (400, ``NaN`` and ``Infinity`` included), JSON nested deeper than ``MAX_JSON_DEPTH``, a NUL
 character anywhere (PostgreSQL cannot store one in text), lone UTF-16 surrogates (they cannot be
-encoded), and integers in the path beyond PostgreSQL's ``integer`` (422, naming the field).
-Query integers are bounded by the schemas that read them (``page`` by the pagination schema).
+encoded), integers in the path beyond PostgreSQL's ``integer``, and query parameters the
+OpenAPI document does not list for the operation (422, naming the field). Query integers are
+bounded by the schemas that read them (``page`` by the pagination schema). Query strings of the
+pages (dashboard, web form) are left to those pages, which answer in HTML.
 
 ``/internal/events`` reads its own body, after checking the signature headers: see
 ``shared.events``; it calls ``load_json`` itself.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask_smorest import abort
 
 MAX_CONTENT_LENGTH = 1024 * 1024
@@ -163,13 +165,47 @@ def _check_path() -> None:
 
 
 def _check_query() -> None:
+    """For the operations the OpenAPI document describes. The pages (dashboard, web form) read
+    their own few parameters and name what is wrong in the page itself."""
+    known = documented_query_parameters(request.url_rule.rule, request.method) if request.url_rule else None
+    if known is None:
+        return
     errors: dict[str, list[str]] = {}
     for key, values in request.args.lists():
         message = text_problem(key) or next(filter(None, map(text_problem, values)), None)
+        if message is None and key not in known:
+            # As with unknown body fields: a mistyped filter must not quietly list everything.
+            message = "Unknown parameter." + (f" Known: {', '.join(sorted(known))}." if known else "")
         if message:
             errors[printable(key)] = [message]
     if errors:
         abort(422, errors={"query": errors})
+
+
+def documented_query_parameters(rule: str, method: str) -> frozenset[str] | None:
+    """The query parameters the OpenAPI document gives an operation; None for a route it does
+    not describe (the web form, the dashboard, health checks), whose views read what they need."""
+    table = current_app.extensions.get("guard.query_parameters")
+    if table is None:
+        table = current_app.extensions["guard.query_parameters"] = _query_parameter_table()
+    return table.get((rule, method.lower()))
+
+
+def _query_parameter_table() -> dict[tuple[str, str], frozenset[str]]:
+    from flask_smorest.spec.plugins import FlaskPlugin
+
+    spec = current_app.extensions["api"].spec.to_dict()
+    by_path = {FlaskPlugin.flaskpath2openapi(rule.rule): rule.rule for rule in current_app.url_map.iter_rules()}
+    table = {}
+    for path, operations in spec.get("paths", {}).items():
+        rule = by_path.get(path)
+        if rule is None:
+            continue
+        for method, operation in operations.items():
+            if isinstance(operation, dict) and "responses" in operation:
+                names = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
+                table[(rule, method)] = frozenset(names)
+    return table
 
 
 def _check_headers() -> None:

@@ -279,3 +279,45 @@ def test_update_bodies_are_documented_as_needing_a_field(client):
         schema = spec["paths"][path]["patch"]["requestBody"]["content"]["application/json"]["schema"]
         name = schema["$ref"].rsplit("/", 1)[-1]
         assert spec["components"]["schemas"][name]["minProperties"] == 1
+
+
+# --- what `make fuzz` found ------------------------------------------------------------------
+
+
+def test_an_unknown_query_parameter_is_422_naming_it(client, outcomes_client, metrics_client, token):
+    """A mistyped filter must not quietly list everything."""
+    body = assert_error(outcomes_client.get("/api/v1/returns?statuss=overdue", headers=admin(token)), 422,
+                        "statuss", "query")
+    assert "status" in body["errors"]["query"]["statuss"][0]
+    assert_error(client.get("/api/v1/packages?page=1&per_page=5&colour=red", headers=token()), 422, "colour", "query")
+    assert_error(metrics_client.get("/api/v1/metrics/grading?x=1", headers=admin(token)), 422, "x", "query")
+    assert client.get("/api/v1/packages?page=1&per_page=5&status=draft", headers=token()).status_code == 200
+
+
+def test_booleans_are_true_or_false_only(client, token):
+    before = organisation_count(client, token)
+    for value in (0, 1, "yes", "true", None):
+        response = client.post("/api/v1/organisations", json={"code": "BOOL", "name": "Bool Force", "kind": "other",
+                                                               "active": value}, headers=admin(token))
+        assert_error(response, 422, "active")
+        assert_error(client.patch("/api/v1/organisations/GMP", json={"active": value}, headers=admin(token)), 422,
+                     "active")
+    assert organisation_count(client, token) == before
+    assert_error(client.get("/api/v1/organisations?active=1", headers=token()), 422, "active", "query")
+    assert client.get("/api/v1/organisations?active=false", headers=token()).get_json() == []
+
+
+def test_a_webhook_url_the_document_allows_is_accepted(client, token):
+    response = client.patch("/api/v1/organisations/GMP", json={"webhook_url": "http://"}, headers=admin(token))
+    assert_error(response, 422, "webhook_url")
+    response = client.patch("/api/v1/organisations/GMP", json={"webhook_url": "https://hooks.gmp.example:8443/in?x=1"},
+                            headers=admin(token))
+    assert response.status_code == 200, response.get_json()
+
+
+def test_a_summary_ending_before_this_year_needs_a_from(metrics_client, token):
+    body = assert_error(metrics_client.get("/api/v1/metrics/summary?to=2000-01", headers=admin(token)), 422, "to",
+                        "query")
+    assert "from" in body["errors"]["query"]["to"][0]
+    assert metrics_client.get("/api/v1/metrics/summary?from=2000-01&to=2000-12",
+                              headers=admin(token)).status_code == 200

@@ -13,13 +13,27 @@ from services.dissemination.models import (
     SOURCE_EVALUATIONS,
     THREAT_AREAS,
 )
-from shared.api import BaseSchema, StrictInteger, UpdateSchema
+from shared.api import BaseSchema, QueryBoolean, StrictBoolean, StrictInteger, UpdateSchema
 from shared.settings import CLASSIFICATIONS
 
 ORG_CODE = validate.Regexp(r"^[A-Z0-9][A-Z0-9-]{1,15}$", error="Use 2-16 capital letters, digits or '-'.")
 DISSEMINATION_STATUSES = (
     "pending_delivery", "delivered", "delivery_failed", "acknowledged", "returned", "withdrawn"
 )
+
+# A webhook address: an http(s) URI in plain ASCII (RFC 3986: anything else percent-encoded), a
+# host name whose last label has at least two characters, an optional port, path, query and
+# fragment. Checked with fields.URL's own rules too; the OpenAPI document gives this pattern.
+_PCHAR = r"(%[0-9A-Fa-f]{2}|[A-Za-z0-9._~!$&'()*+,;=:@-])"
+WEBHOOK_URL_PATTERN = (
+    r"^https?://([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9][A-Za-z0-9-]{0,61}[A-Za-z0-9]"
+    rf"(:[0-9]{{1,5}})?(/{_PCHAR}*)*(\?({_PCHAR}|[/?])+)?(#({_PCHAR}|[/?])+)?$"
+)
+WEBHOOK_URL = [
+    validate.Length(max=500),
+    validate.URL(schemes={"http", "https"}, require_tld=False),
+    validate.Regexp(WEBHOOK_URL_PATTERN, error="Use an http(s) address in plain ASCII (percent-encode the rest)."),
+]
 
 
 def _one_of(choices) -> validate.OneOf:
@@ -33,10 +47,10 @@ class OrganisationSchema(BaseSchema):
     name = fields.String(required=True, validate=validate.Length(min=2, max=200))
     kind = fields.String(required=True, validate=_one_of(ORGANISATION_KINDS))
     region = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=80))
-    email = fields.Email(load_default=None, allow_none=True)
-    webhook_url = fields.URL(load_default=None, allow_none=True, schemes={"http", "https"}, require_tld=False)
-    escalation_email = fields.Email(load_default=None, allow_none=True)
-    active = fields.Boolean(load_default=True)
+    email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=254))
+    webhook_url = fields.String(load_default=None, allow_none=True, validate=WEBHOOK_URL, metadata={"format": "uri"})
+    escalation_email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=254))
+    active = StrictBoolean(load_default=True)
     updated_at = fields.AwareDateTime(dump_only=True)
 
 
@@ -44,16 +58,16 @@ class OrganisationUpdateSchema(UpdateSchema):
     name = fields.String(validate=validate.Length(min=2, max=200))
     kind = fields.String(validate=_one_of(ORGANISATION_KINDS))
     region = fields.String(allow_none=True, validate=validate.Length(max=80))
-    email = fields.Email(allow_none=True)
-    webhook_url = fields.URL(allow_none=True, schemes={"http", "https"}, require_tld=False)
-    escalation_email = fields.Email(allow_none=True)
-    active = fields.Boolean()
+    email = fields.Email(allow_none=True, validate=validate.Length(max=254))
+    webhook_url = fields.String(allow_none=True, validate=WEBHOOK_URL, metadata={"format": "uri"})
+    escalation_email = fields.Email(allow_none=True, validate=validate.Length(max=254))
+    active = StrictBoolean()
 
 
 class OrganisationQueryArgsSchema(BaseSchema):
     kind = fields.String(validate=_one_of(ORGANISATION_KINDS))
     region = fields.String()
-    active = fields.Boolean()
+    active = QueryBoolean()
 
 
 # --- packages ----------------------------------------------------------------------------
