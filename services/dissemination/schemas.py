@@ -21,12 +21,14 @@ DISSEMINATION_STATUSES = (
     "pending_delivery", "delivered", "delivery_failed", "acknowledged", "returned", "withdrawn"
 )
 
-# A webhook address: an http(s) URI in plain ASCII (RFC 3986: anything else percent-encoded), a
-# host name whose last label has at least two characters, an optional port, path, query and
-# fragment. Checked with fields.URL's own rules too; the OpenAPI document gives this pattern.
+# A webhook address: an http(s) URI in plain ASCII (RFC 3986: anything else percent-encoded), an
+# IPv4 address or a host name whose last label has at least two characters (no IPv6 literal:
+# fields.URL takes some that are not URIs), an optional port, path, query and fragment. Checked
+# with fields.URL's own rules too; the OpenAPI document gives this pattern.
 _PCHAR = r"(%[0-9A-Fa-f]{2}|[A-Za-z0-9._~!$&'()*+,;=:@-])"
 WEBHOOK_URL_PATTERN = (
-    r"^https?://([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9][A-Za-z0-9-]{0,61}[A-Za-z0-9]"
+    r"^https?://([0-9]{1,3}(\.[0-9]{1,3}){3}"
+    r"|([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9][A-Za-z0-9-]{0,61}[A-Za-z0-9])"
     rf"(:[0-9]{{1,5}})?(/{_PCHAR}*)*(\?({_PCHAR}|[/?])+)?(#({_PCHAR}|[/?])+)?$"
 )
 WEBHOOK_URL = [
