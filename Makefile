@@ -10,7 +10,7 @@ ROLE ?= issuer
 CLEARANCE ?= OFFICIAL-SENSITIVE
 SUB ?=
 
-.PHONY: install run test token lint bench bench-metrics metrics-rebuild clean
+.PHONY: install run test fuzz token lint bench bench-metrics metrics-rebuild clean
 
 # The services default to APP_ENV=production, which refuses the development secrets. These
 # commands are for a developer's machine: they run in development unless told otherwise.
@@ -29,6 +29,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Schemathesis against each service's OpenAPI document, every check, with a centre and a recipient
+# token; the services run in-process on the databases `make test` uses (fuzz/test_openapi.py).
+# FUZZ_EXAMPLES=50 (examples per operation) and FUZZ_SEED=<n> explore further.
+fuzz: $(STAMP)
+	$(PY) -m pytest -p tests.conftest fuzz -q -p no:cacheprovider $(FUZZ_ARGS)
 
 token: $(STAMP)
 	@$(PY) -m tools.token --org '$(ORG)' --role '$(ROLE)' --clearance '$(CLEARANCE)' --sub '$(SUB)'

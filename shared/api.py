@@ -1,8 +1,11 @@
 """The flask-smorest ``Api`` every service uses, its base schema and its one error shape.
 
 Every error answers ``{"code", "status", "message", "errors"}``; validation errors name each
-field under ``errors.json`` (or ``errors.query``). Unknown fields are refused, integers are
-strict (``1.5`` is not an integer), and a 405 keeps its ``Allow`` header.
+field under ``errors.json`` (or ``errors.query``, ``errors.path``). Unknown fields are refused,
+integers are strict (``1.5`` is not an integer), and a 405 keeps its ``Allow`` header. What the
+OpenAPI document says matches what is checked: free-text strings exclude NUL, path integers stop
+at ``guard.MAX_ID``, ``page`` at ``MAX_PAGE``, PATCH bodies need a field (``minProperties``),
+and ``X-Pagination`` is a string holding JSON.
 """
 
 from __future__ import annotations
@@ -12,11 +15,16 @@ from typing import Any
 
 import flask_smorest.pagination
 import marshmallow as ma
+from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
+from apispec.ext.marshmallow.common import resolve_schema_instance
 from flask import Flask, jsonify
 from flask_smorest import Api
 from marshmallow import fields
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
+from werkzeug.routing import IntegerConverter, UnicodeConverter
+
+from shared import guard
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +35,25 @@ STATUS_MESSAGES = {
     404: "Not found.",
     405: "Method not allowed here.",
     409: "This conflicts with the current state.",
+    411: "Send a Content-Length header with the body.",
+    413: f"The request body is larger than the {guard.MAX_CONTENT_LENGTH_TEXT} limit.",
     415: "Send JSON with Content-Type: application/json.",
     422: "The request has invalid fields: see errors.",
+}
+
+# Beyond the last page a list is empty; beyond this, the page number is refused (422) before
+# the database is asked for an offset it cannot hold.
+MAX_PAGE = 1_000_000
+
+PAGINATION_HEADER_DOC = {
+    "description": "Pagination metadata: a JSON object in a string, with total, total_pages and, when "
+    "there are items, first_page, last_page and (within them) page, previous_page, next_page.",
+    "schema": {
+        "type": "string",
+        "pattern": "^\\{.*\\}$",
+        "example": '{"total": 57, "total_pages": 6, "first_page": 1, "last_page": 6, "page": 2, '
+        '"previous_page": 1, "next_page": 3}',
+    },
 }
 
 
@@ -40,7 +65,7 @@ def _pagination_parameters_schema_factory(def_page, def_page_size, def_max_page_
         class Meta:
             unknown = ma.EXCLUDE
 
-        page = fields.Integer(load_default=def_page, validate=ma.validate.Range(min=1))
+        page = fields.Integer(load_default=def_page, validate=ma.validate.Range(min=1, max=MAX_PAGE))
         page_size = fields.Integer(
             data_key="per_page",
             load_default=def_page_size,
@@ -67,13 +92,85 @@ class BaseSchema(ma.Schema):
         ordered = True
 
 
+class UpdateSchema(BaseSchema):
+    """A PATCH body: every field optional, at least one given (documented as minProperties)."""
+
+    min_properties = 1
+
+    @ma.validates_schema
+    def at_least_one_field(self, data, **_kwargs):
+        if not data:
+            raise ma.ValidationError("Give at least one field to change.", field_name="body")
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON true or false, nothing else (marshmallow's Boolean also takes 0, 1, "yes", "on"...)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class QueryBoolean(fields.Boolean):
+    """A query-string boolean: the words true and false, as the OpenAPI document has them."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value not in ("true", "false"):
+            raise self.make_error("invalid")
+        return value == "true"
+
+
 def StrictInteger(**kwargs: Any) -> fields.Integer:  # noqa: N802 - reads like a field class
     """An integer field that refuses floats and strings in JSON bodies."""
     return fields.Integer(strict=True, **kwargs)
 
 
+class _Converter(OpenAPIConverter):
+    def schema2jsonschema(self, schema):
+        jsonschema = super().schema2jsonschema(schema)
+        minimum = getattr(resolve_schema_instance(schema), "min_properties", None)
+        if minimum:
+            jsonschema["minProperties"] = minimum
+        return jsonschema
+
+
+def _no_nul_pattern(self, field, ret, **_kwargs) -> dict:
+    """Free-text strings say what the guard enforces: no NUL character."""
+    types = ret.get("type")
+    is_string = types == "string" or (isinstance(types, list) and "string" in types)
+    if isinstance(field, fields.String) and is_string and not {"enum", "pattern", "format"} & ret.keys():
+        return {"pattern": guard.NO_NUL_PATTERN}
+    return {}
+
+
+class _MarshmallowPlugin(MarshmallowPlugin):
+    Converter = _Converter
+
+    def init_spec(self, spec) -> None:
+        super().init_spec(spec)
+        self.converter.add_attribute_function(_no_nul_pattern)
+
+
+def _int_path_parameter(converter) -> dict:
+    return {"type": "integer", "minimum": 0, "maximum": guard.MAX_ID}
+
+
+def _string_path_parameter(converter) -> dict:
+    # A path segment never holds '/' (it would be two segments), nor NUL (the guard refuses it).
+    return {"type": "string", "minLength": 1, "pattern": "^[^\\x00/]+$"}
+
+
 class ServiceApi(Api):
     """flask-smorest's Api with the error shape kept uniform for every status."""
+
+    def __init__(self, app=None, **kwargs):
+        kwargs.setdefault("spec_kwargs", {"marshmallow_plugin": _MarshmallowPlugin()})
+        super().__init__(app, **kwargs)
+
+    def _register_pagination_header(self):
+        # flask-smorest documents the header as an object; it is a string holding JSON.
+        self.spec.components.header("PAGINATION", PAGINATION_HEADER_DOC, lazy=True)
 
     def handle_http_exception(self, error: HTTPException):
         payload, code, headers = super().handle_http_exception(error)
@@ -127,6 +224,8 @@ def make_api(app: Flask, title: str, description: str) -> ServiceApi:
         },
     )
     api = ServiceApi(app)
+    api.register_converter(IntegerConverter, _int_path_parameter)
+    api.register_converter(UnicodeConverter, _string_path_parameter)
     _register_swagger_assets(app)
     _register_fallback_handlers(app, api)
     return api
@@ -152,6 +251,13 @@ def _register_fallback_handlers(app: Flask, api: ServiceApi) -> None:
     def integrity_error(error: IntegrityError):
         log.warning("integrity error: %s", error.orig)
         return error_response(409, "This conflicts with an existing record.")
+
+    @app.errorhandler(DataError)
+    def data_error(error: DataError):
+        # The guard and the schemas refuse what the database cannot hold, naming the field; this
+        # is the net under them, so that a value they missed is still a 4xx and changes nothing.
+        log.warning("data error: %s", error.orig)
+        return error_response(422, "A value is out of range or not allowed here.")
 
     @app.errorhandler(OperationalError)
     def database_unavailable(error: OperationalError):

@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from shared.api import BaseSchema
 from shared.auth import current_principal, require
 from shared.db import get_db, get_session
+from shared.guard import printable
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +90,13 @@ def _record(response: Response) -> Response:
                     actor_org=principal.org if principal else None,
                     actor_roles=",".join(sorted(principal.roles)) if principal else None,
                     method=request.method,
-                    path=_recorded_path(rule),
+                    path=printable(_recorded_path(rule)),
                     action=f"{request.method} {rule}"[:80],
                     target_type=target_type,
                     target_id=target_id,
                     status_code=response.status_code,
                     outcome=g.get("audit_outcome") or outcome_for(response.status_code),
-                    detail=(detail or None) and str(detail)[:2000],
+                    detail=(detail or None) and printable(str(detail))[:2000],
                     remote_addr=request.remote_addr,
                 )
             )

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 import uuid
 from datetime import timedelta
 
@@ -28,7 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared import signing
+from shared import guard, signing
 from shared.api import BaseSchema
 from shared.auth import require
 from shared.db import after_commit, commit, get_session, utcnow
@@ -185,11 +187,29 @@ def sweep_outbox(service_name: str) -> int:
 
 # --- receiving -------------------------------------------------------------------------
 
+SIGNATURE_FORMAT = re.compile(r"sha256=[0-9a-f]{64}")
+
+
+def signature_header_problem(headers) -> str | None:
+    """What is wrong with the signature headers, judged without the body; None if nothing."""
+    timestamp = headers.get(signing.TIMESTAMP_HEADER, "")
+    given = headers.get(signing.SIGNATURE_HEADER, "")
+    if not timestamp or not given:
+        return f"{signing.TIMESTAMP_HEADER} and {signing.SIGNATURE_HEADER} headers are required"
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        return f"{signing.TIMESTAMP_HEADER} must be a unix timestamp"
+    if abs(time.time() - int(timestamp)) > signing.MAX_SKEW_SECONDS:
+        return "signature timestamp is too old or in the future"
+    if not SIGNATURE_FORMAT.fullmatch(given):
+        return f"{signing.SIGNATURE_HEADER} must be sha256= and 64 hexadecimal digits"
+    return None
+
+
 class EventMessageSchema(BaseSchema):
     id = fields.UUID(required=True)
     type = fields.String(required=True, validate=validate.Length(min=1, max=80))
     source = fields.String(required=True, validate=validate.Length(min=1, max=40))
-    position = fields.Integer(load_default=None)
+    position = fields.Integer(load_default=None, validate=validate.Range(min=0, max=guard.MAX_ID))
     aggregate_id = fields.String(required=True)
     occurred_at = fields.AwareDateTime(required=True)
     payload = fields.Dict(required=True)
@@ -231,14 +251,20 @@ class InternalEvents(MethodView):
                       "HMAC-SHA256 over '<timestamp>.<body>' in X-Signature / X-Signature-Timestamp.")
     def post(self):
         settings = current_app.extensions["settings"]
+        # Nothing of the body is read until the signature headers look right and its length is
+        # known and within the limit: an unsigned 400 MB POST costs the service nothing.
+        problem = signature_header_problem(request.headers)
+        if problem:
+            abort(401, message=f"Event refused: {problem}.")
+        if request.content_length is None:
+            abort(411, message="Event refused: send a Content-Length header (chunked bodies are not accepted).")
+        if request.content_length > guard.MAX_CONTENT_LENGTH:
+            abort(413)
         body = request.get_data(cache=True)
         problem = signing.verify(settings.event_secret, request.headers, body)
         if problem:
             abort(401, message=f"Event refused: {problem}.")
-        try:
-            raw = json.loads(body)
-        except ValueError:
-            abort(400, message="Event body is not JSON.")
+        raw = guard.load_json(body)
         try:
             message = EventMessageSchema().load(raw)
         except Exception as error:  # marshmallow.ValidationError
@@ -250,7 +276,7 @@ class InternalEvents(MethodView):
 
 
 class EventPageArgsSchema(BaseSchema):
-    after = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=guard.MAX_ID))
     limit = fields.Integer(load_default=500, validate=validate.Range(min=1, max=5000))
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from flask import Flask, jsonify, request
 from sqlalchemy.orm import Session
 
-from shared import audit, db, events, idempotency
+from shared import audit, db, events, guard, idempotency
 from shared.api import make_api
 from shared.db import Database
 from shared.models import SharedModels
@@ -36,8 +36,8 @@ class Service:
 
 
 def create_service_app(service: Service, import_name: str, overrides: dict | None = None) -> Flask:
-    """The parts every service has: settings, database, API and errors, audit, idempotency,
-    health checks, the event inbox and the outbox admin views."""
+    """The parts every service has: settings, database, the input guard and body limit, API and
+    errors, audit, idempotency, health checks, the event inbox and the outbox admin views."""
     # No app-wide /static: each page that needs assets serves them from its own blueprint.
     app = Flask(import_name, static_folder=None)
     overrides = dict(overrides or {})
@@ -49,6 +49,7 @@ def create_service_app(service: Service, import_name: str, overrides: dict | Non
         **overrides,
     )
     app.json.sort_keys = False
+    guard.init_app(app)
     app.extensions["settings"] = settings
     app.extensions["service"] = service
     database = Database(settings)

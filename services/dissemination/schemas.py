@@ -14,7 +14,7 @@ from services.dissemination.models import (
     SOURCE_EVALUATIONS,
     THREAT_AREAS,
 )
-from shared.api import BaseSchema, StrictInteger
+from shared.api import BaseSchema, QueryBoolean, StrictBoolean, StrictInteger, UpdateSchema
 from shared.auth import current_principal
 from shared.settings import CLASSIFICATIONS
 
@@ -22,6 +22,22 @@ ORG_CODE = validate.Regexp(r"^[A-Z0-9][A-Z0-9-]{1,15}$", error="Use 2-16 capital
 DISSEMINATION_STATUSES = (
     "pending_delivery", "delivered", "delivery_failed", "acknowledged", "returned", "withdrawn"
 )
+
+# A webhook address: an http(s) URI in plain ASCII (RFC 3986: anything else percent-encoded), an
+# IPv4 address or a host name whose last label has at least two characters (no IPv6 literal:
+# fields.URL takes some that are not URIs), an optional port, path, query and fragment. Checked
+# with fields.URL's own rules too; the OpenAPI document gives this pattern.
+_PCHAR = r"(%[0-9A-Fa-f]{2}|[A-Za-z0-9._~!$&'()*+,;=:@-])"
+WEBHOOK_URL_PATTERN = (
+    r"^https?://([0-9]{1,3}(\.[0-9]{1,3}){3}"
+    r"|([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9][A-Za-z0-9-]{0,61}[A-Za-z0-9])"
+    rf"(:[0-9]{{1,5}})?(/{_PCHAR}*)*(\?({_PCHAR}|[/?])+)?(#({_PCHAR}|[/?])+)?$"
+)
+WEBHOOK_URL = [
+    validate.Length(max=500),
+    validate.URL(schemes={"http", "https"}, require_tld=False),
+    validate.Regexp(WEBHOOK_URL_PATTERN, error="Use an http(s) address in plain ASCII (percent-encode the rest)."),
+]
 
 
 def _one_of(choices) -> validate.OneOf:
@@ -35,14 +51,14 @@ class OrganisationSchema(BaseSchema):
     name = fields.String(required=True, validate=validate.Length(min=2, max=200))
     kind = fields.String(required=True, validate=_one_of(ORGANISATION_KINDS))
     region = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=80))
-    email = fields.Email(load_default=None, allow_none=True)
-    webhook_url = fields.URL(
-        load_default=None, allow_none=True, schemes={"http", "https"}, require_tld=False,
-        metadata={"description": "https, resolving only to public addresses; setting it gives the organisation "
-                  "a new webhook signing secret, shown once in the answer"},
+    email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=254))
+    webhook_url = fields.String(
+        load_default=None, allow_none=True, validate=WEBHOOK_URL,
+        metadata={"format": "uri", "description": "https, resolving only to public addresses; setting it gives "
+                  "the organisation a new webhook signing secret, shown once in the answer"},
     )
-    escalation_email = fields.Email(load_default=None, allow_none=True)
-    active = fields.Boolean(load_default=True)
+    escalation_email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=254))
+    active = StrictBoolean(load_default=True)
     webhook_secret_created_at = fields.AwareDateTime(
         dump_only=True, allow_none=True, metadata={"description": "when the webhook signing secret was made"}
     )
@@ -70,20 +86,20 @@ class WebhookSecretSchema(BaseSchema):
     webhook_secret_created_at = fields.AwareDateTime()
 
 
-class OrganisationUpdateSchema(BaseSchema):
+class OrganisationUpdateSchema(UpdateSchema):
     name = fields.String(validate=validate.Length(min=2, max=200))
     kind = fields.String(validate=_one_of(ORGANISATION_KINDS))
     region = fields.String(allow_none=True, validate=validate.Length(max=80))
-    email = fields.Email(allow_none=True)
-    webhook_url = fields.URL(allow_none=True, schemes={"http", "https"}, require_tld=False)
-    escalation_email = fields.Email(allow_none=True)
-    active = fields.Boolean()
+    email = fields.Email(allow_none=True, validate=validate.Length(max=254))
+    webhook_url = fields.String(allow_none=True, validate=WEBHOOK_URL, metadata={"format": "uri"})
+    escalation_email = fields.Email(allow_none=True, validate=validate.Length(max=254))
+    active = StrictBoolean()
 
 
 class OrganisationQueryArgsSchema(BaseSchema):
     kind = fields.String(validate=_one_of(ORGANISATION_KINDS))
     region = fields.String()
-    active = fields.Boolean()
+    active = QueryBoolean()
 
 
 # --- packages ----------------------------------------------------------------------------
@@ -142,6 +158,10 @@ class PackageCreateSchema(PackageFieldsSchema):
     intelligence_assessment = fields.String(required=True, validate=_one_of(INTELLIGENCE_ASSESSMENTS))
     handling_code = fields.String(required=True, validate=_one_of(HANDLING_CODES))
     recipients = fields.List(fields.String(validate=ORG_CODE), load_default=list, validate=validate.Length(max=100))
+
+
+class PackageUpdateSchema(UpdateSchema, PackageFieldsSchema):
+    """A PATCH of a draft: the fields to change, at least one."""
 
 
 class PackageSchema(BaseSchema):

@@ -15,9 +15,9 @@ from services.dissemination.models import Dissemination, Package
 from services.dissemination.schemas import (
     DisseminationSchema,
     PackageCreateSchema,
-    PackageFieldsSchema,
     PackageQueryArgsSchema,
     PackageSchema,
+    PackageUpdateSchema,
     WithdrawSchema,
 )
 from shared.api import invalid
@@ -88,7 +88,7 @@ class PackageById(MethodView):
         return find_package(package_id)
 
     @require("issuer")
-    @blp.arguments(PackageFieldsSchema)
+    @blp.arguments(PackageUpdateSchema)
     @blp.response(200, PackageSchema)
     def patch(self, values, package_id: uuid.UUID):
         """Edit a draft. Issued packages cannot change: withdraw and issue a new one."""

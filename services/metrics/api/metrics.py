@@ -129,9 +129,12 @@ def period_of(args: dict):
         start = figures.parse_month(args["from_month"])
     if args.get("to_month"):
         end = figures.parse_month(args["to_month"])
-    if len(figures.months_between(start, end)) > 120:
-        from shared.api import invalid
+    from shared.api import invalid
 
+    if start > end:
+        invalid({"to": "Must not be before 'from' (January of this year when 'from' is not given)."},
+                location="query")
+    if len(figures.months_between(start, end)) > 120:
         invalid({"from": "Ask for ten years at most."}, location="query")
     return start, end
 
