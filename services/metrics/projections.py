@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from sqlalchemy import delete, select
@@ -196,9 +196,9 @@ class Projector:
 
     # -- events ------------------------------------------------------------------------------
     def apply(self, event: dict) -> None:
-        handler = getattr(self, "on_" + event["type"].replace(".", "_"), None)
-        if handler is not None:
-            handler(event["payload"])
+        handler = PROJECTIONS.get(event["type"])
+        if handler is not None:  # an event type the read model does not count
+            handler(self, event["payload"])
 
     def on_organisation_updated(self, payload: dict) -> None:
         organisation = self.session.get(Organisation, payload["code"]) or Organisation(code=payload["code"])
@@ -314,6 +314,22 @@ class Projector:
         self.touched_packages.clear()
 
 
+# Every event type the read model counts, and what each does to it: the metrics service
+# subscribes to exactly these (EVENT_HANDLERS, below).
+PROJECTIONS: dict[str, Callable[[Projector, dict], None]] = {
+    "organisation.updated": Projector.on_organisation_updated,
+    "package.issued": Projector.on_package_issued,
+    "package.withdrawn": Projector.on_package_withdrawn,
+    "dissemination.delivered": Projector.on_dissemination_delivered,
+    "dissemination.delivery_failed": Projector.on_dissemination_delivery_failed,
+    "dissemination.acknowledged": Projector.on_dissemination_acknowledged,
+    "outcome.filed": Projector.on_outcome_filed,
+    "return.overdue": Projector.on_return_overdue,
+    "return.extended": Projector.on_return_extended,
+    "chase.sent": Projector.on_chase_sent,
+}
+
+
 def write_facts(session: Session, deltas: dict[FactKey, float]) -> None:
     """Add each delta to its fact row in one statement per chunk (an upsert)."""
     if not deltas:
@@ -416,9 +432,4 @@ def handle(session: Session, event: dict) -> None:
     apply_events(session, [event])
 
 
-EVENT_TYPES = (
-    "organisation.updated", "package.issued", "package.withdrawn", "dissemination.delivered",
-    "dissemination.delivery_failed", "dissemination.acknowledged", "outcome.filed", "return.overdue",
-    "return.extended", "chase.sent",
-)
-EVENT_HANDLERS = {event_type: handle for event_type in EVENT_TYPES}
+EVENT_HANDLERS = {event_type: handle for event_type in PROJECTIONS}
