@@ -89,12 +89,15 @@ def funnel(values: Sequence[float]) -> Funnel:
     rows: list[FunnelRow] = []
     for index, value in enumerate(values):
         width = round(bar_width * value / whole, 1) if whole else 0
-        rows.append({
-            "y": top + index * row_height, "bar_x": label_width, "bar_width": max(width, 2 if value else 0),
-            "text_x": label_width + max(width, 0) + 8,
-        })
-    return {"width": 560, "height": top + len(rows) * row_height, "rows": rows, "bar_x": label_width,
-            "bar_height": 22}
+        rows.append(
+            {
+                "y": top + index * row_height,
+                "bar_x": label_width,
+                "bar_width": max(width, 2 if value else 0),
+                "text_x": label_width + max(width, 0) + 8,
+            }
+        )
+    return {"width": 560, "height": top + len(rows) * row_height, "rows": rows, "bar_x": label_width, "bar_height": 22}
 
 
 def nice_scale(largest: float) -> tuple[float, list[float]]:
@@ -102,8 +105,7 @@ def nice_scale(largest: float) -> tuple[float, list[float]]:
     if largest <= 0:
         return 1, [0, 1]
     magnitude = 10 ** math.floor(math.log10(largest))
-    for step in (magnitude / 10, magnitude / 5, magnitude / 2, magnitude, magnitude * 2, magnitude * 5,
-                 magnitude * 10):
+    for step in (magnitude / 10, magnitude / 5, magnitude / 2, magnitude, magnitude * 2, magnitude * 5, magnitude * 10):
         step = max(step, 1)
         if largest / step <= 5:
             top = math.ceil(largest / step) * step
@@ -127,14 +129,23 @@ def columns(groups: Sequence[Sequence[float]], series: int) -> Columns:
         shapes: list[Column] = []
         for position, value in enumerate(values):
             bar_height = plot_height * value / axis_top
-            shapes.append({"x": round(start + position * bar, 1), "width": round(bar, 1),
-                           "y": round(top + plot_height - bar_height, 1), "height": round(bar_height, 1)})
+            shapes.append(
+                {
+                    "x": round(start + position * bar, 1),
+                    "width": round(bar, 1),
+                    "y": round(top + plot_height - bar_height, 1),
+                    "height": round(bar_height, 1),
+                }
+            )
         placed.append({"center": round(x + group_width / 2, 1), "columns": shapes})
     return {
-        "width": width, "height": height, "left": left, "right": width - right, "top": top,
+        "width": width,
+        "height": height,
+        "left": left,
+        "right": width - right,
+        "top": top,
         "bottom": top + plot_height,
-        "ticks": [{"y": round(top + plot_height - plot_height * tick / axis_top, 1), "value": tick}
-                  for tick in ticks],
+        "ticks": [{"y": round(top + plot_height - plot_height * tick / axis_top, 1), "value": tick} for tick in ticks],
         "groups": placed,
         "label_every": max(1, math.ceil(34 / group_width)),  # labels at least 34 units apart
     }
@@ -145,17 +156,33 @@ def rate_bars(rates: Sequence[tuple[float | None, float | None]]) -> RateBars:
     grid at 0, 25, 50, 75 and 100%, with the x of the text columns beside them."""
     bar_x, bar_width, row_height, top = 410, 370, 34, 30
     rows: list[RateRow] = [
-        {"y": top + index * row_height, "stripe": index % 2 == 0,
-         "return_width": round(bar_width * (return_rate or 0), 1),
-         "on_time_width": round(bar_width * (on_time_rate or 0), 1)}
+        {
+            "y": top + index * row_height,
+            "stripe": index % 2 == 0,
+            "return_width": round(bar_width * (return_rate or 0), 1),
+            "on_time_width": round(bar_width * (on_time_rate or 0), 1),
+        }
         for index, (return_rate, on_time_rate) in enumerate(rates)
     ]
     return {
-        "width": 1160, "height": top + len(rows) * row_height + 4, "rows": rows, "bar_x": bar_x,
-        "bar_width": bar_width, "row_height": row_height, "top": top,
-        "grid": [{"x": bar_x + bar_width * step / 4, "label": f"{25 * step}%",
-                  "anchor": ("start", "middle", "middle", "middle", "end")[step]} for step in range(5)],
-        "returned_x": bar_x + bar_width + 20, "on_time_x": bar_x + bar_width + 180, "overdue_x": 1150,
+        "width": 1160,
+        "height": top + len(rows) * row_height + 4,
+        "rows": rows,
+        "bar_x": bar_x,
+        "bar_width": bar_width,
+        "row_height": row_height,
+        "top": top,
+        "grid": [
+            {
+                "x": bar_x + bar_width * step / 4,
+                "label": f"{25 * step}%",
+                "anchor": ("start", "middle", "middle", "middle", "end")[step],
+            }
+            for step in range(5)
+        ],
+        "returned_x": bar_x + bar_width + 20,
+        "on_time_x": bar_x + bar_width + 180,
+        "overdue_x": 1150,
     }
 
 

@@ -93,7 +93,7 @@ SORT_COLUMNS = {
 }
 
 
-def package_query(args: Mapping[str, Any], classifications: list[str]) -> Select[tuple[PackageState]]:
+def package_query(args: Mapping[str, Any], classifications: list[str]) -> Select[PackageState]:
     """Issued packages of the given classifications (the reader's clearance), filtered and sorted:
     the package list, its CSV and the dashboard's recent packages."""
     query = select(PackageState).where(PackageState.issued_at.is_not(None),
@@ -164,7 +164,7 @@ def facts_for(session: Session, scope: str, keys: list[str], classifications: li
         Fact.scope == scope, Fact.key.in_(keys), Fact.classification.in_(classifications)))
     found: dict[str, Counter] = {key: Counter() for key in keys}
     for key, metric, value in rows:
-        found[key][metric] += value
+        found[key][metric] += value  # type: ignore[assignment]  # figures may be fractional; typeshed's Counter counts ints
     return found
 
 

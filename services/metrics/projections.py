@@ -53,14 +53,14 @@ def month_of(moment: datetime) -> str:
     return moment.strftime("%Y-%m")
 
 
-def month_keys(month: str, threat_area: str, organisation: str | None) -> list[str]:
+def month_keys(month: str, threat_area: str | None, organisation: str | None) -> list[str]:
     """The monthly roll-ups a return counts in: exact, by threat area, by organisation, all."""
     org = organisation or "?"
     return [f"{month}|{threat_area}|{org}", f"{month}|{threat_area}|*", f"{month}|*|{org}", f"{month}|*|*"]
 
 
 def is_actioned(outcome: dict | None) -> bool:
-    return bool(outcome) and any(action in ACTIONED for action in outcome.get("actions", []))
+    return outcome is not None and any(action in ACTIONED for action in outcome.get("actions", []))
 
 
 def return_figures(ret: ReturnState) -> Counter:
@@ -105,11 +105,6 @@ def return_figures(ret: ReturnState) -> Counter:
     return figures
 
 
-def described(package: PackageState | None) -> bool:
-    """Whether package.issued has been applied (events about a package may come before it)."""
-    return package is not None and package.issued_at is not None
-
-
 def contribution(package: PackageState | None, ret: ReturnState) -> Counter:
     """Everything one return adds to the read model's facts, given its package (if known).
 
@@ -121,7 +116,8 @@ def contribution(package: PackageState | None, ret: ReturnState) -> Counter:
     if ret.package_id is not None:
         for metric, value in figures.items():
             facts[("package", str(ret.package_id), metric, PACKAGE_CLASSIFICATION)] += value
-    if ret.withdrawn or not described(package):
+    # Not yet described: package.issued has not been applied (events about a package may come before it).
+    if ret.withdrawn or package is None or package.issued_at is None:
         return facts
     marking = package.classification or UNKNOWN_CLASSIFICATION
     if ret.organisation:
@@ -145,7 +141,7 @@ def contribution(package: PackageState | None, ret: ReturnState) -> Counter:
 
 def package_contribution(package: PackageState) -> Counter:
     facts: Counter = Counter()
-    if described(package) and package.withdrawn_at is None:
+    if package.issued_at is not None and package.withdrawn_at is None:  # described, not withdrawn
         marking = package.classification or UNKNOWN_CLASSIFICATION
         for key in month_keys(month_of(package.issued_at), package.threat_area, None)[1::2]:
             facts[("month", key, "packages", marking)] += 1

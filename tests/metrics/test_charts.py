@@ -7,16 +7,19 @@ import pytest
 from services.metrics import charts
 
 
-@pytest.mark.parametrize(("largest", "top", "ticks"), [
-    (0, 1, [0, 1]),
-    (-3, 1, [0, 1]),
-    (1, 1, [0, 1]),
-    (4, 4, [0, 1, 2, 3, 4]),
-    (7, 8, [0, 2, 4, 6, 8]),
-    (23, 25, [0, 5, 10, 15, 20, 25]),
-    (99, 100, [0, 20, 40, 60, 80, 100]),
-    (1234, 1500, [0, 500, 1000, 1500]),
-])
+@pytest.mark.parametrize(
+    ("largest", "top", "ticks"),
+    [
+        (0, 1, [0, 1]),
+        (-3, 1, [0, 1]),
+        (1, 1, [0, 1]),
+        (4, 4, [0, 1, 2, 3, 4]),
+        (7, 8, [0, 2, 4, 6, 8]),
+        (23, 25, [0, 5, 10, 15, 20, 25]),
+        (99, 100, [0, 20, 40, 60, 80, 100]),
+        (1234, 1500, [0, 500, 1000, 1500]),
+    ],
+)
 def test_a_nice_scale_covers_the_largest_value_with_at_most_six_round_ticks(largest, top, ticks):
     assert charts.nice_scale(largest) == (top, ticks)
 
@@ -63,18 +66,30 @@ def test_many_columns_get_thinner_and_their_labels_spread_out():
 
 def test_rate_bars_scale_each_rate_to_the_bar_width_and_stripe_every_other_row():
     chart = charts.rate_bars([(1.0, 0.5), (0.25, None), (None, None)])
-    assert [(row["return_width"], row["on_time_width"]) for row in chart["rows"]] == [
-        (370, 185), (92.5, 0), (0, 0)]
+    assert [(row["return_width"], row["on_time_width"]) for row in chart["rows"]] == [(370, 185), (92.5, 0), (0, 0)]
     assert [row["y"] for row in chart["rows"]] == [30, 64, 98]
     assert [row["stripe"] for row in chart["rows"]] == [True, False, True]
     assert chart["height"] == 30 + 3 * 34 + 4
     assert [(line["x"], line["label"]) for line in chart["grid"]] == [
-        (410, "0%"), (502.5, "25%"), (595, "50%"), (687.5, "75%"), (780, "100%")]
+        (410, "0%"),
+        (502.5, "25%"),
+        (595, "50%"),
+        (687.5, "75%"),
+        (780, "100%"),
+    ]
     assert chart["returned_x"] == 800 and chart["on_time_x"] == 960
 
 
-@pytest.mark.parametrize(("share", "css"), [
-    (None, "shade-none"), (0, "shade-1"), (0.2, "shade-2"), (0.5, "shade-3"), (0.79, "shade-4"), (1, "shade-5"),
-])
+@pytest.mark.parametrize(
+    ("share", "css"),
+    [
+        (None, "shade-none"),
+        (0, "shade-1"),
+        (0.2, "shade-2"),
+        (0.5, "shade-3"),
+        (0.79, "shade-4"),
+        (1, "shade-5"),
+    ],
+)
 def test_shades_step_by_fifths(share, css):
     assert charts.shade(share) == css
