@@ -15,8 +15,9 @@ from typing import Any
 
 import flask_smorest.pagination
 import marshmallow as ma
-from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
+from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import resolve_schema_instance
+from apispec.ext.marshmallow.openapi import OpenAPIConverter
 from flask import Flask, jsonify
 from flask_smorest import Api
 from marshmallow import fields
@@ -149,6 +150,7 @@ class _MarshmallowPlugin(MarshmallowPlugin):
 
     def init_spec(self, spec) -> None:
         super().init_spec(spec)
+        assert self.converter is not None  # made by init_spec
         self.converter.add_attribute_function(_no_nul_pattern)
 
 

@@ -247,7 +247,7 @@ def require(*roles: str) -> Callable:
             principal = current_principal()
             if principal is None:
                 abort(401, message=f"Authentication required: {g.token_error}.")
-            if roles and not principal.has_any(roles):
+            elif roles and not principal.has_any(roles):
                 abort(403, message=f"This needs one of the roles: {', '.join(roles)}.")
             return view(*args, **kwargs)
 

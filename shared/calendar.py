@@ -17,7 +17,7 @@ def subdivision_for(region: str | None) -> str:
 
 @lru_cache(maxsize=16)
 def _calendar(subdivision: str, year: int) -> holidays.HolidayBase:
-    return holidays.UK(subdiv=subdivision, years=[year, year + 1])
+    return holidays.country_holidays("GB", subdiv=subdivision, years=[year, year + 1])
 
 
 def is_working_day(day: date, subdivision: str = "ENG") -> bool:

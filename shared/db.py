@@ -11,12 +11,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import Flask, current_app, g
 from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator, create_engine, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from shared.settings import Settings
@@ -59,14 +60,14 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def make_base() -> type[DeclarativeBase]:
-    """A fresh declarative base with its own metadata, for one service."""
+# What each service's declarative Base sets (``class Base(DeclarativeBase)`` in its models.py, a
+# class of its own so that type checkers see it): fresh metadata, so its migrations see only its
+# tables, and how Python types map to columns.
+TYPE_ANNOTATION_MAP: dict[Any, Any] = {datetime: UTCDateTime, dict: JSONType, list: JSONType}
 
-    class Base(DeclarativeBase):
-        metadata = MetaData(naming_convention=NAMING_CONVENTION)
-        type_annotation_map = {datetime: UTCDateTime, dict: JSONType, list: JSONType}
 
-    return Base
+def service_metadata() -> MetaData:
+    return MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class Database:

@@ -62,7 +62,8 @@ class EmbeddedRedis:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {self.process.stderr.read().decode()[:500]}")
+                output = self.process.stderr.read() if self.process.stderr else b""
+                raise RuntimeError(f"redis-server exited: {output.decode()[:500]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return self

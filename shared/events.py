@@ -258,7 +258,7 @@ class InternalEvents(MethodView):
             abort(401, message=f"Event refused: {problem}.")
         if request.content_length is None:
             abort(411, message="Event refused: send a Content-Length header (chunked bodies are not accepted).")
-        if request.content_length > guard.MAX_CONTENT_LENGTH:
+        elif request.content_length > guard.MAX_CONTENT_LENGTH:
             abort(413)
         body = request.get_data(cache=True)
         problem = signing.verify(settings.event_secret, request.headers, body)

@@ -154,8 +154,8 @@ def _check_path() -> None:
     view_args = request.view_args or {}
     errors: dict[str, list[str]] = {}
     for name, value in view_args.items():
-        if isinstance(value, str) and text_problem(value):
-            errors[name] = [text_problem(value)]
+        if isinstance(value, str) and (problem := text_problem(value)):
+            errors[name] = [problem]
         elif isinstance(value, int) and not 0 <= value <= MAX_ID:
             errors[name] = [ID_MESSAGE]
     if not errors and "\x00" in request.path:

@@ -14,7 +14,7 @@ from shared.settings import Settings, load_settings
 
 
 def alembic_config(service: str, database: Database) -> Config:
-    folder = Path(importlib.import_module(f"services.{service}").__file__).parent / "migrations"
+    folder = Path(importlib.import_module(f"services.{service}").__path__[0]) / "migrations"
     config = Config()
     config.set_main_option("script_location", str(folder))
     config.set_main_option("sqlalchemy.url", database.settings.database_url.replace("%", "%%"))

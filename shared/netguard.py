@@ -22,12 +22,15 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+_Connection = TypeVar("_Connection", bound=HTTPConnection)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -197,16 +200,15 @@ def check_url(url: str, allow_private: bool) -> Target:
 
 # --- connecting to the checked address -----------------------------------------------------
 
-def _pinned_connection(base: type[HTTPConnection], address: str) -> type[HTTPConnection]:
-    class Pinned(base):
-        """Connects to the checked address; the Host header, SNI and certificate check still
-        use the URL's host name."""
+def _pinned_connection(base: type[_Connection], address: str) -> type[_Connection]:
+    """``base`` connecting to the checked address; the Host header, SNI and certificate check
+    still use the URL's host name."""
 
-        def _new_conn(self):
-            self._dns_host = address
-            return super()._new_conn()
+    def _new_conn(self: HTTPConnection) -> socket.socket:
+        self._dns_host = address
+        return base._new_conn(self)
 
-    return Pinned
+    return type("Pinned", (base,), {"_new_conn": _new_conn, "__doc__": _pinned_connection.__doc__})
 
 
 class PinnedAdapter(HTTPAdapter):

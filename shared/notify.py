@@ -107,7 +107,7 @@ def send_email(settings: Settings, to: str, subject: str, body: str) -> str:
     port = url.port or (465 if use_ssl else 587 if options.get("starttls") == "1" else 25)
     try:
         client_class = smtplib.SMTP_SSL if use_ssl else smtplib.SMTP
-        with client_class(url.hostname, port, timeout=15) as client:
+        with client_class(url.hostname or "", port, timeout=15) as client:
             if options.get("starttls") == "1":
                 client.starttls()
             if url.username:

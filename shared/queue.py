@@ -6,7 +6,6 @@ RQ's Redis client must not use ``decode_responses=True`` (jobs stay queued other
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -14,6 +13,7 @@ from redis import Redis
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.types import FunctionReferenceType
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def job_is_active(redis_url: str, job_id: str) -> bool:
 def enqueue(
     redis_url: str,
     queue_name: str,
-    func: Callable | str,
+    func: FunctionReferenceType,
     *args: Any,
     job_id: str | None = None,
     retry: Retry | None = None,

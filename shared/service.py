@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flask import Flask, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.orm import Session
 
 from shared import audit, db, events, guard, idempotency
@@ -48,7 +49,8 @@ def create_service_app(service: Service, import_name: str, overrides: dict | Non
         TESTING=settings.testing,
         **overrides,
     )
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False
     guard.init_app(app)
     app.extensions["settings"] = settings
     app.extensions["service"] = service
@@ -61,7 +63,7 @@ def create_service_app(service: Service, import_name: str, overrides: dict | Non
     events.init_app(app, api)
     _register_health(app, database, settings)
     app.after_request(_api_security_headers)
-    app.log_exception = _log_exception_without_credentials(app)
+    app.log_exception = _log_exception_without_credentials(app)  # type: ignore[method-assign]  # this app only
     _configure_logging()
     app.extensions["api"] = api
     return app

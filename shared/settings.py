@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, overload
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("dissemination", "outcomes", "metrics")
@@ -42,6 +43,12 @@ SUPPORTED_JWT_ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "RS384
 
 class ConfigurationError(RuntimeError):
     """A setting is missing or unsafe: the service refuses to start and says which variable."""
+
+
+@overload
+def _env(name: str, default: str) -> str: ...
+@overload
+def _env(name: str, default: None = None) -> str | None: ...
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -152,7 +159,7 @@ def load_settings(service: str, overrides: dict | None = None) -> Settings:
         # Outside production a missing secret takes its development value; production has none.
         return _env(name, None if app_env == "production" else DEV_SECRETS[name])
 
-    values = dict(
+    values: dict[str, Any] = dict(
         service=service,
         database_url=database_url,
         database_schema=_env(f"{service.upper()}_DATABASE_SCHEMA", service)

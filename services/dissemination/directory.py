@@ -110,6 +110,7 @@ def ensure_webhook_secret(session: Session, settings: Settings, code: str) -> Or
     if organisation is None or not organisation.webhook_url or organisation.webhook_secret_sealed:
         return organisation
     organisation = session.get(Organisation, code, with_for_update=True, populate_existing=True)
+    assert organisation is not None  # found just above; organisations are never deleted
     if not organisation.webhook_secret_sealed:
         rotate_webhook_secret(session, settings, organisation)
     return organisation

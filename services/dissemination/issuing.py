@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from rq import Retry, get_current_job
 from sqlalchemy import select
@@ -107,7 +108,7 @@ def issue_package(session: Session, settings: Settings, package: Package, princi
     return package
 
 
-def due_dates(session: Session, settings: Settings, package: Package, now) -> dict[str, object]:
+def due_dates(session: Session, settings: Settings, package: Package, now: datetime) -> dict[str, datetime]:
     """Each recipient's due date: the package's date, or N working days on by the bank
     holidays of the recipient's part of the UK, or the default number of days."""
     if package.outcome_due_working_days:
@@ -198,7 +199,7 @@ def notification_for(settings: Settings, kind: str, dissemination: Dissemination
         "acknowledge": f"{api}/api/v1/disseminations/{dissemination.id}/acknowledge",
         "inbox": f"{api}/api/v1/inbox",
     }
-    payload = {
+    payload: dict[str, Any] = {
         "event": "package.issued" if kind == "deliver" else "package.withdrawn",
         "dissemination_id": str(dissemination.id),
         "package_id": str(package.id),

@@ -12,8 +12,9 @@ when the token would have expired, at most 8 hours later.
 Every request is audited like an API call (``shared.audit``): sign-ins (allowed or refused, with
 the reason, never the token), sign-outs, page reads, and reads refused for want of a session.
 The page reads the same figures as the metrics API (``services.metrics.figures``), counting only
-packages the leader's clearance allows. There is no JavaScript: every chart is inline SVG built here and
-drawn by the templates, with a title, a description and the numbers as text.
+packages the leader's clearance allows. There is no JavaScript: every chart is inline SVG, its
+geometry computed by ``charts.py``, its words added here, drawn by the templates, with a title,
+a description and the numbers as text.
 """
 
 from __future__ import annotations
@@ -32,8 +33,7 @@ from flask import Blueprint, Flask, current_app, g, redirect, render_template, r
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis.exceptions import RedisError
 
-from services.metrics import figures
-from services.metrics.api.metrics import package_query
+from services.metrics import charts, figures
 from services.metrics.schemas import THREAT_AREAS
 from shared.audit import audit_detail, audit_outcome, audit_target
 from shared.auth import Principal, TokenError, verify_token
@@ -376,12 +376,8 @@ def page_figures(filters: Filters, principal: Principal) -> dict:
     db = get_session()
     cleared = principal.allowed_classifications
     summary = figures.summary(db, filters.start, filters.end, filters.threat_area, None, cleared)
-    codes = figures.organisation_codes(db, cleared)
-    org_facts = figures.facts_for(db, "org", codes, cleared)
-    hour_facts = figures.facts_for(db, "org_hours", codes, cleared)
-    organisations = [figures.organisation_metrics(db, code, cleared, org_facts[code], hour_facts[code])
-                     for code in codes]
-    query = package_query({"from_month": filters.from_month, "to_month": filters.to_month,
+    organisations = figures.every_organisation_metrics(db, cleared)
+    query = figures.package_query({"from_month": filters.from_month, "to_month": filters.to_month,
                            "threat_area": filters.threat_area, "sort": "-issued_at"}, cleared)
     packages = [figures.package_summary(row) for row in db.scalars(query.limit(RECENT_PACKAGES))]
     compliance = worst_first(organisations)
@@ -469,70 +465,39 @@ def headline_cards(summary: dict) -> list[dict]:
     ]
 
 
-# -- charts: geometry here, drawing in templates/dashboard/_charts.html --------------------------
+# -- charts: geometry in charts.py, words here, drawing in templates/dashboard/_charts.html ------
 
 
 def funnel_chart(funnel: dict) -> dict:
-    label_width, bar_width, row_height, top = 170, 270, 34, 6
-    whole = funnel["recipients"]
-    rows = []
-    for index, (stage, label) in enumerate(FUNNEL_STAGES):
-        value = funnel[stage]
-        width = round(bar_width * value / whole, 1) if whole else 0
-        rows.append({
-            "label": label, "value": number(value), "share": share(value, whole) if index else "",
-            "y": top + index * row_height, "bar_x": label_width, "bar_width": max(width, 2 if value else 0),
-            "text_x": label_width + max(width, 0) + 8,
-        })
-    return {"width": 560, "height": top + len(rows) * row_height, "rows": rows, "bar_x": label_width,
-            "bar_height": 22, "empty": not whole}
-
-
-def nice_scale(largest: float) -> tuple[float, list[float]]:
-    """An axis top and its ticks (at most six) for values up to ``largest``."""
-    if largest <= 0:
-        return 1, [0, 1]
-    magnitude = 10 ** math.floor(math.log10(largest))
-    for step in (magnitude / 10, magnitude / 5, magnitude / 2, magnitude, magnitude * 2, magnitude * 5,
-                 magnitude * 10):
-        step = max(step, 1)
-        if largest / step <= 5:
-            top = math.ceil(largest / step) * step
-            return top, [step * i for i in range(int(round(top / step)) + 1)]
-    return largest, [0, largest]
+    values = [funnel[stage] for stage, _ in FUNNEL_STAGES]
+    chart = charts.funnel(values)
+    whole = values[0]
+    rows = [{"label": label, "value": number(value), "share": share(value, whole) if index else "", **shape}
+            for index, ((_, label), value, shape) in enumerate(zip(FUNNEL_STAGES, values, chart["rows"],
+                                                                    strict=True))]
+    return {**chart, "rows": rows, "empty": not whole}
 
 
 def trend_chart(trend: list[dict]) -> dict:
-    width, height, left, right, top, bottom = 560, 250, 44, 8, 14, 40
-    plot_width, plot_height = width - left - right, height - top - bottom
-    largest = max((row[key] for row in trend for key, _, _ in TREND_SERIES), default=0)
-    axis_top, ticks = nice_scale(largest)
-    group = plot_width / max(len(trend), 1)
-    bar = min(14, group * 0.8 / len(TREND_SERIES))
-    every = max(1, math.ceil(34 / group))  # month labels at least 34 units apart
+    chart = charts.columns([[row[key] for key, _, _ in TREND_SERIES] for row in trend], len(TREND_SERIES))
+    every = chart["label_every"]
     months = []
-    for index, row in enumerate(trend):
+    for index, (row, group) in enumerate(zip(trend, chart["groups"], strict=True)):
         day = figures.parse_month(row["month"])
-        x = left + index * group
-        start = x + (group - bar * len(TREND_SERIES)) / 2
-        bars = []
-        for number_, (key, label, css) in enumerate(TREND_SERIES):
-            bar_height = plot_height * row[key] / axis_top
-            bars.append({"x": round(start + number_ * bar, 1), "width": round(bar, 1),
-                         "y": round(top + plot_height - bar_height, 1), "height": round(bar_height, 1),
-                         "css": css, "title": f"{day:%B %Y}, {label.lower()}: {number(row[key])}"})
         labelled = index % every == 0
         months.append({
-            "name": f"{day:%B %Y}", "bars": bars, "center": round(x + group / 2, 1),
+            "name": f"{day:%B %Y}",
+            "bars": [{**shape, "css": css, "title": f"{day:%B %Y}, {label.lower()}: {number(row[key])}"}
+                     for shape, (key, label, css) in zip(group["columns"], TREND_SERIES, strict=True)],
+            "center": group["center"],
             "label": f"{day:%b}" if labelled else "",
             "year": f"{day:%Y}" if labelled and (index == 0 or day.month <= every) else "",
             "counts": [number(row[key]) for key, _, _ in TREND_SERIES],
         })
     return {
-        "width": width, "height": height, "left": left, "right": width - right, "top": top,
-        "bottom": top + plot_height,
-        "ticks": [{"y": round(top + plot_height - plot_height * tick / axis_top, 1), "label": number(tick)}
-                  for tick in ticks],
+        "width": chart["width"], "height": chart["height"], "left": chart["left"], "right": chart["right"],
+        "top": chart["top"], "bottom": chart["bottom"],
+        "ticks": [{"y": tick["y"], "label": number(tick["value"])} for tick in chart["ticks"]],
         "months": months, "series": TREND_SERIES,
     }
 
@@ -552,38 +517,19 @@ def shorten(text: str, limit: int) -> str:
 
 
 def compliance_chart(organisations: list[dict]) -> dict:
-    bar_x, bar_width, row_height, top = 410, 370, 34, 30
+    chart = charts.rate_bars([(o["return_rate"], o["on_time_rate"]) for o in organisations])
     rows = []
-    for index, organisation in enumerate(organisations):
-        y = top + index * row_height
+    for organisation, shape in zip(organisations, chart["rows"], strict=True):
         received, returned = organisation["packages_received"], organisation["returned"]
-        return_rate, on_time_rate = organisation["return_rate"], organisation["on_time_rate"]
         rows.append({
-            "y": y, "stripe": index % 2 == 0, "code": organisation["code"],
+            **shape, "code": organisation["code"],
             "name": shorten(organisation["name"], 40), "full_name": organisation["name"],
-            "return_width": round(bar_width * (return_rate or 0), 1),
-            "on_time_width": round(bar_width * (on_time_rate or 0), 1),
-            "returned": f"{percent(return_rate)} ({number(returned)} of {number(received)})" if received
-                        else "nothing received",
-            "on_time": percent(on_time_rate),
+            "returned": f"{percent(organisation['return_rate'])} ({number(returned)} of {number(received)})"
+                        if received else "nothing received",
+            "on_time": percent(organisation["on_time_rate"]),
             "overdue": number(organisation["overdue_now"]), "is_overdue": organisation["overdue_now"] > 0,
         })
-    return {
-        "width": 1160, "height": top + len(rows) * row_height + 4, "rows": rows, "bar_x": bar_x,
-        "bar_width": bar_width, "row_height": row_height, "top": top,
-        "grid": [{"x": bar_x + bar_width * step / 4, "label": f"{25 * step}%",
-                  "anchor": ("start", "middle", "middle", "middle", "end")[step]} for step in range(5)],
-        "returned_x": bar_x + bar_width + 20, "on_time_x": bar_x + bar_width + 180, "overdue_x": 1150,
-    }
-
-
-SHADES = ((0.2, "shade-1"), (0.4, "shade-2"), (0.6, "shade-3"), (0.8, "shade-4"), (1.01, "shade-5"))
-
-
-def shade(value: float | None) -> str:
-    if value is None:
-        return "shade-none"
-    return next(css for limit, css in SHADES if value < limit)
+    return {**chart, "rows": rows}
 
 
 def calibration_rows(grading: dict) -> list[dict]:
@@ -594,6 +540,6 @@ def calibration_rows(grading: dict) -> list[dict]:
             confirmed = cell["confirmed"] + cell["partly_confirmed"]
             cells.append({"assessment": cell["intelligence_assessment"], "judged": cell["judged"],
                           "confirmed": confirmed, "share": percent(cell["confirmed_rate"]),
-                          "shade": shade(cell["confirmed_rate"])})
+                          "shade": charts.shade(cell["confirmed_rate"])})
         rows.append({"source": source, "label": SOURCE_LABELS[source], "cells": cells})
     return rows

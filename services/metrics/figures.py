@@ -6,9 +6,11 @@ from __future__ import annotations
 import statistics
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from services.metrics.models import Fact, Organisation, PackageState, ReturnState
@@ -84,6 +86,37 @@ def package_summary(package: PackageState) -> dict:
     }
 
 
+SORT_COLUMNS = {
+    "issued_at": PackageState.issued_at, "reference": PackageState.reference, "verdict": PackageState.verdict,
+    "arrests": PackageState.arrests, "final_returns": PackageState.final_returns,
+    "actioned_returns": PackageState.actioned_returns,
+}
+
+
+def package_query(args: Mapping[str, Any], classifications: list[str]) -> Select[PackageState]:
+    """Issued packages of the given classifications (the reader's clearance), filtered and sorted:
+    the package list, its CSV and the dashboard's recent packages."""
+    query = select(PackageState).where(PackageState.issued_at.is_not(None),
+                                       PackageState.classification.in_(classifications))
+    if args.get("threat_area"):
+        query = query.where(PackageState.threat_area == args["threat_area"])
+    if args.get("verdict"):
+        query = query.where(PackageState.verdict == args["verdict"])
+    if args.get("from_month"):
+        start = parse_month(args["from_month"])
+        query = query.where(PackageState.issued_at >= datetime(start.year, start.month, 1, tzinfo=UTC))
+    if args.get("to_month"):
+        end = parse_month(args["to_month"])
+        year, month = (end.year + 1, 1) if end.month == 12 else (end.year, end.month + 1)
+        query = query.where(PackageState.issued_at < datetime(year, month, 1, tzinfo=UTC))
+    if args.get("organisation"):
+        query = query.where(PackageState.package_id.in_(
+            select(ReturnState.package_id).where(ReturnState.organisation == args["organisation"].upper())))
+    sort = args.get("sort", "-issued_at")
+    column = SORT_COLUMNS[sort.lstrip("-")]
+    return query.order_by(column.desc() if sort.startswith("-") else column, PackageState.reference)
+
+
 def package_metrics(session: Session, package: PackageState) -> dict:
     figures = package_facts(session, package.package_id)
     returns = session.scalars(select(ReturnState).where(ReturnState.package_id == package.package_id)).all()
@@ -131,7 +164,7 @@ def facts_for(session: Session, scope: str, keys: list[str], classifications: li
         Fact.scope == scope, Fact.key.in_(keys), Fact.classification.in_(classifications)))
     found: dict[str, Counter] = {key: Counter() for key in keys}
     for key, metric, value in rows:
-        found[key][metric] += value
+        found[key][metric] += value  # type: ignore[assignment]  # figures may be fractional; typeshed's Counter counts ints
     return found
 
 
@@ -177,6 +210,15 @@ def organisation_metrics(session: Session, code: str, classifications: list[str]
         "quality": quality_of(figures),
         "use": use_of(figures),
     }
+
+
+def every_organisation_metrics(session: Session, classifications: list[str]) -> list[dict]:
+    """``organisation_metrics`` of every organisation that received packages the reader may see,
+    reading the facts of all of them at once."""
+    codes = organisation_codes(session, classifications)
+    org_facts = facts_for(session, "org", codes, classifications)
+    hour_facts = facts_for(session, "org_hours", codes, classifications)
+    return [organisation_metrics(session, code, classifications, org_facts[code], hour_facts[code]) for code in codes]
 
 
 def months_between(start: date, end: date) -> list[str]:

@@ -12,13 +12,22 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import Float, Index, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import make_base
-from shared.models import build_shared_models
+from shared.db import TYPE_ANNOTATION_MAP, service_metadata
+from shared.models import (
+    AuditEntryMixin,
+    IdempotencyRecordMixin,
+    InboxEventMixin,
+    OutboxDeliveryMixin,
+    OutboxEventMixin,
+    SharedModels,
+)
 
-Base = make_base()
-shared_models = build_shared_models(Base)
+
+class Base(DeclarativeBase):
+    metadata = service_metadata()
+    type_annotation_map = TYPE_ANNOTATION_MAP
 
 
 class Organisation(Base):
@@ -92,8 +101,25 @@ class Fact(Base):
     value: Mapped[float] = mapped_column(Float, default=0)
 
 
-OutboxEvent = shared_models.OutboxEvent
-OutboxDelivery = shared_models.OutboxDelivery
-InboxEvent = shared_models.InboxEvent
-IdempotencyRecord = shared_models.IdempotencyRecord
-AuditEntry = shared_models.AuditEntry
+
+class OutboxEvent(OutboxEventMixin, Base):
+    pass
+
+
+class OutboxDelivery(OutboxDeliveryMixin, Base):
+    pass
+
+
+class InboxEvent(InboxEventMixin, Base):
+    pass
+
+
+class IdempotencyRecord(IdempotencyRecordMixin, Base):
+    pass
+
+
+class AuditEntry(AuditEntryMixin, Base):
+    pass
+
+
+shared_models = SharedModels(OutboxEvent, OutboxDelivery, InboxEvent, IdempotencyRecord, AuditEntry)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from sqlalchemy import delete, select
@@ -53,14 +53,14 @@ def month_of(moment: datetime) -> str:
     return moment.strftime("%Y-%m")
 
 
-def month_keys(month: str, threat_area: str, organisation: str | None) -> list[str]:
+def month_keys(month: str, threat_area: str | None, organisation: str | None) -> list[str]:
     """The monthly roll-ups a return counts in: exact, by threat area, by organisation, all."""
     org = organisation or "?"
     return [f"{month}|{threat_area}|{org}", f"{month}|{threat_area}|*", f"{month}|*|{org}", f"{month}|*|*"]
 
 
 def is_actioned(outcome: dict | None) -> bool:
-    return bool(outcome) and any(action in ACTIONED for action in outcome.get("actions", []))
+    return outcome is not None and any(action in ACTIONED for action in outcome.get("actions", []))
 
 
 def return_figures(ret: ReturnState) -> Counter:
@@ -105,11 +105,6 @@ def return_figures(ret: ReturnState) -> Counter:
     return figures
 
 
-def described(package: PackageState | None) -> bool:
-    """Whether package.issued has been applied (events about a package may come before it)."""
-    return package is not None and package.issued_at is not None
-
-
 def contribution(package: PackageState | None, ret: ReturnState) -> Counter:
     """Everything one return adds to the read model's facts, given its package (if known).
 
@@ -121,7 +116,8 @@ def contribution(package: PackageState | None, ret: ReturnState) -> Counter:
     if ret.package_id is not None:
         for metric, value in figures.items():
             facts[("package", str(ret.package_id), metric, PACKAGE_CLASSIFICATION)] += value
-    if ret.withdrawn or not described(package):
+    # Not yet described: package.issued has not been applied (events about a package may come before it).
+    if ret.withdrawn or package is None or package.issued_at is None:
         return facts
     marking = package.classification or UNKNOWN_CLASSIFICATION
     if ret.organisation:
@@ -145,7 +141,7 @@ def contribution(package: PackageState | None, ret: ReturnState) -> Counter:
 
 def package_contribution(package: PackageState) -> Counter:
     facts: Counter = Counter()
-    if described(package) and package.withdrawn_at is None:
+    if package.issued_at is not None and package.withdrawn_at is None:  # described, not withdrawn
         marking = package.classification or UNKNOWN_CLASSIFICATION
         for key in month_keys(month_of(package.issued_at), package.threat_area, None)[1::2]:
             facts[("month", key, "packages", marking)] += 1
@@ -196,9 +192,9 @@ class Projector:
 
     # -- events ------------------------------------------------------------------------------
     def apply(self, event: dict) -> None:
-        handler = getattr(self, "on_" + event["type"].replace(".", "_"), None)
-        if handler is not None:
-            handler(event["payload"])
+        handler = PROJECTIONS.get(event["type"])
+        if handler is not None:  # an event type the read model does not count
+            handler(self, event["payload"])
 
     def on_organisation_updated(self, payload: dict) -> None:
         organisation = self.session.get(Organisation, payload["code"]) or Organisation(code=payload["code"])
@@ -314,6 +310,22 @@ class Projector:
         self.touched_packages.clear()
 
 
+# Every event type the read model counts, and what each does to it: the metrics service
+# subscribes to exactly these (EVENT_HANDLERS, below).
+PROJECTIONS: dict[str, Callable[[Projector, dict], None]] = {
+    "organisation.updated": Projector.on_organisation_updated,
+    "package.issued": Projector.on_package_issued,
+    "package.withdrawn": Projector.on_package_withdrawn,
+    "dissemination.delivered": Projector.on_dissemination_delivered,
+    "dissemination.delivery_failed": Projector.on_dissemination_delivery_failed,
+    "dissemination.acknowledged": Projector.on_dissemination_acknowledged,
+    "outcome.filed": Projector.on_outcome_filed,
+    "return.overdue": Projector.on_return_overdue,
+    "return.extended": Projector.on_return_extended,
+    "chase.sent": Projector.on_chase_sent,
+}
+
+
 def write_facts(session: Session, deltas: dict[FactKey, float]) -> None:
     """Add each delta to its fact row in one statement per chunk (an upsert)."""
     if not deltas:
@@ -416,9 +428,4 @@ def handle(session: Session, event: dict) -> None:
     apply_events(session, [event])
 
 
-EVENT_TYPES = (
-    "organisation.updated", "package.issued", "package.withdrawn", "dissemination.delivered",
-    "dissemination.delivery_failed", "dissemination.acknowledged", "outcome.filed", "return.overdue",
-    "return.extended", "chase.sent",
-)
-EVENT_HANDLERS = {event_type: handle for event_type in EVENT_TYPES}
+EVENT_HANDLERS = {event_type: handle for event_type in PROJECTIONS}

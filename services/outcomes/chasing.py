@@ -238,6 +238,7 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
     if entry is None or entry.result != "pending":
         return "nothing to do"
     expected = session.get(ExpectedReturn, entry.return_id)
+    assert expected is not None  # chase_log.return_id references expected_returns
     if expected.final_returned_at or expected.closed_at:
         entry.result = "cancelled"
         entry.error = "final return filed" if expected.final_returned_at else "return closed"
@@ -253,7 +254,8 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
     for index, (channel, address) in enumerate(contacts):
         try:
             if channel == "webhook":
-                send_webhook(settings, address, payload, sealed_secret=organisation.webhook_secret_sealed,
+                sealed = organisation.webhook_secret_sealed if organisation else None  # a webhook has one
+                send_webhook(settings, address, payload, sealed_secret=sealed,
                              message_id=f"chase_{expected.id}_{entry.step}")
             else:
                 send_email(settings, address, subject, text)

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from services.metrics import figures
 from services.metrics.access import cleared, find_package, is_leader, require_leader, require_organisation
-from services.metrics.models import Organisation, PackageState
+from services.metrics.models import Organisation
 from services.metrics.schemas import (
     GradingSchema,
     OrganisationMetricsSchema,
@@ -30,38 +30,6 @@ from shared.db import get_session
 
 blp = Blueprint("metrics", __name__, url_prefix="/api/v1/metrics", description="Outcome and benefit metrics.")
 
-SORT_COLUMNS = {
-    "issued_at": PackageState.issued_at, "reference": PackageState.reference, "verdict": PackageState.verdict,
-    "arrests": PackageState.arrests, "final_returns": PackageState.final_returns,
-    "actioned_returns": PackageState.actioned_returns,
-}
-
-
-def package_query(args: dict, classifications: list[str]):
-    """Issued packages of the given classifications (the reader's clearance), filtered and sorted."""
-    query = select(PackageState).where(PackageState.issued_at.is_not(None),
-                                       PackageState.classification.in_(classifications))
-    if args.get("threat_area"):
-        query = query.where(PackageState.threat_area == args["threat_area"])
-    if args.get("verdict"):
-        query = query.where(PackageState.verdict == args["verdict"])
-    if args.get("from_month"):
-        start = figures.parse_month(args["from_month"])
-        query = query.where(PackageState.issued_at >= datetime(start.year, start.month, 1, tzinfo=UTC))
-    if args.get("to_month"):
-        end = figures.parse_month(args["to_month"])
-        year, month = (end.year + 1, 1) if end.month == 12 else (end.year, end.month + 1)
-        query = query.where(PackageState.issued_at < datetime(year, month, 1, tzinfo=UTC))
-    if args.get("organisation"):
-        from services.metrics.models import ReturnState
-
-        query = query.where(PackageState.package_id.in_(
-            select(ReturnState.package_id).where(ReturnState.organisation == args["organisation"].upper())))
-    sort = args.get("sort", "-issued_at")
-    column = SORT_COLUMNS[sort.lstrip("-")]
-    return query.order_by(column.desc() if sort.startswith("-") else column, PackageState.reference)
-
-
 @blp.route("/packages")
 class PackageList(MethodView):
     @require()
@@ -72,7 +40,7 @@ class PackageList(MethodView):
         """Packages with their verdict; filter by period, threat area, recipient and verdict; sort."""
         require_leader()
         session = get_session()
-        query = package_query(args, cleared())
+        query = figures.package_query(args, cleared())
         pagination_parameters.item_count = session.scalar(select(func.count()).select_from(query.subquery()))
         rows = session.scalars(query.offset(pagination_parameters.first_item)
                                .limit(pagination_parameters.page_size)).all()
@@ -97,13 +65,7 @@ class OrganisationList(MethodView):
     def get(self):
         """Every organisation that has received packages, with its figures."""
         require_leader()
-        session = get_session()
-        classifications = cleared()
-        codes = figures.organisation_codes(session, classifications)
-        org_facts = figures.facts_for(session, "org", codes, classifications)
-        hour_facts = figures.facts_for(session, "org_hours", codes, classifications)
-        return [figures.organisation_metrics(session, code, classifications, org_facts[code], hour_facts[code])
-                for code in codes]
+        return figures.every_organisation_metrics(get_session(), cleared())
 
 
 @blp.route("/organisations/<string:code>")
@@ -189,7 +151,7 @@ class Export(MethodView):
             writer.writerow(CSV_COLUMNS)
             offset = 0
             while True:
-                batch = session.scalars(package_query(args, classifications).offset(offset).limit(1000)).all()
+                batch = session.scalars(figures.package_query(args, classifications).offset(offset).limit(1000)).all()
                 for package in batch:
                     summary = figures.package_summary(package)
                     writer.writerow([_csv_value(summary[c]) for c in CSV_COLUMNS])
