@@ -12,7 +12,6 @@ Filing goes through the same rules as the API: ``OutcomeInputSchema`` and
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,10 +25,22 @@ from werkzeug.exceptions import HTTPException
 
 from services.outcomes import filing
 from services.outcomes.links import LinkProblem, return_id_from
-from services.outcomes.models import RESULT_FIELDS, ExpectedReturn, Organisation, OutcomeReturn
-from services.outcomes.schemas import AMOUNT_FIELDS, OutcomeInputSchema, ResultsSchema
+from services.outcomes.models import ExpectedReturn, Organisation, OutcomeReturn
+from services.outcomes.schemas import OutcomeInputSchema, ResultsSchema
 from shared.audit import audit_detail, audit_target
 from shared.db import commit, get_session, utcnow
+from shared.vocabulary import (
+    ACCURACY_CHOICES,
+    ACTION_CHOICES,
+    ATTRIBUTION_CHOICES,
+    PRIORITY_CHOICES,
+    RESULT_KINDS,
+    RETURN_STATUS_CHOICES,
+    STRAND_CHOICES,
+    TIMELINESS_CHOICES,
+    USEFULNESS_SCORES,
+    Choice,
+)
 
 SERVICE_NAME = "NCLCC outcome returns"
 CENTRE_NAME = "the NCLCC"
@@ -57,88 +68,13 @@ except ZoneInfoNotFoundError:  # pragma: no cover - no time-zone database instal
 # What the form asks: the choices, their labels and the messages a person sees.
 
 
-@dataclass(frozen=True)
-class Choice:
-    value: str
-    label: str
-    hint: str = ""
-
-
-@dataclass(frozen=True)
-class ResultField:
-    name: str
-    label: str
-    whole: bool
-    prefix: str = ""
-    suffix: str = ""
-    short: str = ""  # in error messages, when the label is long
-
-    @property
-    def key(self) -> str:
-        return f"results.{self.name}"
-
-
-STATUS_CHOICES = (
-    Choice("interim", "Interim", "Work is still going on; you will send another return when it ends."),
-    Choice("final", "Final", "This is the full outcome. You can still correct it later."),
-)
-ACTION_CHOICES = (
-    Choice("enforcement", "Enforcement", "For example arrests, warrants or seizures."),
-    Choice("safeguarding", "Safeguarding", "For example visits, referrals or moving someone to safety."),
-    Choice("further_development", "Developed it further", "More intelligence work before acting."),
-    Choice("recorded_only", "Recorded it only"),
-    Choice("passed_on", "Passed it to another organisation"),
-    Choice("no_action", "No action"),
-)
-PRIORITY_CHOICES = (
-    Choice("high", "High"),
-    Choice("medium", "Medium"),
-    Choice("low", "Low"),
-    Choice("not_prioritised", "Not prioritised"),
-)
-ATTRIBUTION_CHOICES = (
-    Choice("direct", "Directly", "The results came from this intelligence."),
-    Choice("contributed", "It contributed", "It was one of several sources that led to the results."),
-)
-STRAND_CHOICES = (
-    Choice("pursue", "Pursue", "Prosecuting and disrupting the people involved."),
-    Choice("prevent", "Prevent", "Stopping people getting involved."),
-    Choice("protect", "Protect", "Safeguarding and reducing vulnerability."),
-    Choice("prepare", "Prepare", "Reducing the harm the crime causes."),
-)
-USEFULNESS_CHOICES = tuple(Choice(str(n), str(n)) for n in range(1, 6))  # the legend's hint says 1 to 5
-ACCURACY_CHOICES = (
-    Choice("confirmed", "Confirmed", "What you found matched it."),
-    Choice("partly_confirmed", "Partly confirmed"),
-    Choice("not_confirmed", "Not confirmed", "You could not check it either way."),
-    Choice("false", "False", "What you found showed it was wrong."),
-)
-TIMELINESS_CHOICES = (
-    Choice("timely", "In time to act on"),
-    Choice("late_but_useful", "Late, but still useful"),
-    Choice("too_late", "Too late to be useful"),
-)
-RESULTS = (
-    ResultField("arrests", "Arrests", True),
-    ResultField("charges", "Charges", True),
-    ResultField("warrants_executed", "Warrants executed", True),
-    ResultField("deal_lines_closed", "Deal lines closed", True),
-    ResultField("people_safeguarded", "People safeguarded", True),
-    ResultField("children_safeguarded", "Of those, children safeguarded", True, short="Children safeguarded"),
-    ResultField("safeguarding_referrals", "Safeguarding referrals", True),
-    ResultField("drugs_seized_grams", "Drugs seized, in grams", False, suffix="g", short="Drugs seized"),
-    ResultField("drugs_estimated_value_gbp", "Estimated value of the drugs, in pounds", False, prefix="£",
-                short="The value of the drugs"),
-    ResultField("cash_seized_gbp", "Cash seized, in pounds", False, prefix="£", short="Cash seized"),
-    ResultField("weapons_seized", "Weapons seized", True),
-)
+USEFULNESS_CHOICES = tuple(Choice(str(n), str(n)) for n in USEFULNESS_SCORES)  # the legend's hint says 1 to 5
+RESULTS = RESULT_KINDS
 RESULT_GROUPS = (
     ("People and premises", RESULTS[0:4]),
     ("Safeguarding", RESULTS[4:7]),
     ("Seizures", RESULTS[7:11]),
 )
-assert {r.name for r in RESULTS} == set(RESULT_FIELDS), "every result field needs an input"
-assert {r.name for r in RESULTS if not r.whole} == set(AMOUNT_FIELDS)
 
 LIST_FIELDS = ("actions", "strands")
 TEXT_FIELDS = ("status", "no_action_reason", "passed_to", "priority", "tasking_forum", "attribution", "comments")
@@ -344,7 +280,7 @@ def done(token: str):
     if expected.current is None:
         return redirect(url_for("form.show", token=token), 303)
     return render_template("form/done.html", expected=expected, outcome=expected.current, token=token,
-                           status_choices={c.value: c.label for c in STATUS_CHOICES})
+                           status_choices={c.value: c.label for c in RETURN_STATUS_CHOICES})
 
 
 @bp.after_request
@@ -572,7 +508,7 @@ def _render_form(token: str, expected: ExpectedReturn, values: MultiDict, errors
         passed_to_choices=[Choice(o.code, o.name) for o in organisations],
         overdue=expected.final_returned_at is None and now > expected.due_at,
         return_status=STATUS_TEXT.get(return_status, return_status),
-        status_choices=STATUS_CHOICES,
+        status_choices=RETURN_STATUS_CHOICES,
         action_choices=ACTION_CHOICES,
         priority_choices=PRIORITY_CHOICES,
         attribution_choices=ATTRIBUTION_CHOICES,
