@@ -22,6 +22,16 @@ from shared.vocabulary import (
 )
 
 RETURN_LIST_STATUSES = ("open", "overdue", "returned", "withdrawn")
+# The rules across fields, by (field, rule), in the API's words; the web form has its own words
+# for each (services/outcomes/form_wording.py).
+RULE_MESSAGES = {
+    ("actions", "no_action_alone"): "no_action cannot be combined with other actions.",
+    ("no_action_reason", "needed"): "Say why no action was taken.",
+    ("passed_to", "needed"): "Say which organisation it was passed to.",
+    ("tasking_forum", "needed"): "Name the tasking forum that set the priority.",
+    ("attribution", "needed"): "Say whether the results came directly from this intelligence.",
+    ("results.children_safeguarded", "within_people"): "Cannot be more than people_safeguarded.",
+}
 
 
 def _one_of(choices) -> validate.OneOf:
@@ -48,7 +58,8 @@ class _ResultRules(BaseSchema):
     @validates_schema
     def children_within_people(self, data, **_kwargs):
         if data.get("children_safeguarded", 0) > data.get("people_safeguarded", 0):
-            raise ValidationError("Cannot be more than people_safeguarded.", field_name="children_safeguarded")
+            raise ValidationError(RULE_MESSAGES["results.children_safeguarded", "within_people"],
+                                  field_name="children_safeguarded")
 
 
 # Non-negative counts and amounts, one field per result kind; anything left out is 0.
@@ -88,16 +99,16 @@ class OutcomeInputSchema(BaseSchema):
         actions = data.get("actions") or []
         errors: dict[str, list[str]] = {}
         if "no_action" in actions and len(actions) > 1:
-            errors["actions"] = ["no_action cannot be combined with other actions."]
+            errors["actions"] = [RULE_MESSAGES["actions", "no_action_alone"]]
         if "no_action" in actions and not (data.get("no_action_reason") or "").strip():
-            errors["no_action_reason"] = ["Say why no action was taken."]
+            errors["no_action_reason"] = [RULE_MESSAGES["no_action_reason", "needed"]]
         if "passed_on" in actions and not (data.get("passed_to") or "").strip():
-            errors["passed_to"] = ["Say which organisation it was passed to."]
+            errors["passed_to"] = [RULE_MESSAGES["passed_to", "needed"]]
         if data.get("priority") in PRIORITISED and not (data.get("tasking_forum") or "").strip():
-            errors["tasking_forum"] = ["Name the tasking forum that set the priority."]
+            errors["tasking_forum"] = [RULE_MESSAGES["tasking_forum", "needed"]]
         results = data.get("results") or {}
         if any(results.get(name) for name in RESULT_FIELDS) and not data.get("attribution"):
-            errors["attribution"] = ["Say whether the results came directly from this intelligence."]
+            errors["attribution"] = [RULE_MESSAGES["attribution", "needed"]]
         if errors:
             raise ValidationError(errors)
 
