@@ -39,31 +39,31 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from shared import vocabulary
+
 SCHEMA = "bench_metrics"
 WINDOW_DAYS = 425  # ~14 months of history
 FLAT_RATIO = 1.5
 FEW_MS = 5.0  # "within a few milliseconds of a static answer"
 
-THREAT_AREAS = {
-    "county_lines": 45, "drugs_supply": 20, "exploitation": 12, "firearms": 8, "modern_slavery": 6,
-    "economic_crime": 5, "other": 4,
-}
+
+def weights(names: tuple, *shares: int) -> dict:
+    """How often each of the vocabulary's names comes up, in the vocabulary's order."""
+    return dict(zip(names, shares, strict=True))
+
+
+THREAT_AREAS = weights(vocabulary.THREAT_AREAS, 45, 20, 12, 8, 6, 5, 4)
 RECIPIENTS = {1: 35, 2: 25, 3: 15, 4: 10, 5: 8, 6: 7}
-SOURCE_EVALUATIONS = {1: 20, 2: 55, 3: 25}
-ASSESSMENTS = {"A": 10, "B": 35, "C": 35, "D": 15, "E": 5}
+SOURCE_EVALUATIONS = weights(vocabulary.SOURCE_EVALUATIONS, 20, 55, 25)
+ASSESSMENTS = weights(vocabulary.INTELLIGENCE_ASSESSMENTS, 10, 35, 35, 15, 5)
 BIG_FORCES = {"MPS": 6, "GMP": 4, "WMP": 4, "MERSEY": 3, "WYP": 3, "SYP": 2, "NORTHUMBRIA": 2, "TVP": 2,
               "ESSEX": 2, "KENT": 2, "HAMPS": 2, "LANCS": 2}
-PRIMARY_ACTIONS = {"enforcement": 22, "safeguarding": 10, "further_development": 20, "recorded_only": 20,
-                   "passed_on": 5, "no_action": 23}
-PRIORITIES = {"high": 15, "medium": 30, "low": 25, "not_prioritised": 30}
-STRANDS = {"pursue": 60, "protect": 20, "prevent": 12, "prepare": 8}
-ACCURACIES = {"confirmed": 40, "partly_confirmed": 35, "not_confirmed": 20, "false": 5}
-TIMELINESS = {"timely": 70, "late_but_useful": 22, "too_late": 8}
-RESULT_FIELDS = (
-    "arrests", "charges", "warrants_executed", "deal_lines_closed", "people_safeguarded", "children_safeguarded",
-    "safeguarding_referrals", "drugs_seized_grams", "drugs_estimated_value_gbp", "cash_seized_gbp",
-    "weapons_seized",
-)
+PRIMARY_ACTIONS = weights(vocabulary.ACTIONS, 22, 10, 20, 20, 5, 23)
+PRIORITIES = weights(vocabulary.PRIORITIES, 15, 30, 25, 30)
+STRANDS = weights(vocabulary.STRANDS, 60, 12, 20, 8)
+ACCURACIES = weights(vocabulary.ACCURACIES, 40, 35, 20, 5)
+TIMELINESS = weights(vocabulary.TIMELINESS, 70, 22, 8)
+RESULT_FIELDS = vocabulary.RESULT_FIELDS
 TOWNS = ("Blackpool", "Liverpool", "Birmingham", "Leeds", "Bristol", "Norwich", "Ipswich", "Exeter", "Swansea",
          "Hull", "Stoke", "Southend", "Reading", "Carlisle", "Lincoln", "Margate", "Bournemouth", "Derby")
 SUBJECTS = ("deal line supplying {town}", "cuckooed address in {town}", "runners moved to {town}",

@@ -21,11 +21,16 @@ from apispec.ext.marshmallow.openapi import OpenAPIConverter
 from flask import Flask, jsonify
 from flask_smorest import Api
 from marshmallow import fields
+from sqlalchemy import func, select
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 from werkzeug.routing import IntegerConverter, UnicodeConverter
 
 from shared import guard
+from shared.db import get_session
+from shared.errors import Conflict, Invalid
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +254,19 @@ def _register_fallback_handlers(app: Flask, api: ServiceApi) -> None:
             body["errors"] = errors
         return jsonify(body), code
 
+    @app.errorhandler(Conflict)
+    def conflict(error: Conflict):
+        get_session().rollback()
+        return error_response(409, error.message)
+
+    @app.errorhandler(Invalid)
+    def invalid_fields(error: Invalid):
+        get_session().rollback()
+        try:
+            invalid(error.problems)
+        except HTTPException as answer:
+            return api.handle_http_exception(answer)
+
     @app.errorhandler(IntegrityError)
     def integrity_error(error: IntegrityError):
         log.warning("integrity error: %s", error.orig)
@@ -278,6 +296,15 @@ def _status_name(code: int) -> str:
     from http import HTTPStatus
 
     return HTTPStatus(code).phrase
+
+
+def page_of(session: Session, query: Select, pagination_parameters, *, order_by=()) -> list:
+    """One page of ``query``'s rows (``@blp.paginate()``), in ``order_by`` order; the total goes
+    to the X-Pagination header."""
+    pagination_parameters.item_count = session.scalar(select(func.count()).select_from(query.subquery()))
+    return list(session.scalars(
+        query.order_by(*order_by).offset(pagination_parameters.first_item).limit(pagination_parameters.page_size)
+    ))
 
 
 def invalid(errors: dict[str, str | list[str]], location: str = "json") -> None:

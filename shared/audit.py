@@ -21,9 +21,9 @@ from flask import Response, current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from shared.api import BaseSchema
+from shared.api import BaseSchema, page_of
 from shared.auth import current_principal, require
 from shared.db import get_db, get_session
 from shared.guard import printable
@@ -175,13 +175,7 @@ class AuditLog(MethodView):
             query = query.where(model.at >= since)
         if until:
             query = query.where(model.at < until)
-        session = get_session()
-        pagination_parameters.item_count = session.scalar(select(func.count()).select_from(query.subquery()))
-        return session.scalars(
-            query.order_by(model.id.desc())
-            .offset(pagination_parameters.first_item)
-            .limit(pagination_parameters.page_size)
-        ).all()
+        return page_of(get_session(), query, pagination_parameters, order_by=(model.id.desc(),))
 
 
 def init_app(app) -> None:

@@ -24,13 +24,11 @@ import jwt
 from flask import current_app, g, request
 from flask_smorest import abort
 
-from shared.settings import CLASSIFICATIONS, Settings
+from shared.settings import Settings
+from shared.vocabulary import CENTRE_ROLES, CLASSIFICATIONS, LEADER_ROLES, ROLES
 
 log = logging.getLogger(__name__)
 
-ROLES = ("issuer", "recipient", "leader", "admin")
-# Roles that reach across organisations; they belong to the centre's staff alone.
-CENTRE_ROLES = frozenset({"issuer", "admin", "leader"})
 LEEWAY_SECONDS = 30
 # Who acted is kept in 200-character columns; an organisation is its directory code.
 MAX_SUB_LENGTH = 200
@@ -58,7 +56,7 @@ class Principal:
 
     @property
     def is_leader(self) -> bool:
-        return self.has_any(("leader", "admin"))
+        return self.has_any(LEADER_ROLES)
 
     def cleared_for(self, classification: str) -> bool:
         return clearance_rank(classification) <= clearance_rank(self.clearance)

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
+from shared.vocabulary import CLASSIFICATIONS
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("dissemination", "outcomes", "metrics")
 DEFAULT_PORTS = {"dissemination": 5001, "outcomes": 5002, "metrics": 5003}
-CLASSIFICATIONS = ("OFFICIAL", "OFFICIAL-SENSITIVE", "SECRET", "TOP SECRET")
 
 # Which services receive the events each service emits. A service only appears once it
 # exists; its events wait in the sender's outbox while it is down.

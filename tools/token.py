@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 from datetime import timedelta
 
-from shared.auth import ROLES, mint_token
-from shared.settings import CLASSIFICATIONS, load_settings
+from shared.auth import mint_token
+from shared.settings import load_settings
+from shared.vocabulary import CLASSIFICATIONS, ROLES
 
 
 def main() -> None:

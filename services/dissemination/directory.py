@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from services.dissemination.models import Organisation, shared_models
 from shared import netguard, webhook_secrets
 from shared.db import utcnow
+from shared.errors import Conflict, Invalid
 from shared.events import emit
 from shared.settings import Settings
 
@@ -43,8 +44,11 @@ def seed_directory(session: Session, settings: Settings) -> tuple[int, int]:
     return added, len(existing)
 
 
-class WebhookUrlRefused(Exception):
+class WebhookUrlRefused(Invalid):
     """The webhook URL may not be used (answered 422 naming ``webhook_url``)."""
+
+    def __init__(self, problem: str):
+        super().__init__({"webhook_url": problem})
 
 
 def webhook_url_problem(settings: Settings, url: str | None) -> str | None:
@@ -62,6 +66,8 @@ def webhook_url_problem(settings: Settings, url: str | None) -> str | None:
 
 def create_organisation(session: Session, settings: Settings, values: dict) -> Organisation:
     """Add an organisation; one with a webhook gets its signing secret (``webhook_secret_sealed``)."""
+    if session.get(Organisation, values["code"]) is not None:
+        raise Conflict(f"Organisation {values['code']} already exists.")
     problem = webhook_url_problem(settings, values.get("webhook_url"))
     if problem:
         raise WebhookUrlRefused(problem)
@@ -97,6 +103,8 @@ def update_organisation(session: Session, settings: Settings, organisation: Orga
 
 def rotate_webhook_secret(session: Session, settings: Settings, organisation: Organisation) -> None:
     """A new signing secret for the organisation's webhook; the old one stops verifying."""
+    if not organisation.webhook_url:
+        raise Conflict(f"Organisation {organisation.code} has no webhook; set webhook_url first.")
     _new_secret(settings, organisation)
     session.flush()
     emit(session, shared_models, settings, "organisation.updated", organisation.code, organisation.as_event())
@@ -111,7 +119,7 @@ def ensure_webhook_secret(session: Session, settings: Settings, code: str) -> Or
         return organisation
     organisation = session.get(Organisation, code, with_for_update=True, populate_existing=True)
     assert organisation is not None  # found just above; organisations are never deleted
-    if not organisation.webhook_secret_sealed:
+    if organisation.webhook_url and not organisation.webhook_secret_sealed:
         rotate_webhook_secret(session, settings, organisation)
     return organisation
 

@@ -12,9 +12,13 @@ from services.dissemination.directory import known_codes
 from services.dissemination.models import Package, PackageRecipient, ReferenceCounter
 from shared.auth import Principal, clearance_rank
 from shared.db import utcnow
+from shared.errors import Conflict, Invalid
 from shared.settings import Settings
 
 MAX_DUE_AHEAD = timedelta(days=366)
+# Fields a package always has: an edit may change them, never empty them.
+REQUIRED_FIELDS = ("title", "summary", "threat_area", "classification", "source_evaluation",
+                   "intelligence_assessment", "handling_code")
 
 
 def package_problems(session: Session, settings: Settings, principal: Principal, values: dict) -> dict[str, str]:
@@ -79,7 +83,15 @@ def next_reference(session: Session, year: int) -> str:
     raise RuntimeError("could not allocate a package reference")
 
 
-def create_draft(session: Session, principal: Principal, values: dict) -> Package:
+def check_rules(session: Session, settings: Settings, principal: Principal, values: dict) -> None:
+    """Raise ``Invalid`` naming each field whose value breaks a package rule."""
+    problems = package_problems(session, settings, principal, values)
+    if problems:
+        raise Invalid(problems)
+
+
+def create_draft(session: Session, settings: Settings, principal: Principal, values: dict) -> Package:
+    check_rules(session, settings, principal, values)
     recipients = values.pop("recipients", [])
     package = Package(
         **values,
@@ -92,6 +104,17 @@ def create_draft(session: Session, principal: Principal, values: dict) -> Packag
     session.add(package)
     session.flush()
     return package
+
+
+def edit_draft(session: Session, settings: Settings, principal: Principal, package: Package, values: dict) -> None:
+    """Change a draft. Issued packages cannot change: withdraw and issue a new one."""
+    if package.status != "draft":
+        raise Conflict(f"Package {package.reference} is {package.status}; only a draft can be edited.")
+    nulls = {name: "Field may not be null." for name in REQUIRED_FIELDS if name in values and values[name] is None}
+    if nulls:
+        raise Invalid(nulls)
+    check_rules(session, settings, principal, merged_values(package, values))
+    update_draft(package, values)
 
 
 def update_draft(package: Package, values: dict) -> None:

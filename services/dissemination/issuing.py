@@ -23,6 +23,7 @@ from services.dissemination.models import Dissemination, Organisation, Package, 
 from shared.auth import Principal
 from shared.calendar import add_working_days
 from shared.db import after_commit, utcnow
+from shared.errors import Conflict, Invalid
 from shared.events import emit
 from shared.notify import NotificationError, send_email, send_webhook
 from shared.queue import enqueue
@@ -33,16 +34,12 @@ log = logging.getLogger(__name__)
 NOTIFY_RETRY_INTERVALS = [10, 30, 120, 600, 1800]
 
 
-class StateConflict(Exception):
+class StateConflict(Conflict):
     """The package is not in a state that allows this (answered 409)."""
 
 
-class RuleBroken(Exception):
+class RuleBroken(Invalid):
     """A rule on a field is broken (answered 422 naming the field)."""
-
-    def __init__(self, problems: dict[str, str]):
-        super().__init__(problems)
-        self.problems = problems
 
 
 def notify_retry_intervals() -> list[int]:

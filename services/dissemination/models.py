@@ -24,19 +24,7 @@ class Base(DeclarativeBase):
     type_annotation_map = TYPE_ANNOTATION_MAP
 
 ORGANISATION_KINDS = ("territorial_force", "rocu", "national", "other")
-THREAT_AREAS = (
-    "county_lines",
-    "drugs_supply",
-    "exploitation",
-    "firearms",
-    "modern_slavery",
-    "economic_crime",
-    "other",
-)
 PACKAGE_STATUSES = ("draft", "issued", "withdrawn", "closed")
-SOURCE_EVALUATIONS = (1, 2, 3)
-INTELLIGENCE_ASSESSMENTS = ("A", "B", "C", "D", "E")
-HANDLING_CODES = ("P", "C")
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 

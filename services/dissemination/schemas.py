@@ -5,18 +5,16 @@ from __future__ import annotations
 from flask import has_request_context
 from marshmallow import ValidationError, fields, post_dump, validate, validates_schema
 
-from services.dissemination.models import (
-    DELIVERY_STATUSES,
+from services.dissemination.models import DELIVERY_STATUSES, ORGANISATION_KINDS, PACKAGE_STATUSES
+from shared.api import BaseSchema, QueryBoolean, StrictBoolean, StrictInteger, UpdateSchema
+from shared.auth import current_principal
+from shared.vocabulary import (
+    CLASSIFICATIONS,
     HANDLING_CODES,
     INTELLIGENCE_ASSESSMENTS,
-    ORGANISATION_KINDS,
-    PACKAGE_STATUSES,
     SOURCE_EVALUATIONS,
     THREAT_AREAS,
 )
-from shared.api import BaseSchema, QueryBoolean, StrictBoolean, StrictInteger, UpdateSchema
-from shared.auth import current_principal
-from shared.settings import CLASSIFICATIONS
 
 ORG_CODE = validate.Regexp(r"^[A-Z0-9][A-Z0-9-]{1,15}$", error="Use 2-16 capital letters, digits or '-'.")
 DISSEMINATION_STATUSES = (

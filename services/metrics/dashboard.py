@@ -34,11 +34,13 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis.exceptions import RedisError
 
 from services.metrics import charts, figures
-from services.metrics.schemas import THREAT_AREAS
 from shared.audit import audit_detail, audit_outcome, audit_target
 from shared.auth import Principal, TokenError, verify_token
 from shared.db import get_session
 from shared.queue import redis_connection
+from shared.vocabulary import INTELLIGENCE_ASSESSMENT_LABELS as ASSESSMENT_LABELS
+from shared.vocabulary import SOURCE_EVALUATION_LABELS as SOURCE_LABELS
+from shared.vocabulary import THREAT_AREAS, VERDICT_LABELS
 
 SERVICE_NAME = "NCLCC outcomes dashboard"
 SESSION_KEY = "dashboard_session"  # in the cookie: the session's random id, nothing else of it
@@ -62,20 +64,6 @@ NOTICES = {
     "invalid": "Your session is no longer valid. Paste your token again to sign in.",
     "unavailable": "The dashboard cannot reach its session store just now. Try again in a minute.",
     "signed-out": "You have signed out.",
-}
-VERDICT_LABELS = {
-    "actioned": "Actioned",
-    "no_action": "No action",
-    "awaiting": "Awaiting returns",
-    "overdue": "Overdue",
-}
-SOURCE_LABELS = {1: "Reliable", 2: "Untested", 3: "Not reliable"}
-ASSESSMENT_LABELS = {
-    "A": "Known directly",
-    "B": "Known indirectly, corroborated",
-    "C": "Known indirectly",
-    "D": "Not known",
-    "E": "Suspected false",
 }
 # The funnel's stages, in order, with the words a leader reads.
 FUNNEL_STAGES = (

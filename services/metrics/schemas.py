@@ -5,10 +5,8 @@ from __future__ import annotations
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from shared.api import BaseSchema
+from shared.vocabulary import THREAT_AREAS, VERDICTS
 
-THREAT_AREAS = ("county_lines", "drugs_supply", "exploitation", "firearms", "modern_slavery", "economic_crime",
-                "other")
-VERDICTS = ("actioned", "no_action", "awaiting", "overdue")
 SORTS = ("issued_at", "-issued_at", "reference", "-reference", "verdict", "-verdict", "arrests", "-arrests",
          "final_returns", "-final_returns", "actioned_returns", "-actioned_returns")
 MONTH = validate.Regexp(r"^20\d\d-(0[1-9]|1[0-2])$", error="Use YYYY-MM, a month of 2000-2099.")

@@ -18,7 +18,10 @@ from sqlalchemy.orm import Session
 
 from services.outcomes.links import form_url
 from services.outcomes.models import ChaseEntry, ChasePolicy, ExpectedReturn, Organisation, shared_models
+from shared import clock
+from shared.calendar import add_working_days
 from shared.db import after_commit, utcnow
+from shared.errors import Conflict, Invalid
 from shared.events import emit
 from shared.notify import NotificationError, send_email, send_webhook
 from shared.queue import enqueue
@@ -93,7 +96,7 @@ def steps_due(
 def sweep(session: Session, settings: Settings, now: datetime | None = None) -> dict[str, int]:
     """Claim every chase step that has fallen due, emit overdue events, and enqueue the sends.
     Safe to run twice at once: returns locked by one sweep are skipped by the other."""
-    now = now or utcnow()
+    now = now or clock.now()
     steps = current_policy(session).steps
     earliest = min((s["offset_seconds"] for s in steps), default=0)
     candidates = session.scalars(
@@ -200,7 +203,7 @@ def contacts_for(settings: Settings, organisation: Organisation | None, notify: 
 def chase_message(settings: Settings, expected: ExpectedReturn, entry: ChaseEntry) -> tuple[str, str, dict]:
     link = form_url(settings, expected.id)
     due = f"{expected.due_at:%d %B %Y %H:%M} UTC"
-    overdue = utcnow() > expected.due_at
+    overdue = clock.now() > expected.due_at
     subject = (
         f"{'OVERDUE: ' if overdue else ''}Outcome return for {expected.reference} "
         f"({expected.organisation}) {'was' if overdue else 'is'} due {due}"
@@ -289,6 +292,22 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
     if entry.result == "failed":
         return "failed"
     raise NotificationError(entry.error)
+
+
+def extend_return(session: Session, settings: Settings, expected: ExpectedReturn, values: dict, actor: str) -> None:
+    """Move an open return's due date to ``values["due_at"]`` or ``values["working_days"]`` working
+    days on (in the organisation's part of the UK); the chase re-plans."""
+    if expected.final_returned_at or expected.closed_at:
+        raise Conflict("This return is complete or closed; its due date cannot move.")
+    if "working_days" in values:
+        organisation = session.get(Organisation, expected.organisation)
+        region = organisation.region if organisation else None
+        new_due = add_working_days(expected.due_at, values["working_days"], region)
+    else:
+        new_due = values["due_at"]
+        if new_due <= expected.due_at:
+            raise Invalid({"due_at": "An extension must be later than the current due date."})
+    extend_due_date(session, settings, expected, new_due, values["reason"], actor)
 
 
 def extend_due_date(session: Session, settings: Settings, expected: ExpectedReturn, new_due: datetime,

@@ -7,11 +7,12 @@ from sqlalchemy.orm import Session
 
 from services.outcomes.models import ChaseEntry, ExpectedReturn, Organisation, OutcomeReturn, shared_models
 from shared.db import utcnow
+from shared.errors import Conflict, Invalid
 from shared.events import emit
 from shared.settings import Settings
 
 
-class FilingRefused(Exception):
+class FilingRefused(Conflict):
     """The return cannot take an outcome now (answered 409)."""
 
 
@@ -33,6 +34,9 @@ def filing_problems(session: Session, expected: ExpectedReturn, values: dict) ->
 def file_outcome(
     session: Session, settings: Settings, expected: ExpectedReturn, values: dict, *, filed_by: str, via: str
 ) -> OutcomeReturn:
+    problems = filing_problems(session, expected, values)
+    if problems:
+        raise Invalid(problems)
     if expected.close_reason == "withdrawn":
         raise FilingRefused(f"Package {expected.reference} was withdrawn; no return is needed.")
     feedback = values["intelligence_feedback"]

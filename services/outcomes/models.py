@@ -24,26 +24,6 @@ class Base(DeclarativeBase):
     metadata = service_metadata()
     type_annotation_map = TYPE_ANNOTATION_MAP
 
-RETURN_STATUSES = ("interim", "final")
-ACTIONS = ("enforcement", "safeguarding", "further_development", "recorded_only", "passed_on", "no_action")
-PRIORITIES = ("high", "medium", "low", "not_prioritised")
-STRANDS = ("pursue", "prevent", "protect", "prepare")
-ATTRIBUTIONS = ("direct", "contributed")
-ACCURACIES = ("confirmed", "partly_confirmed", "not_confirmed", "false")
-TIMELINESS = ("timely", "late_but_useful", "too_late")
-RESULT_FIELDS = (
-    "arrests",
-    "charges",
-    "warrants_executed",
-    "deal_lines_closed",
-    "people_safeguarded",
-    "children_safeguarded",
-    "safeguarding_referrals",
-    "drugs_seized_grams",
-    "drugs_estimated_value_gbp",
-    "cash_seized_gbp",
-    "weapons_seized",
-)
 NOTIFY_TARGETS = ("recipient", "escalation", "centre")
 
 

@@ -4,24 +4,34 @@ from __future__ import annotations
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from services.outcomes.models import (
+from services.outcomes.models import NOTIFY_TARGETS
+from shared.api import BaseSchema, StrictInteger
+from shared.vocabulary import (
     ACCURACIES,
     ACTIONS,
     ATTRIBUTIONS,
-    NOTIFY_TARGETS,
     PRIORITIES,
+    PRIORITISED,
     RESULT_FIELDS,
+    RESULT_KINDS,
     RETURN_STATUSES,
     STRANDS,
     TIMELINESS,
+    USEFULNESS_SCORES,
+    ResultKind,
 )
-from shared.api import BaseSchema, StrictInteger
 
 RETURN_LIST_STATUSES = ("open", "overdue", "returned", "withdrawn")
-COUNT_FIELDS = ("arrests", "charges", "warrants_executed", "deal_lines_closed", "people_safeguarded",
-                "children_safeguarded", "safeguarding_referrals", "weapons_seized")
-AMOUNT_FIELDS = ("drugs_seized_grams", "drugs_estimated_value_gbp", "cash_seized_gbp")
-PRIORITISED = ("high", "medium", "low")
+# The rules across fields, by (field, rule), in the API's words; the web form has its own words
+# for each (services/outcomes/form_wording.py).
+RULE_MESSAGES = {
+    ("actions", "no_action_alone"): "no_action cannot be combined with other actions.",
+    ("no_action_reason", "needed"): "Say why no action was taken.",
+    ("passed_to", "needed"): "Say which organisation it was passed to.",
+    ("tasking_forum", "needed"): "Name the tasking forum that set the priority.",
+    ("attribution", "needed"): "Say whether the results came directly from this intelligence.",
+    ("results.children_safeguarded", "within_people"): "Cannot be more than people_safeguarded.",
+}
 
 
 def _one_of(choices) -> validate.OneOf:
@@ -33,32 +43,33 @@ def _unique(values) -> None:
         raise ValidationError("Each value may be given once.")
 
 
-class ResultsSchema(BaseSchema):
-    """Non-negative counts and amounts; anything left out is 0."""
+def _result_field(kind: ResultKind) -> fields.Field:
+    bounds = validate.Range(min=0, max=kind.maximum)
+    metadata = {"description": RESULT_DESCRIPTIONS[kind.name]} if kind.name in RESULT_DESCRIPTIONS else {}
+    if kind.whole:
+        return StrictInteger(load_default=0, validate=bounds, metadata=metadata)
+    return fields.Float(load_default=0, allow_nan=False, validate=bounds, metadata=metadata)
 
-    arrests = StrictInteger(load_default=0, validate=validate.Range(min=0, max=100000))
-    charges = StrictInteger(load_default=0, validate=validate.Range(min=0, max=100000))
-    warrants_executed = StrictInteger(load_default=0, validate=validate.Range(min=0, max=100000))
-    deal_lines_closed = StrictInteger(load_default=0, validate=validate.Range(min=0, max=100000))
-    people_safeguarded = StrictInteger(load_default=0, validate=validate.Range(min=0, max=100000))
-    children_safeguarded = StrictInteger(
-        load_default=0, validate=validate.Range(min=0, max=100000),
-        metadata={"description": "of the people safeguarded, how many were children"},
-    )
-    safeguarding_referrals = StrictInteger(load_default=0, validate=validate.Range(min=0, max=100000))
-    drugs_seized_grams = fields.Float(load_default=0, allow_nan=False, validate=validate.Range(min=0, max=1e9))
-    drugs_estimated_value_gbp = fields.Float(load_default=0, allow_nan=False, validate=validate.Range(min=0, max=1e10))
-    cash_seized_gbp = fields.Float(load_default=0, allow_nan=False, validate=validate.Range(min=0, max=1e10))
-    weapons_seized = StrictInteger(load_default=0, validate=validate.Range(min=0, max=100000))
 
+RESULT_DESCRIPTIONS = {"children_safeguarded": "of the people safeguarded, how many were children"}
+
+
+class _ResultRules(BaseSchema):
     @validates_schema
     def children_within_people(self, data, **_kwargs):
         if data.get("children_safeguarded", 0) > data.get("people_safeguarded", 0):
-            raise ValidationError("Cannot be more than people_safeguarded.", field_name="children_safeguarded")
+            raise ValidationError(RULE_MESSAGES["results.children_safeguarded", "within_people"],
+                                  field_name="children_safeguarded")
+
+
+# Non-negative counts and amounts, one field per result kind; anything left out is 0.
+ResultsSchema = _ResultRules.from_dict({kind.name: _result_field(kind) for kind in RESULT_KINDS},
+                                       name="ResultsSchema")
 
 
 class IntelligenceFeedbackSchema(BaseSchema):
-    usefulness = StrictInteger(required=True, validate=validate.Range(min=1, max=5),
+    usefulness = StrictInteger(required=True,
+                               validate=validate.Range(min=USEFULNESS_SCORES[0], max=USEFULNESS_SCORES[-1]),
                                metadata={"description": "1 not useful - 5 very useful"})
     accuracy = fields.String(required=True, validate=_one_of(ACCURACIES))
     timeliness = fields.String(required=True, validate=_one_of(TIMELINESS))
@@ -88,16 +99,16 @@ class OutcomeInputSchema(BaseSchema):
         actions = data.get("actions") or []
         errors: dict[str, list[str]] = {}
         if "no_action" in actions and len(actions) > 1:
-            errors["actions"] = ["no_action cannot be combined with other actions."]
+            errors["actions"] = [RULE_MESSAGES["actions", "no_action_alone"]]
         if "no_action" in actions and not (data.get("no_action_reason") or "").strip():
-            errors["no_action_reason"] = ["Say why no action was taken."]
+            errors["no_action_reason"] = [RULE_MESSAGES["no_action_reason", "needed"]]
         if "passed_on" in actions and not (data.get("passed_to") or "").strip():
-            errors["passed_to"] = ["Say which organisation it was passed to."]
+            errors["passed_to"] = [RULE_MESSAGES["passed_to", "needed"]]
         if data.get("priority") in PRIORITISED and not (data.get("tasking_forum") or "").strip():
-            errors["tasking_forum"] = ["Name the tasking forum that set the priority."]
+            errors["tasking_forum"] = [RULE_MESSAGES["tasking_forum", "needed"]]
         results = data.get("results") or {}
         if any(results.get(name) for name in RESULT_FIELDS) and not data.get("attribution"):
-            errors["attribution"] = ["Say whether the results came directly from this intelligence."]
+            errors["attribution"] = [RULE_MESSAGES["attribution", "needed"]]
         if errors:
             raise ValidationError(errors)
 

@@ -13,8 +13,8 @@ import pytest
 from itsdangerous import TimestampSigner
 
 from services.outcomes import links
-from services.outcomes.models import RESULT_FIELDS
 from services.outcomes.schemas import OutcomeInputSchema
+from shared.vocabulary import RESULT_FIELDS
 from tests.outcomes.helpers import issued_returns, outcome_body
 
 

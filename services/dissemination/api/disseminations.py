@@ -40,9 +40,6 @@ class DisseminationAcknowledge(MethodView):
         if dissemination.organisation != current_principal().org:
             abort(403, message="Only the receiving organisation can acknowledge.")
         session = get_session()
-        try:
-            issuing.acknowledge(session, current_app.extensions["settings"], dissemination, current_principal())
-        except issuing.StateConflict as error:
-            abort(409, message=str(error))
+        issuing.acknowledge(session, current_app.extensions["settings"], dissemination, current_principal())
         commit(session)
         return dissemination

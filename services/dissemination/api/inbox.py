@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from services.dissemination.models import Dissemination, Package
 from services.dissemination.schemas import InboxItemSchema, InboxQueryArgsSchema
+from shared.api import page_of
 from shared.auth import current_principal, require
 from shared.db import get_session
 
@@ -44,10 +45,5 @@ class Inbox(MethodView):
         )
         if "status" in args:
             query = query.where(STATUS_FILTERS[args["status"]]())
-        session = get_session()
-        pagination_parameters.item_count = session.scalar(select(func.count()).select_from(query.subquery()))
-        return session.scalars(
-            query.order_by(Dissemination.created_at.desc(), Dissemination.id)
-            .offset(pagination_parameters.first_item)
-            .limit(pagination_parameters.page_size)
-        ).all()
+        return page_of(get_session(), query, pagination_parameters,
+                       order_by=(Dissemination.created_at.desc(), Dissemination.id))

@@ -13,7 +13,7 @@ import functools
 from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from services.dissemination import directory
 from services.dissemination.models import Organisation
@@ -25,7 +25,7 @@ from services.dissemination.schemas import (
     WebhookSecretSchema,
 )
 from shared import webhook_secrets
-from shared.api import invalid
+from shared.api import page_of
 from shared.audit import audit_target
 from shared.auth import require
 from shared.db import commit, get_session
@@ -67,13 +67,7 @@ class Organisations(MethodView):
         query = select(Organisation)
         for name, value in args.items():
             query = query.where(getattr(Organisation, name) == value)
-        session = get_session()
-        pagination_parameters.item_count = session.scalar(select(func.count()).select_from(query.subquery()))
-        return session.scalars(
-            query.order_by(Organisation.code)
-            .offset(pagination_parameters.first_item)
-            .limit(pagination_parameters.page_size)
-        ).all()
+        return page_of(get_session(), query, pagination_parameters, order_by=(Organisation.code,))
 
     @require("admin")
     @reveal_webhook_secret
@@ -85,12 +79,7 @@ class Organisations(MethodView):
         (`webhook_secret`), this once."""
         session = get_session()
         audit_target("organisation", values["code"])
-        if session.get(Organisation, values["code"]) is not None:
-            abort(409, message=f"Organisation {values['code']} already exists.")
-        try:
-            organisation = directory.create_organisation(session, current_app.extensions["settings"], values)
-        except directory.WebhookUrlRefused as error:
-            invalid({"webhook_url": str(error)})
+        organisation = directory.create_organisation(session, current_app.extensions["settings"], values)
         commit(session)
         return _answer_with_secret(organisation) if organisation.webhook_secret_sealed else organisation
 
@@ -113,12 +102,7 @@ class OrganisationByCode(MethodView):
         audit_target("organisation", code)
         session = get_session()
         organisation = session.get(Organisation, code.upper()) or abort(404, message=f"No organisation {code}.")
-        try:
-            new_secret = directory.update_organisation(session, current_app.extensions["settings"], organisation,
-                                                       values)
-        except directory.WebhookUrlRefused as error:
-            session.rollback()
-            invalid({"webhook_url": str(error)})
+        new_secret = directory.update_organisation(session, current_app.extensions["settings"], organisation, values)
         commit(session)
         return _answer_with_secret(organisation) if new_secret else organisation
 
@@ -135,8 +119,6 @@ class OrganisationWebhookSecret(MethodView):
         audit_target("organisation", code.upper(), detail="webhook secret rotated")
         session = get_session()
         organisation = session.get(Organisation, code.upper()) or abort(404, message=f"No organisation {code}.")
-        if not organisation.webhook_url:
-            abort(409, message=f"Organisation {organisation.code} has no webhook; set webhook_url first.")
         directory.rotate_webhook_secret(session, current_app.extensions["settings"], organisation)
         commit(session)
         return _answer_with_secret(organisation)

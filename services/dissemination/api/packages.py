@@ -6,8 +6,8 @@ import uuid
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
-from sqlalchemy import func, or_, select
+from flask_smorest import Blueprint
+from sqlalchemy import or_, select
 
 from services.dissemination import drafting, issuing
 from services.dissemination.access import find_package
@@ -20,22 +20,17 @@ from services.dissemination.schemas import (
     PackageUpdateSchema,
     WithdrawSchema,
 )
-from shared.api import invalid
+from shared.api import page_of
 from shared.audit import audit_target
-from shared.auth import CENTRE_ROLES, current_principal, require
+from shared.auth import current_principal, require
 from shared.db import commit, get_session
 from shared.idempotency import idempotent
+from shared.vocabulary import CENTRE_ROLES
 
 blp = Blueprint("packages", __name__, url_prefix="/api/v1/packages", description="Intelligence packages.")
 
 def _settings():
     return current_app.extensions["settings"]
-
-
-def _check_rules(values: dict) -> None:
-    problems = drafting.package_problems(get_session(), _settings(), current_principal(), values)
-    if problems:
-        invalid(problems)
 
 
 @blp.route("")
@@ -58,13 +53,8 @@ class Packages(MethodView):
         if "q" in args:
             pattern = f"%{args['q']}%"
             query = query.where(or_(Package.reference.ilike(pattern), Package.title.ilike(pattern)))
-        session = get_session()
-        pagination_parameters.item_count = session.scalar(select(func.count()).select_from(query.subquery()))
-        return session.scalars(
-            query.order_by(Package.created_at.desc(), Package.reference.desc())
-            .offset(pagination_parameters.first_item)
-            .limit(pagination_parameters.page_size)
-        ).all()
+        return page_of(get_session(), query, pagination_parameters,
+                       order_by=(Package.created_at.desc(), Package.reference.desc()))
 
     @require("issuer")
     @idempotent
@@ -72,9 +62,8 @@ class Packages(MethodView):
     @blp.response(201, PackageSchema)
     def post(self, values):
         """Create a draft package."""
-        _check_rules(values)
         session = get_session()
-        package = drafting.create_draft(session, current_principal(), values)
+        package = drafting.create_draft(session, _settings(), current_principal(), values)
         audit_target("package", package.id, f"draft {package.reference}")
         commit(session)
         return package
@@ -93,15 +82,9 @@ class PackageById(MethodView):
     def patch(self, values, package_id: uuid.UUID):
         """Edit a draft. Issued packages cannot change: withdraw and issue a new one."""
         package = find_package(package_id)
-        if package.status != "draft":
-            abort(409, message=f"Package {package.reference} is {package.status}; only a draft can be edited.")
-        for required in ("title", "summary", "threat_area", "classification", "source_evaluation",
-                         "intelligence_assessment", "handling_code"):
-            if required in values and values[required] is None:
-                invalid({required: "Field may not be null."})
-        _check_rules(drafting.merged_values(package, values))
-        drafting.update_draft(package, values)
-        commit(get_session())
+        session = get_session()
+        drafting.edit_draft(session, _settings(), current_principal(), package, values)
+        commit(session)
         return package
 
 
@@ -113,14 +96,9 @@ class PackageIssue(MethodView):
     def post(self, package_id: uuid.UUID):
         """Issue a draft: one dissemination per recipient, each notified. Issuing twice is 409."""
         package = find_package(package_id, for_update=True)
-        _check_rules(drafting.merged_values(package, {}))
         session = get_session()
-        try:
-            issuing.issue_package(session, _settings(), package, current_principal())
-        except issuing.StateConflict as error:
-            abort(409, message=str(error))
-        except issuing.RuleBroken as error:
-            invalid(error.problems)
+        drafting.check_rules(session, _settings(), current_principal(), drafting.merged_values(package, {}))
+        issuing.issue_package(session, _settings(), package, current_principal())
         commit(session)
         return package
 
@@ -135,10 +113,7 @@ class PackageWithdraw(MethodView):
         """Withdraw a package: recipients are told to stop, and no return is expected."""
         package = find_package(package_id, for_update=True)
         session = get_session()
-        try:
-            issuing.withdraw_package(session, _settings(), package, current_principal(), values["reason"])
-        except issuing.StateConflict as error:
-            abort(409, message=str(error))
+        issuing.withdraw_package(session, _settings(), package, current_principal(), values["reason"])
         commit(session)
         return package
 

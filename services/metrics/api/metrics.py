@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
-from sqlalchemy import func, select
 
 from services.metrics import figures
 from services.metrics.access import cleared, find_package, is_leader, require_leader, require_organisation
@@ -24,6 +23,7 @@ from services.metrics.schemas import (
     PeriodArgsSchema,
     SummarySchema,
 )
+from shared.api import page_of
 from shared.audit import audit_target
 from shared.auth import current_principal, require
 from shared.db import get_session
@@ -41,9 +41,7 @@ class PackageList(MethodView):
         require_leader()
         session = get_session()
         query = figures.package_query(args, cleared())
-        pagination_parameters.item_count = session.scalar(select(func.count()).select_from(query.subquery()))
-        rows = session.scalars(query.offset(pagination_parameters.first_item)
-                               .limit(pagination_parameters.page_size)).all()
+        rows = page_of(session, query, pagination_parameters)
         return [figures.package_summary(row) for row in rows]
 
 

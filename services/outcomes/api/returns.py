@@ -7,7 +7,7 @@ import uuid
 from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, select
 
 from services.outcomes import chasing, filing
 from services.outcomes.access import find_return, visible_returns_query
@@ -21,10 +21,10 @@ from services.outcomes.schemas import (
     OutcomeSchema,
     ReturnQueryArgsSchema,
 )
-from shared.api import invalid
+from shared import clock
+from shared.api import page_of
 from shared.auth import current_principal, require
-from shared.calendar import add_working_days
-from shared.db import commit, get_session, utcnow
+from shared.db import commit, get_session
 from shared.idempotency import idempotent
 
 blp = Blueprint("returns", __name__, url_prefix="/api/v1/returns", description="Outcome returns.")
@@ -43,7 +43,7 @@ def return_view(expected: ExpectedReturn) -> dict:
             "issued_at", "due_at", "acknowledged_at", "final_returned_at", "first_returned_at", "closed_at",
             "extensions",
         )},
-        "status": expected.status_at(utcnow()),
+        "status": expected.status_at(clock.now()),
         "versions": len(expected.outcomes),
         "current": expected.current,
         "form_url": form_url(_settings(), expected.id) if principal.org == expected.organisation else None,
@@ -70,18 +70,12 @@ class Returns(MethodView):
         """Returns you may see, soonest due first. `status=overdue` lists the late ones."""
         query = visible_returns_query(current_principal())
         if "status" in args:
-            query = query.where(STATUS_FILTERS[args["status"]](utcnow()))
+            query = query.where(STATUS_FILTERS[args["status"]](clock.now()))
         if "org" in args:
             query = query.where(ExpectedReturn.organisation == args["org"].upper())
         if "package" in args:
             query = query.where(ExpectedReturn.package_id == args["package"])
-        session = get_session()
-        pagination_parameters.item_count = session.scalar(select(func.count()).select_from(query.subquery()))
-        rows = session.scalars(
-            query.order_by(ExpectedReturn.due_at, ExpectedReturn.id)
-            .offset(pagination_parameters.first_item)
-            .limit(pagination_parameters.page_size)
-        ).all()
+        rows = page_of(get_session(), query, pagination_parameters, order_by=(ExpectedReturn.due_at, ExpectedReturn.id))
         return [return_view(row) for row in rows]
 
 
@@ -112,14 +106,8 @@ class ReturnOutcomes(MethodView):
         if expected.organisation != current_principal().org:
             abort(403, message="Only the receiving organisation files its return.")
         session = get_session()
-        problems = filing.filing_problems(session, expected, values)
-        if problems:
-            invalid(problems)
-        try:
-            outcome = filing.file_outcome(session, _settings(), expected, values,
-                                          filed_by=current_principal().sub, via="api")
-        except filing.FilingRefused as error:
-            abort(409, message=str(error))
+        outcome = filing.file_outcome(session, _settings(), expected, values, filed_by=current_principal().sub,
+                                      via="api")
         commit(session)
         return outcome
 
@@ -133,20 +121,8 @@ class ReturnExtend(MethodView):
     def post(self, values, return_id: uuid.UUID):
         """Move the due date (a date, or a number of working days on); the chase re-plans."""
         expected = find_return(return_id, for_update=True)
-        if expected.final_returned_at or expected.closed_at:
-            abort(409, message="This return is complete or closed; its due date cannot move.")
         session = get_session()
-        if "working_days" in values:
-            from services.outcomes.models import Organisation
-
-            organisation = session.get(Organisation, expected.organisation)
-            new_due = add_working_days(expected.due_at, values["working_days"],
-                                       organisation.region if organisation else None)
-        else:
-            new_due = values["due_at"]
-            if new_due <= expected.due_at:
-                invalid({"due_at": "An extension must be later than the current due date."})
-        chasing.extend_due_date(session, _settings(), expected, new_due, values["reason"], current_principal().sub)
+        chasing.extend_return(session, _settings(), expected, values, current_principal().sub)
         commit(session)
         return return_view(expected)
 
