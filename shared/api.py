@@ -11,6 +11,7 @@ and ``X-Pagination`` is a string holding JSON.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import flask_smorest.pagination
@@ -307,7 +308,7 @@ def page_of(session: Session, query: Select, pagination_parameters, *, order_by=
     ))
 
 
-def invalid(errors: dict[str, str | list[str]], location: str = "json") -> None:
+def invalid(errors: Mapping[str, str | list[str]], location: str = "json") -> None:
     """Answer 422 naming each field at fault, in the same shape as schema validation."""
     from flask_smorest import abort
 

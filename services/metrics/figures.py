@@ -14,15 +14,17 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from services.metrics.models import Fact, Organisation, PackageState, ReturnState
-from services.metrics.projections import RESULT_FIELDS, month_keys, package_facts
-
-ACTIONS = ("enforcement", "safeguarding", "further_development", "recorded_only", "passed_on", "no_action")
-PRIORITIES = ("high", "medium", "low", "not_prioritised")
-STRANDS = ("pursue", "prevent", "protect", "prepare")
-ACCURACIES = ("confirmed", "partly_confirmed", "not_confirmed", "false")
-TIMELINESS = ("timely", "late_but_useful", "too_late")
-SOURCE_EVALUATIONS = (1, 2, 3)
-ASSESSMENTS = ("A", "B", "C", "D", "E")
+from services.metrics.projections import month_keys, package_facts
+from shared.vocabulary import (
+    ACCURACIES,
+    ACTIONS,
+    PRIORITIES,
+    RESULT_FIELDS,
+    SOURCE_EVALUATIONS,
+    STRANDS,
+    TIMELINESS,
+)
+from shared.vocabulary import INTELLIGENCE_ASSESSMENTS as ASSESSMENTS
 
 
 def rate(part: float, whole: float) -> float | None:

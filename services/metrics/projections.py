@@ -32,13 +32,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from services.metrics.models import Fact, Organisation, PackageState, ReturnState
+from shared.vocabulary import ACTIONED, RESULT_FIELDS
 
-ACTIONED = ("enforcement", "safeguarding", "further_development", "passed_on")
-RESULT_FIELDS = (
-    "arrests", "charges", "warrants_executed", "deal_lines_closed", "people_safeguarded", "children_safeguarded",
-    "safeguarding_referrals", "drugs_seized_grams", "drugs_estimated_value_gbp", "cash_seized_gbp",
-    "weapons_seized",
-)
 HOURS_CAP = 24 * 400
 FactKey = tuple[str, str, str, str]  # scope, key, metric, classification
 PACKAGE_CLASSIFICATION = ""  # a package's own facts: its marking is checked on the package itself
