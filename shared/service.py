@@ -20,7 +20,7 @@ from flask import Flask, jsonify, request
 from sqlalchemy import MetaData
 from sqlalchemy.orm import Session
 
-from shared import audit, db, events, guard, idempotency
+from shared import audit, db, guard, idempotency, inbox, outbox
 from shared.api import make_api
 from shared.db import Database
 from shared.models import SharedModels
@@ -110,7 +110,8 @@ def create_service_app(service: Service, import_name: str, overrides: dict | Non
     audit.init_app(app)
     audit.register_api(api)
     idempotency.init_app(app)
-    events.init_app(app, api)
+    inbox.init_app(app, api)
+    outbox.init_app(app, api)
     _register_health(app, database, settings)
     _register_migrate_command(app, service)
     app.after_request(_api_security_headers)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from rq import SimpleWorker
 
-from shared.events import EVENTS_QUEUE
+from shared.outbox import EVENTS_QUEUE
 from shared.queue import redis_connection
 from shared.service import Service, runtime, service_named
 

@@ -29,8 +29,8 @@ def test_the_cron_process_registers_every_declared_schedule():
     assert functions == sorted([
         "services.dissemination.jobs.sweep_notifications",
         "services.outcomes.jobs.sweep_chases",
-        "shared.events.sweep_outbox",
-        "shared.events.sweep_outbox",
+        "shared.outbox.sweep_outbox",
+        "shared.outbox.sweep_outbox",
     ])
     assert {job.queue_name for job in scheduler.get_jobs()} == {"dissemination", "outcomes"}
 

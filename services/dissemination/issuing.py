@@ -22,8 +22,8 @@ from services.dissemination.models import Dissemination, Organisation, Package, 
 from shared.auth import Principal
 from shared.calendar import add_working_days
 from shared.db import after_commit, utcnow
-from shared.events import emit
 from shared.notify import NotificationError, send_email, send_webhook
+from shared.outbox import emit
 from shared.queue import enqueue
 from shared.settings import Settings
 

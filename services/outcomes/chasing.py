@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from services.outcomes.links import form_url
 from services.outcomes.models import ChaseEntry, ChasePolicy, ExpectedReturn, Organisation, shared_models
 from shared.db import after_commit, utcnow
-from shared.events import emit
 from shared.notify import NotificationError, send_email, send_webhook
+from shared.outbox import emit
 from shared.queue import enqueue
 from shared.settings import Settings
 

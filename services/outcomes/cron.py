@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.outcomes import jobs
 from shared.cron import Schedule
-from shared.events import sweep_outbox
+from shared.outbox import sweep_outbox
 from shared.settings import Settings
 
 
