@@ -1,6 +1,6 @@
 # One image for every process of the project: the dissemination service (the default
-# command), the RQ worker (`python -m shared.worker`), the RQ cron process
-# (`python -m shared.cron`) and the one-shot migrate/seed step. docker-compose.yml picks
+# command), the RQ worker (`python -m services worker`), the RQ cron process
+# (`python -m services cron`) and the one-shot migrate/seed step. docker-compose.yml picks
 # the process per service.
 FROM python:3.11-slim
 

@@ -32,20 +32,20 @@ def main() -> None:
         os.environ["REDIS_URL"] = embedded.url
     from sqlalchemy import text
 
-    from services.dissemination import create_app
+    from services import settings_for
+    from services.dissemination import SERVICE, create_app
     from services.dissemination.directory import seed_directory
     from shared.auth import mint_token
     from shared.db import Database, get_session
     from shared.migrate import upgrade
-    from shared.settings import load_settings
 
-    settings = load_settings("dissemination")
+    settings = settings_for("dissemination")
     if settings.on_postgres:
         database = Database(settings)
         with database.engine.begin() as connection:
             connection.execute(text('DROP SCHEMA IF EXISTS "bench_dissemination" CASCADE'))
         database.engine.dispose()
-    upgrade("dissemination")
+    upgrade(SERVICE, settings)
     app = create_app()
     with app.app_context():
         seed_directory(get_session(), settings)

@@ -373,21 +373,21 @@ def main() -> None:
     os.environ["METRICS_DATABASE_SCHEMA"] = SCHEMA
     from sqlalchemy import func, select, text
 
-    from services.metrics import create_app
+    from services import settings_for
+    from services.metrics import SERVICE, create_app
     from services.metrics.models import Fact, ReturnState
     from services.metrics.rebuilding import apply_batch
     from shared.auth import mint_token
     from shared.db import Database
     from shared.migrate import upgrade
-    from shared.settings import load_settings
 
-    settings = load_settings("metrics")
+    settings = settings_for("metrics")
     if settings.on_postgres:
         database = Database(settings)
         with database.engine.begin() as connection:
             connection.execute(text(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE'))
         database.engine.dispose()
-    upgrade("metrics")
+    upgrade(SERVICE, settings)
     app = create_app()
     database: Database = app.extensions["database"]
     client = app.test_client()

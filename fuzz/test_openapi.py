@@ -135,11 +135,11 @@ def fuzz_world(migrated):
     """Empty tables and Redis, the organisation directory, and one package's whole loop."""
     from services.dissemination.directory import seed_directory
     from shared.queue import redis_connection
-    from tests.conftest import SERVICES_UNDER_TEST, _empty_tables
+    from tests.conftest import _empty_tables
 
     _loopback_only()
-    for service in SERVICES_UNDER_TEST:
-        _empty_tables(APPS[service].extensions["database"], service)
+    for application in APPS.values():
+        _empty_tables(application.extensions["database"], application.extensions["service"])
     redis = redis_connection(os.environ["REDIS_URL"])
     redis.flushdb()
     dissemination = APPS["dissemination"]

@@ -1,52 +1,43 @@
 """One RQ cron process for every service's periodic jobs.
 
 RQ's ``CronScheduler`` has no lock between instances, so run exactly one (``make run`` and
-compose do); every periodic job is idempotent anyway. Each service lists its schedules in
-``services/<name>/cron.py``.
+compose do); every periodic job is idempotent anyway. Each service declares its schedules
+(``Service.schedules``, written in ``services/<name>/cron.py``); ``python -m services cron``
+starts this process with the registry.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rq.cron import CronScheduler
 
 from shared.queue import redis_connection
-from shared.settings import SERVICES, load_settings
-
-log = logging.getLogger(__name__)
+from shared.service import Service, service_named, settings_for
 
 
 @dataclass(frozen=True)
 class Schedule:
-    func: str
+    func: Callable
     args: tuple
     interval_seconds: int
     queue: str | None = None
 
 
-def service_schedules(service: str) -> list[Schedule]:
-    try:
-        module = importlib.import_module(f"services.{service}.cron")
-    except ModuleNotFoundError:
-        return []
-    return module.schedules()
-
-
-def build_scheduler(services: list[str]) -> CronScheduler:
-    settings = load_settings(services[0])
-    scheduler = CronScheduler(connection=redis_connection(settings.redis_url), name=f"cron:{','.join(services)}")
+def build_scheduler(services: Sequence[Service]) -> CronScheduler:
+    """A scheduler with every schedule of ``services``. A service whose schedules cannot be
+    read stops it here: a cron process that schedules nothing must not look healthy."""
+    settings = {service.name: settings_for(service.name) for service in services}
+    connection = redis_connection(settings[services[0].name].redis_url)
+    scheduler = CronScheduler(connection=connection, name=f"cron:{','.join(settings)}")
     for service in services:
-        for schedule in service_schedules(service):
-            module_name, _, func_name = schedule.func.rpartition(".")
-            func = getattr(importlib.import_module(module_name), func_name)
+        for schedule in service.schedules(settings[service.name]):
             scheduler.register(
-                func,
-                queue_name=schedule.queue or service,
+                schedule.func,
+                queue_name=schedule.queue or service.name,
                 args=schedule.args,
                 interval=schedule.interval_seconds,
                 job_timeout=300,
@@ -54,14 +45,11 @@ def build_scheduler(services: list[str]) -> CronScheduler:
     return scheduler
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Run the periodic jobs of the services.")
-    parser.add_argument("services", nargs="*", default=None)
-    args = parser.parse_args()
+def main(services: Sequence[Service], argv: list[str] | None = None) -> None:
+    """Schedule the periodic jobs of ``services``, or of those named on the command line."""
+    parser = argparse.ArgumentParser(prog="python -m services cron", description="Run the services' periodic jobs.")
+    parser.add_argument("services", nargs="*", help="service names (default: every service)")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s cron %(message)s")
-    services = args.services or [s for s in SERVICES if importlib.util.find_spec(f"services.{s}")]
-    build_scheduler(services).start()
-
-
-if __name__ == "__main__":
-    main()
+    chosen = [service_named(name) for name in args.services] if args.services else list(services)
+    build_scheduler(chosen).start()

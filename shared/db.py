@@ -91,8 +91,8 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             self._ensure_sqlite_dir(url)
         if for_worker:
-            # RQ forks per job: a pooled connection made before the fork would be shared
-            # by parent and child. NullPool opens one per session instead.
+            # Jobs and one-off commands open a session now and then: NullPool holds no idle
+            # connection between them.
             kwargs["poolclass"] = NullPool
         engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):

@@ -10,7 +10,7 @@ bounded by the schemas that read them (``page`` by the pagination schema). Query
 pages (dashboard, web form) are left to those pages, which answer in HTML.
 
 ``/internal/events`` reads its own body, after checking the signature headers: see
-``shared.events``; it calls ``load_json`` itself.
+``shared.inbox``; it calls ``load_json`` itself.
 """
 
 from __future__ import annotations

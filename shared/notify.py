@@ -1,6 +1,7 @@
-"""Notification senders: a webhook signed by the Standard Webhooks scheme, and e-mail.
+"""Notification senders: a webhook signed by the Standard Webhooks scheme, and e-mail, and
+``send_with_fallback``, which tries an organisation's contacts in turn.
 
-Each call makes one attempt and raises ``NotificationError`` on failure; the RQ job that calls
+Each send makes one attempt and raises ``NotificationError`` on failure; the RQ job that calls
 it retries with backoff and records the outcome. Without ``SMTP_URL`` e-mail goes to a
 development sink: one ``.eml`` file per message under ``MAIL_SINK_DIR`` (``var/mail``), readable
 with any mail client or ``read_sink()``.
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 import smtplib
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
@@ -83,6 +86,59 @@ def send_webhook(settings: Settings, url: str, payload: dict, *, sealed_secret: 
         permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 425, 429)
         raise NotificationError(f"webhook answered HTTP {response.status_code}", permanent=permanent)
     return response.status_code
+
+
+@dataclass(frozen=True)
+class Contact:
+    channel: str  # "webhook" or "email"
+    address: str
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One message, as an e-mail (subject, text) and as a webhook (payload, message_id: the same
+    on every try, so the receiver can drop repeats). References and links, never intelligence."""
+
+    subject: str
+    text: str
+    payload: dict
+    message_id: str
+
+
+@dataclass
+class Sending:
+    """What ``send_with_fallback`` did: the contact that took the message (None if none did)
+    and every failure on the way, in order."""
+
+    sent_to: Contact | None = None
+    failures: list[tuple[Contact, NotificationError]] = field(default_factory=list)
+
+    @property
+    def fallback(self) -> bool:
+        return self.sent_to is not None and bool(self.failures)
+
+
+def send_with_fallback(settings: Settings, contacts: Sequence[Contact], notification: Notification, *,
+                       sealed_secret: str | None, final_try: bool) -> Sending:
+    """Send to the first contact; when it fails for good (or on the job's last try) fall back
+    to the next, and so on. A first contact that fails for a reason that may pass is left to
+    the job's next try rather than skipped. ``sealed_secret`` signs webhooks."""
+    sending = Sending()
+    for index, contact in enumerate(contacts):
+        try:
+            if contact.channel == "webhook":
+                send_webhook(settings, contact.address, notification.payload, sealed_secret=sealed_secret,
+                             message_id=notification.message_id)
+            else:
+                send_email(settings, contact.address, notification.subject, notification.text)
+        except NotificationError as error:
+            sending.failures.append((contact, error))
+            if index == 0 and not (error.permanent or final_try):
+                break  # retry the first contact before falling back
+            continue
+        sending.sent_to = contact
+        break
+    return sending
 
 
 def build_email(settings: Settings, to: str, subject: str, body: str) -> EmailMessage:

@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 from redis import Redis
-from rq import Queue, Retry
+from rq import Queue, Retry, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.types import FunctionReferenceType
@@ -55,3 +55,14 @@ def enqueue(
     return queue(redis_url, queue_name).enqueue(
         func, args=args, kwargs=kwargs or None, job_id=job_id, retry=retry, **JOB_DEFAULTS
     )
+
+
+def retry(intervals: tuple[int, ...]) -> Retry:
+    """RQ's retries with these seconds between tries (from ``Settings``)."""
+    return Retry(max=len(intervals), interval=list(intervals))
+
+
+def is_final_try() -> bool:
+    """Whether the running job has no retry left (a call outside a job is its own last try)."""
+    job = get_current_job()
+    return job is None or not job.retries_left

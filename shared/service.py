@@ -1,21 +1,27 @@
-"""What a service declares about itself, and the process-wide runtime jobs use.
+"""What a service declares about itself, the registry of services a process runs, and the
+process-wide runtime jobs use.
 
-A web process builds its app with ``create_service_app``; a worker process looks a service up
-with ``runtime(name)`` to get its settings, a fork-safe database and its event handlers.
+``services/__init__.py`` declares the registry (``use_services``); nothing in ``shared`` names
+a service. A web process builds its app with ``create_service_app``; a job looks its service up
+with ``runtime(name)`` to get its settings, its database and its event handlers.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
+import click
 from flask import Flask, jsonify, request
 from flask.json.provider import DefaultJSONProvider
+from sqlalchemy import MetaData
 from sqlalchemy.orm import Session
 
-from shared import audit, db, events, guard, idempotency
+from shared import audit, db, guard, idempotency, inbox, outbox
 from shared.api import make_api
 from shared.db import Database
 from shared.models import SharedModels
@@ -23,26 +29,72 @@ from shared.queue import redis_connection
 from shared.redact import mask_form_tokens
 from shared.settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from shared.cron import Schedule
+
 EventHandler = Callable[[Session, dict], None]
 
 
-@dataclass
+def _no_schedules(settings: Settings) -> list[Schedule]:
+    return []
+
+
+@dataclass(frozen=True)
 class Service:
+    """Everything the processes that run a service need to know of it."""
+
     name: str
     title: str
     description: str
-    base: type
+    port: int  # the default; ``<NAME>_PORT`` moves it
+    create_app: Callable[..., Flask]
+    metadata: MetaData  # its models' tables, which its migrations build
     models: SharedModels
+    migrations: Path  # its Alembic environment
     event_handlers: dict[str, EventHandler] = field(default_factory=dict)
+    # Which services receive its events (``<NAME>_SUBSCRIBERS`` overrides). A service only
+    # appears once it exists; its events wait in the sender's outbox while it is down.
+    subscribers: tuple[str, ...] = ()
+    signs_webhooks: bool = False  # so it needs WEBHOOK_SECRETS_KEY
+    jobs: ModuleType | None = None  # its RQ jobs, loaded before a worker takes its first job
+    schedules: Callable[[Settings], list[Schedule]] = _no_schedules  # its periodic jobs
+
+
+_registry: dict[str, Service] = {}
+
+
+def use_services(services: Iterable[Service]) -> None:
+    """Make ``services`` the ones this process knows: jobs find theirs by name here, and the
+    settings learn every service's port and subscribers from them."""
+    _registry.clear()
+    _registry.update((service.name, service) for service in services)
+
+
+def registered() -> tuple[Service, ...]:
+    return tuple(_registry.values())
+
+
+def service_named(name: str) -> Service:
+    try:
+        return _registry[name]
+    except KeyError:
+        known = ", ".join(_registry) or "none: import the services package first"
+        raise LookupError(f"no service named {name!r} (known: {known})") from None
+
+
+def settings_for(name: str, overrides: dict | None = None) -> Settings:
+    """One service's settings, as every process of it reads them."""
+    return load_settings(name, registered(), overrides)
 
 
 def create_service_app(service: Service, import_name: str, overrides: dict | None = None) -> Flask:
     """The parts every service has: settings, database, the input guard and body limit, API and
-    errors, audit, idempotency, health checks, the event inbox and the outbox admin views."""
+    errors, audit, idempotency, health checks, the event inbox and the outbox admin views, and
+    the ``migrate`` command."""
     # No app-wide /static: each page that needs assets serves them from its own blueprint.
     app = Flask(import_name, static_folder=None)
     overrides = dict(overrides or {})
-    settings = load_settings(service.name, overrides.pop("settings", None))
+    settings = settings_for(service.name, overrides.pop("settings", None))
     app.config.update(
         JSON_SORT_KEYS=False,
         SECRET_KEY=settings.session_secret,
@@ -60,13 +112,25 @@ def create_service_app(service: Service, import_name: str, overrides: dict | Non
     audit.init_app(app)
     audit.register_api(api)
     idempotency.init_app(app)
-    events.init_app(app, api)
+    inbox.init_app(app, api)
+    outbox.init_app(app, api)
     _register_health(app, database, settings)
+    _register_migrate_command(app, service)
     app.after_request(_api_security_headers)
     app.log_exception = _log_exception_without_credentials(app)  # type: ignore[method-assign]  # this app only
     _configure_logging()
     app.extensions["api"] = api
     return app
+
+
+def _register_migrate_command(app: Flask, service: Service) -> None:
+    @app.cli.command("migrate")
+    def migrate_command():
+        """Apply this service's migrations."""
+        from shared.migrate import upgrade
+
+        upgrade(service, app.extensions["settings"])
+        click.echo(f"{service.name}: migrations applied")
 
 
 def _api_security_headers(response):
@@ -126,12 +190,10 @@ _runtimes: dict[str, Runtime] = {}
 
 
 def runtime(name: str) -> Runtime:
-    """The service's runtime in this process, built once. Its engine uses ``NullPool`` so
-    RQ's fork per job never shares a connection between parent and child."""
+    """The service's runtime in this process, built once."""
     if name not in _runtimes:
-        module = importlib.import_module(f"services.{name}")
-        service: Service = module.SERVICE
-        settings = load_settings(name)
+        service = service_named(name)
+        settings = settings_for(name)
         _runtimes[name] = Runtime(service, settings, Database(settings, for_worker=True))
     return _runtimes[name]
 

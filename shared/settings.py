@@ -7,23 +7,14 @@ Redis (started by ``make run`` / the tests, which then export ``REDIS_URL``).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, Protocol, overload
 
 from shared.vocabulary import CLASSIFICATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("dissemination", "outcomes", "metrics")
-DEFAULT_PORTS = {"dissemination": 5001, "outcomes": 5002, "metrics": 5003}
-
-# Which services receive the events each service emits. A service only appears once it
-# exists; its events wait in the sender's outbox while it is down.
-DEFAULT_SUBSCRIBERS = {
-    "dissemination": "outcomes,metrics",
-    "outcomes": "dissemination,metrics",
-    "metrics": "",
-}
 
 APP_ENVS = ("development", "test", "production")
 # Development and test sign with these well-known values; production refuses every one of them.
@@ -32,14 +23,28 @@ DEV_SECRETS = {
     "EVENT_SECRET": "dev-only-event-secret-never-use-in-production",
     "FORM_SECRET": "dev-only-form-secret-never-use-in-production",
     "SESSION_SECRET": "dev-only-session-secret-never-use-in-production",
-    # Encrypts each organisation's webhook signing secret at rest and between the dissemination
-    # and outcomes services (the metrics service has no need of it).
+    # Encrypts each organisation's webhook signing secret at rest and between the services that
+    # sign webhooks (the others have no need of it).
     "WEBHOOK_SECRETS_KEY": "dev-only-webhook-secrets-key-never-use-in-production",
 }
 MIN_SECRET_BYTES = 32
-# The services that send webhooks, and so need WEBHOOK_SECRETS_KEY.
-WEBHOOK_SENDERS = ("dissemination", "outcomes")
 SUPPORTED_JWT_ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "ES256", "ES384"})
+
+
+# Without RELAY_RETRY_INTERVALS / NOTIFY_RETRY_INTERVALS: seconds between the tries of an event's
+# relay, of a recipient's notification and of a chase step.
+RELAY_RETRY_INTERVALS = (5, 15, 60, 300, 900, 1800, 3600, 3600, 3600)
+NOTIFY_RETRY_INTERVALS = (10, 30, 120, 600, 1800)
+CHASE_RETRY_INTERVALS = (30, 120, 600, 1800)
+
+
+class Declared(Protocol):
+    """What the settings read of a service's declaration (``shared.service.Service``)."""
+
+    name: str
+    port: int
+    subscribers: tuple[str, ...]
+    signs_webhooks: bool
 
 
 class ConfigurationError(RuntimeError):
@@ -78,6 +83,17 @@ def _bool(name: str, default: bool = False) -> bool:
 
 def _list(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def _intervals(name: str) -> tuple[int, ...] | None:
+    """Seconds between retries, ``5,15,60``; None when the variable is not set."""
+    value = _env(name)
+    if value is None:
+        return None
+    try:
+        return tuple(int(part) for part in _list(value))
+    except ValueError:
+        raise ConfigurationError(f"{name} must be whole numbers of seconds separated by commas") from None
 
 
 def database_url_for(service: str) -> str:
@@ -131,6 +147,10 @@ class Settings:
     chase_sweep_seconds: int
     default_outcome_days: int
     min_due_seconds: int
+    relay_retry_intervals: tuple[int, ...] = RELAY_RETRY_INTERVALS
+    notify_retry_intervals: tuple[int, ...] = NOTIFY_RETRY_INTERVALS
+    chase_retry_intervals: tuple[int, ...] = CHASE_RETRY_INTERVALS
+    signs_webhooks: bool = False
     public_urls: dict[str, str] = field(default_factory=dict)
     testing: bool = False
 
@@ -143,14 +163,19 @@ class Settings:
         return self.database_url.startswith("postgresql")
 
 
-def load_settings(service: str, overrides: dict | None = None) -> Settings:
-    if service not in SERVICES:
+def load_settings(service: str, services: Sequence[Declared], overrides: dict | None = None) -> Settings:
+    """The settings of ``service``, one of ``services`` (every service there is: each one's
+    URL is known to the others)."""
+    declared = {each.name: each for each in services}
+    if service not in declared:
         raise ValueError(f"unknown service {service!r}")
-    ports = {name: _int(f"{name.upper()}_PORT", port) for name, port in DEFAULT_PORTS.items()}
+    own = declared[service]
     service_urls = {
-        name: _env(f"{name.upper()}_URL", f"http://127.0.0.1:{ports[name]}").rstrip("/")
-        for name in SERVICES
+        name: _env(f"{name.upper()}_URL", f"http://127.0.0.1:{_int(f'{name.upper()}_PORT', each.port)}").rstrip("/")
+        for name, each in declared.items()
     }
+    # One variable for both kinds of notification; each kind keeps its own default.
+    notify_retries = _intervals("NOTIFY_RETRY_INTERVALS")
     database_url = database_url_for(service)
     app_env = (_env("APP_ENV", "production") or "").lower()
     if app_env not in APP_ENVS:
@@ -192,12 +217,16 @@ def load_settings(service: str, overrides: dict | None = None) -> Settings:
         centre_email=_env("CENTRE_EMAIL", "returns@nclcc.invalid"),
         service_urls=service_urls,
         public_urls={name: _env(f"{name.upper()}_PUBLIC_URL", url) for name, url in service_urls.items()},
-        subscribers=_list(_env(f"{service.upper()}_SUBSCRIBERS", DEFAULT_SUBSCRIBERS[service])),
+        subscribers=_list(_env(f"{service.upper()}_SUBSCRIBERS", ",".join(own.subscribers))),
         outbox_sweep_seconds=_int("OUTBOX_SWEEP_SECONDS", 30),
         chase_sweep_seconds=_int("CHASE_SWEEP_SECONDS", 60),
         default_outcome_days=_int("DEFAULT_OUTCOME_DAYS", 28),
         # Demos and end-to-end tests run the chase ladder in seconds; production keeps an hour.
         min_due_seconds=_int("MIN_DUE_SECONDS", 3600),
+        relay_retry_intervals=_intervals("RELAY_RETRY_INTERVALS") or RELAY_RETRY_INTERVALS,
+        notify_retry_intervals=notify_retries or NOTIFY_RETRY_INTERVALS,
+        chase_retry_intervals=notify_retries or CHASE_RETRY_INTERVALS,
+        signs_webhooks=own.signs_webhooks,
     )
     values.update(overrides or {})
     if values["max_classification"] not in CLASSIFICATIONS:
@@ -215,8 +244,8 @@ def check_secrets(settings: Settings) -> None:
 
     Each secret guards one thing (tokens, events between services, form links, session
     cookies, organisations' webhook secrets), so a party that must hold one of them never holds
-    the power of another. Only the services that sign webhooks (dissemination, outcomes) need
-    ``WEBHOOK_SECRETS_KEY``; the metrics service runs without it.
+    the power of another. Only the services that sign webhooks need ``WEBHOOK_SECRETS_KEY``;
+    the others run without it.
     """
     verifies_by_key = bool(settings.jwt_jwks_url or settings.jwt_public_key)
     secrets = {
@@ -225,7 +254,7 @@ def check_secrets(settings: Settings) -> None:
         "FORM_SECRET": settings.form_secret,
         "SESSION_SECRET": settings.session_secret,
     }
-    if settings.service in WEBHOOK_SENDERS:
+    if settings.signs_webhooks:
         secrets["WEBHOOK_SECRETS_KEY"] = settings.webhook_secrets_key
     if not settings.production:
         missing = [name for name, value in secrets.items()

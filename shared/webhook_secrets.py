@@ -2,10 +2,11 @@
 
 A secret is generated when an organisation's webhook URL is set and when an admin rotates it,
 shown once in that answer and otherwise kept only sealed: encrypted (Fernet) with a key derived
-from ``WEBHOOK_SECRETS_KEY``. The sealed value is what the dissemination service stores, what
-its ``organisation.updated`` events carry and what the outcomes service keeps, so neither a
-database dump nor the event log (which the metrics service also reads) gives the secret away;
-only a process holding ``WEBHOOK_SECRETS_KEY`` (the two services that send webhooks) can sign.
+from ``WEBHOOK_SECRETS_KEY``. The sealed value is what the organisation directory stores, what
+its ``organisation.updated`` events carry and what the other services that send webhooks keep,
+so neither a database dump nor the event log (which services without the key also read) gives
+the secret away; only a process holding ``WEBHOOK_SECRETS_KEY`` (``Service.signs_webhooks``)
+can sign.
 """
 
 from __future__ import annotations

@@ -1,55 +1,34 @@
 """The RQ worker for every service's queues and the events queue, with RQ's scheduler (needed
-for retries with backoff and ``enqueue_in``). ``python -m shared.worker [service ...]``."""
+for retries with backoff and ``enqueue_in``). ``python -m services worker [service ...]``."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
+from collections.abc import Sequence
 
 from rq import SimpleWorker
 
+from shared.outbox import EVENTS_QUEUE
 from shared.queue import redis_connection
-from shared.settings import SERVICES, load_settings
+from shared.service import Service, runtime, service_named
 
 
-def available_services() -> list[str]:
-    return [s for s in SERVICES if importlib.util.find_spec(f"services.{s}") is not None]
-
-
-def preload(services: list[str]) -> None:
-    """Import each service and build its runtime before RQ forks: every job's child process
-    then starts with them ready instead of importing Flask and the models again (the engine
-    uses NullPool, so nothing connected is shared across the fork)."""
-    from shared.service import runtime
-
-    for service in services:
-        runtime(service)
-        if importlib.util.find_spec(f"services.{service}.jobs"):
-            importlib.import_module(f"services.{service}.jobs")
-    importlib.import_module("shared.events")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Run an RQ worker for the services' queues.")
-    parser.add_argument("services", nargs="*")
+def main(services: Sequence[Service], argv: list[str] | None = None) -> None:
+    """Work the queues of ``services``, or of those named on the command line, then the events."""
+    parser = argparse.ArgumentParser(prog="python -m services worker",
+                                     description="Run an RQ worker for the services' queues.")
+    parser.add_argument("services", nargs="*", help="service names (default: every service)")
     parser.add_argument("--burst", action="store_true", help="stop when the queues are empty")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s worker %(message)s")
-    services = args.services or available_services()
-    preload(services)
-    connection = redis_connection(load_settings(services[0]).redis_url)
-    from shared.events import EVENTS_QUEUE
-
-    # SimpleWorker runs each job in this process instead of a fresh fork: measured here, a relay
-    # took ~17 ms in-process against ~270 ms in a forked child, and bursts of events (seeding
-    # the directory, a rebuild) otherwise delay every notification behind them. Jobs are short,
-    # take ids, and open their own session; RQ's job timeout still applies. Scale out with more
-    # worker processes, not forks.
-    worker = SimpleWorker([*services, EVENTS_QUEUE], connection=connection)
+    chosen = [service_named(name) for name in args.services] if args.services else list(services)
+    # Each runtime (settings, engine) is built now rather than by the first job; the services'
+    # job modules came with their declarations.
+    runtimes = [runtime(service.name) for service in chosen]
+    # SimpleWorker runs each job in this process: measured here, a relay took ~17 ms in-process
+    # against ~270 ms in a forked child, and bursts of events (seeding the directory, a rebuild)
+    # otherwise delay every notification behind them. Scale out with more worker processes.
+    worker = SimpleWorker([*(service.name for service in chosen), EVENTS_QUEUE],
+                          connection=redis_connection(runtimes[0].settings.redis_url))
     worker.work(with_scheduler=True, burst=args.burst)
-
-
-if __name__ == "__main__":
-    main()

@@ -19,7 +19,6 @@ import pytest
 from tests.browser import browser, server  # noqa: F401 - the browser tests' module fixtures
 
 _TMP = Path(tempfile.mkdtemp(prefix="nclcc-tests-"))
-SERVICES_UNDER_TEST = ("dissemination", "outcomes", "metrics")
 _EMBEDDED_REDIS = None
 
 
@@ -31,8 +30,10 @@ def pytest_configure(config):
     os.environ["RELAY_RETRY_INTERVALS"] = "0,0,0"
     os.environ["NOTIFY_RETRY_INTERVALS"] = "0,0"
     os.environ["APP_ENV"] = "test"  # the development secrets, without production's checks
-    for service in ("dissemination", "outcomes", "metrics"):
-        os.environ[f"{service.upper()}_DATABASE_SCHEMA"] = f"test_{service}"
+    from services import SERVICES
+
+    for service in SERVICES:
+        os.environ[f"{service.name.upper()}_DATABASE_SCHEMA"] = f"test_{service.name}"
     if not os.environ.get("REDIS_URL"):
         from shared.devredis import EmbeddedRedis
 
@@ -122,18 +123,18 @@ def migrated():
     """Each service's schema, built by its own Alembic migrations from nothing."""
     from sqlalchemy import text
 
+    from services import SERVICES, settings_for
     from shared.db import Database
     from shared.migrate import upgrade
-    from shared.settings import load_settings
 
-    for service in SERVICES_UNDER_TEST:
-        settings = load_settings(service)
+    for service in SERVICES:
+        settings = settings_for(service.name)
         if settings.on_postgres:
             database = Database(settings)
             with database.engine.begin() as connection:
                 connection.execute(text(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE'))
             database.engine.dispose()
-        upgrade(service)
+        upgrade(service, settings)
     return True
 
 
@@ -161,11 +162,11 @@ def redis_conn():
 @pytest.fixture
 def clean_db(migrated):
     """Every table of the service emptied before the test."""
+    from services import SERVICES, settings_for
     from shared.db import Database
-    from shared.settings import load_settings
 
-    for service in SERVICES_UNDER_TEST:
-        database = Database(load_settings(service))
+    for service in SERVICES:
+        database = Database(settings_for(service.name))
         _empty_tables(database, service)
         database.engine.dispose()
 
@@ -189,13 +190,10 @@ def app(clean_db, redis_conn, consumer):
     database.engine.dispose()
 
 
-def _empty_tables(database, service: str) -> None:
-    import importlib
-
+def _empty_tables(database, service) -> None:
     from sqlalchemy import text
 
-    Base = importlib.import_module(f"services.{service}.models").Base  # noqa: N806
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    tables = [t.name for t in reversed(service.metadata.sorted_tables)]
     with database.engine.begin() as connection:
         if database.settings.on_postgres:
             connection.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))

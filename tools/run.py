@@ -12,8 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.settings import ROOT, load_settings
-from shared.worker import available_services
+from services import SERVICES, settings_for
+from shared.service import Service
+from shared.settings import ROOT
 
 TOKENS = [
     ("NCLCC", "issuer,admin", "centre staff (issuer, admin)"),
@@ -40,7 +41,7 @@ def main() -> int:
         redis = EmbeddedRedis().start()
         env["REDIS_URL"] = os.environ["REDIS_URL"] = redis.url
         print(f"embedded redis-server on {redis.url}")
-    services = available_services()
+    services = SERVICES
     try:
         prepare(services)
         print_welcome(services)
@@ -59,12 +60,12 @@ def main() -> int:
             redis.stop()
 
 
-def prepare(services: list[str]) -> None:
+def prepare(services: tuple[Service, ...]) -> None:
     from shared.migrate import upgrade
 
     for service in services:
-        upgrade(service)
-        print(f"{service}: migrations applied")
+        upgrade(service, settings_for(service.name))
+        print(f"{service.name}: migrations applied")
     from services.dissemination import create_app
 
     app = create_app()
@@ -76,25 +77,26 @@ def prepare(services: list[str]) -> None:
         print(f"organisation directory: {added} added, {present} already present")
 
 
-def print_welcome(services: list[str]) -> None:
+def print_welcome(services: tuple[Service, ...]) -> None:
     from datetime import timedelta
 
     from shared.auth import mint_token
 
-    settings = load_settings("dissemination")
+    settings = settings_for("dissemination")
     print("\nServices:")
     for service in services:
-        url = settings.service_urls[service]
-        print(f"  {service:14} {url}   docs {url}/docs   openapi {url}/openapi.json")
+        url = settings.service_urls[service.name]
+        print(f"  {service.name:14} {url}   docs {url}/docs   openapi {url}/openapi.json")
     print("\nTokens (valid 12 hours; more with `make token ORG=.. ROLE=..`):")
     for org, roles, who in TOKENS:
         token = mint_token(settings, sub=f"{roles.split(',')[0]}@{org.lower()}", org=org,
                            roles=roles.split(","), ttl=timedelta(hours=12))
         print(f"  {who}:\n    export TOKEN_{org}_{roles.split(',')[0].upper()}={token}")
-    if "metrics" in services:
+    names = {service.name for service in services}
+    if "metrics" in names:
         dashboard = f"{settings.service_urls['metrics']}/dashboard"
         print(f"\nLeadership dashboard: {dashboard} (sign in with the leadership token)")
-    if "outcomes" in services:
+    if "outcomes" in names:
         print(f"Recipients' web form: the form_url of each return, {settings.service_urls['outcomes']}/api/v1/returns")
     print(f"\nE-mail (no SMTP_URL set) is kept in {settings.mail_sink_dir}\nCtrl-C stops everything.\n")
 

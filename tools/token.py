@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from datetime import timedelta
 
+from services import settings_for
 from shared.auth import mint_token
-from shared.settings import load_settings
 from shared.vocabulary import CLASSIFICATIONS, ROLES
 
 
@@ -28,7 +28,7 @@ def main() -> None:
     org = args.org.strip().upper()
     print(
         mint_token(
-            load_settings("dissemination"),
+            settings_for("dissemination"),
             sub=args.sub or f"{roles[0]}@{org.lower()}",
             org=org,
             roles=roles,

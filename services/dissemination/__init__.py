@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from flask import Flask, current_app
 
+from services.dissemination import cron, jobs
 from services.dissemination.feedback import EVENT_HANDLERS
 from services.dissemination.models import Base, shared_models
 from shared.service import Service, create_service_app
-
-SERVICE = Service(
-    name="dissemination",
-    title="Dissemination service",
-    description=(
-        "The National County Lines Coordination Centre's intelligence packages: the organisation "
-        "directory, drafting, grading and issuing packages, delivery to each recipient, "
-        "acknowledgement, withdrawal and the audit log."
-    ),
-    base=Base,
-    models=shared_models,
-    event_handlers=EVENT_HANDLERS,
-)
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -30,11 +20,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     api = app.extensions["api"]
     for module in (organisations, packages, disseminations, inbox):
         api.register_blueprint(module.blp)
-    _register_cli(app)
-    return app
 
-
-def _register_cli(app: Flask) -> None:
     @app.cli.command("seed")
     def seed_command():
         """Add the UK forces, ROCUs and NCLCC to the organisation directory."""
@@ -44,10 +30,25 @@ def _register_cli(app: Flask) -> None:
         added, present = seed_directory(get_session(), current_app.extensions["settings"])
         click.echo(f"organisation directory: {added} added, {present} already present")
 
-    @app.cli.command("migrate")
-    def migrate_command():
-        """Apply this service's migrations."""
-        from shared.migrate import upgrade
+    return app
 
-        upgrade("dissemination", current_app.extensions["settings"])
-        click.echo("dissemination: migrations applied")
+
+SERVICE = Service(
+    name="dissemination",
+    title="Dissemination service",
+    description=(
+        "The National County Lines Coordination Centre's intelligence packages: the organisation "
+        "directory, drafting, grading and issuing packages, delivery to each recipient, "
+        "acknowledgement, withdrawal and the audit log."
+    ),
+    port=5001,
+    create_app=create_app,
+    metadata=Base.metadata,
+    models=shared_models,
+    migrations=Path(__file__).parent / "migrations",
+    event_handlers=EVENT_HANDLERS,
+    subscribers=("outcomes", "metrics"),
+    signs_webhooks=True,
+    jobs=jobs,
+    schedules=cron.schedules,
+)

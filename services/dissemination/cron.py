@@ -1,14 +1,15 @@
-"""Every periodic job of the dissemination service, in one list (read by ``shared.cron``)."""
+"""Every periodic job of the dissemination service, in one list (its ``SERVICE.schedules``)."""
 
 from __future__ import annotations
 
+from services.dissemination import jobs
 from shared.cron import Schedule
-from shared.settings import load_settings
+from shared.outbox import sweep_outbox
+from shared.settings import Settings
 
 
-def schedules() -> list[Schedule]:
-    settings = load_settings("dissemination")
+def schedules(settings: Settings) -> list[Schedule]:
     return [
-        Schedule("shared.events.sweep_outbox", ("dissemination",), settings.outbox_sweep_seconds),
-        Schedule("services.dissemination.jobs.sweep_notifications", (), 60),
+        Schedule(sweep_outbox, (settings.service,), settings.outbox_sweep_seconds),
+        Schedule(jobs.sweep_notifications, (), 60),
     ]

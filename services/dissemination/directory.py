@@ -20,7 +20,7 @@ from services.dissemination.models import Organisation, shared_models
 from shared import netguard, webhook_secrets
 from shared.db import utcnow
 from shared.errors import Conflict, Invalid
-from shared.events import emit
+from shared.outbox import emit
 from shared.settings import Settings
 
 SEED_FILE = Path(__file__).parent / "seed" / "organisations.json"

@@ -3,21 +3,21 @@ safe to run twice."""
 
 from __future__ import annotations
 
-from services.dissemination import issuing
+from services.dissemination import delivery
 from shared.service import runtime
 
 
 def notify_recipient(kind: str, dissemination_id: str) -> str:
     rt = runtime("dissemination")
     with rt.database.job_session() as session:
-        return issuing.notify_recipient(session, rt.settings, kind, dissemination_id)
+        return delivery.notify_recipient(session, rt.settings, kind, dissemination_id)
 
 
 def sweep_notifications(settle_seconds: int = 60) -> int:
     """Re-enqueue notifications whose job was lost (Redis flushed or down when issued)."""
     rt = runtime("dissemination")
     with rt.database.job_session() as session:
-        owed = issuing.undelivered_since(session, settle_seconds)
+        owed = delivery.undelivered_since(session, settle_seconds)
     for kind, dissemination_id in owed:
-        issuing.enqueue_notification(rt.settings, kind, dissemination_id)
+        delivery.enqueue_notification(rt.settings, kind, dissemination_id)
     return len(owed)

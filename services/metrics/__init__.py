@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import click
-from flask import Flask, current_app
+from pathlib import Path
 
+import click
+from flask import Flask
+
+from services.metrics import jobs
 from services.metrics.models import Base, shared_models
 from services.metrics.projections import EVENT_HANDLERS
 from shared.service import Service, create_service_app
-
-SERVICE = Service(
-    name="metrics",
-    title="Metrics service",
-    description=(
-        "What each intelligence package achieved: reach, return compliance, how recipients used it, "
-        "results, intelligence quality and a verdict per package; per organisation, per month and per "
-        "grade. Built from the other services' events; answers from pre-aggregated figures."
-    ),
-    base=Base,
-    models=shared_models,
-    event_handlers=EVENT_HANDLERS,
-)
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -31,19 +21,27 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.extensions["api"].register_blueprint(metrics.blp)
     dashboard.init_app(app)
 
-    @app.cli.command("migrate")
-    def migrate_command():
-        """Apply this service's migrations."""
-        from shared.migrate import upgrade
-
-        upgrade("metrics", current_app.extensions["settings"])
-        click.echo("metrics: migrations applied")
-
     @app.cli.command("rebuild")
     def rebuild_command():
         """Rebuild the read model from the dissemination and outcomes services' event logs."""
-        from services.metrics.jobs import rebuild_read_model
-
-        click.echo(f"metrics: read model rebuilt from {rebuild_read_model()} events")
+        click.echo(f"metrics: read model rebuilt from {jobs.rebuild_read_model()} events")
 
     return app
+
+
+SERVICE = Service(
+    name="metrics",
+    title="Metrics service",
+    description=(
+        "What each intelligence package achieved: reach, return compliance, how recipients used it, "
+        "results, intelligence quality and a verdict per package; per organisation, per month and per "
+        "grade. Built from the other services' events; answers from pre-aggregated figures."
+    ),
+    port=5003,
+    create_app=create_app,
+    metadata=Base.metadata,
+    models=shared_models,
+    migrations=Path(__file__).parent / "migrations",
+    event_handlers=EVENT_HANDLERS,
+    jobs=jobs,
+)

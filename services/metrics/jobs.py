@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.metrics import rebuilding
-from shared.events import fetch_event_log
+from shared.inbox import fetch_event_log
 from shared.service import runtime
 
 

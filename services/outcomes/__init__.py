@@ -3,25 +3,14 @@ and the recipient web form."""
 
 from __future__ import annotations
 
-import click
-from flask import Flask, current_app
+from pathlib import Path
 
+from flask import Flask
+
+from services.outcomes import cron, jobs
 from services.outcomes.intake import EVENT_HANDLERS
 from services.outcomes.models import Base, shared_models
 from shared.service import Service, create_service_app
-
-SERVICE = Service(
-    name="outcomes",
-    title="Outcomes service",
-    description=(
-        "Structured outcome returns for every intelligence package sent out: what each recipient "
-        "did with it, what it achieved and how good it was. Late returns are chased up a ladder "
-        "of reminders and escalations. Recipients file by API or through a signed web-form link."
-    ),
-    base=Base,
-    models=shared_models,
-    event_handlers=EVENT_HANDLERS,
-)
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -33,13 +22,25 @@ def create_app(overrides: dict | None = None) -> Flask:
     for module in (returns, chase_policy):
         api.register_blueprint(module.blp)
     form.init_app(app)
-
-    @app.cli.command("migrate")
-    def migrate_command():
-        """Apply this service's migrations."""
-        from shared.migrate import upgrade
-
-        upgrade("outcomes", current_app.extensions["settings"])
-        click.echo("outcomes: migrations applied")
-
     return app
+
+
+SERVICE = Service(
+    name="outcomes",
+    title="Outcomes service",
+    description=(
+        "Structured outcome returns for every intelligence package sent out: what each recipient "
+        "did with it, what it achieved and how good it was. Late returns are chased up a ladder "
+        "of reminders and escalations. Recipients file by API or through a signed web-form link."
+    ),
+    port=5002,
+    create_app=create_app,
+    metadata=Base.metadata,
+    models=shared_models,
+    migrations=Path(__file__).parent / "migrations",
+    event_handlers=EVENT_HANDLERS,
+    subscribers=("dissemination", "metrics"),
+    signs_webhooks=True,
+    jobs=jobs,
+    schedules=cron.schedules,
+)

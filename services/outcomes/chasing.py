@@ -8,10 +8,8 @@ the steps not yet sent, because each sweep plans from the current due date.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 
-from rq import Retry, get_current_job
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -22,12 +20,10 @@ from shared import clock
 from shared.calendar import add_working_days
 from shared.db import after_commit, utcnow
 from shared.errors import Conflict, Invalid
-from shared.events import emit
-from shared.notify import NotificationError, send_email, send_webhook
-from shared.queue import enqueue
+from shared.notify import Contact, Notification, NotificationError, send_with_fallback
+from shared.outbox import emit
+from shared.queue import enqueue, is_final_try, retry
 from shared.settings import Settings
-
-log = logging.getLogger(__name__)
 
 DAY = 86400
 DEFAULT_STEPS = [
@@ -37,15 +33,7 @@ DEFAULT_STEPS = [
     {"name": "escalation", "offset_seconds": 7 * DAY, "notify": "escalation"},
     {"name": "centre_escalation", "offset_seconds": 14 * DAY, "notify": "centre"},
 ]
-CHASE_RETRY_INTERVALS = [30, 120, 600, 1800]
 SWEEP_BATCH = 500
-
-
-def chase_retry_intervals() -> list[int]:
-    import os
-
-    configured = os.environ.get("NOTIFY_RETRY_INTERVALS")
-    return [int(part) for part in configured.split(",")] if configured else CHASE_RETRY_INTERVALS
 
 
 # --- the policy ----------------------------------------------------------------------------
@@ -172,23 +160,22 @@ def _enqueue_later(settings: Settings, entry_id: int):
 
 
 def enqueue_send(settings: Settings, entry_id: int) -> None:
-    intervals = chase_retry_intervals()
     enqueue(
         settings.redis_url,
         "outcomes",
         "services.outcomes.jobs.send_chase",
         entry_id,
         job_id=f"chase-{entry_id}",
-        retry=Retry(max=len(intervals), interval=intervals),
+        retry=retry(settings.chase_retry_intervals),
     )
 
 
 # --- sending one step ----------------------------------------------------------------------
 
-def contacts_for(settings: Settings, organisation: Organisation | None, notify: str) -> list[tuple[str, str]]:
-    """(channel, address) to try in order: the step's contact, then the organisation's other one."""
+def contacts_for(settings: Settings, organisation: Organisation | None, notify: str) -> list[Contact]:
+    """The contacts to try in order: the step's contact, then the organisation's other one."""
     if notify == "centre":
-        return [("email", settings.centre_email)]
+        return [Contact("email", settings.centre_email)]
     if organisation is None:
         return []
     if notify == "escalation":
@@ -197,10 +184,10 @@ def contacts_for(settings: Settings, organisation: Organisation | None, notify: 
         options = [("webhook", organisation.webhook_url), ("email", organisation.email)]
     else:
         options = [("email", organisation.email), ("webhook", organisation.webhook_url)]
-    return [(channel, address) for channel, address in options if address]
+    return [Contact(channel, address) for channel, address in options if address]
 
 
-def chase_message(settings: Settings, expected: ExpectedReturn, entry: ChaseEntry) -> tuple[str, str, dict]:
+def chase_message(settings: Settings, expected: ExpectedReturn, entry: ChaseEntry) -> Notification:
     link = form_url(settings, expected.id)
     due = f"{expected.due_at:%d %B %Y %H:%M} UTC"
     overdue = clock.now() > expected.due_at
@@ -231,7 +218,7 @@ def chase_message(settings: Settings, expected: ExpectedReturn, entry: ChaseEntr
         "overdue": overdue,
         "form_url": link,
     }
-    return subject, text, payload
+    return Notification(subject, text, payload, message_id=f"chase_{expected.id}_{entry.step}")
 
 
 def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
@@ -249,28 +236,17 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
         return "cancelled"
     organisation = session.get(Organisation, expected.organisation)
     contacts = contacts_for(settings, organisation, entry.notify)
-    subject, text, payload = chase_message(settings, expected, entry)
-    job = get_current_job()
-    final_try = job is None or not job.retries_left
+    final_try = is_final_try()
     entry.attempts += 1
-    errors = []
-    for index, (channel, address) in enumerate(contacts):
-        try:
-            if channel == "webhook":
-                sealed = organisation.webhook_secret_sealed if organisation else None  # a webhook has one
-                send_webhook(settings, address, payload, sealed_secret=sealed,
-                             message_id=f"chase_{expected.id}_{entry.step}")
-            else:
-                send_email(settings, address, subject, text)
-        except NotificationError as error:
-            errors.append(f"{channel} {address}: {error}")
-            if index == 0 and not (error.permanent or final_try):
-                break  # retry the step's own contact before falling back
-            continue
-        entry.result = "sent" if index == 0 else "sent_fallback"
+    sending = send_with_fallback(settings, contacts, chase_message(settings, expected, entry),
+                                 sealed_secret=organisation.webhook_secret_sealed if organisation else None,
+                                 final_try=final_try)
+    errors = [f"{contact.channel} {contact.address}: {failure}" for contact, failure in sending.failures]
+    if sending.sent_to is not None:
+        entry.result = "sent_fallback" if sending.fallback else "sent"
         entry.sent_at = utcnow()
-        entry.channel = channel
-        entry.address = address
+        entry.channel = sending.sent_to.channel
+        entry.address = sending.sent_to.address
         entry.error = "; ".join(errors) or None
         emit(session, shared_models, settings, "chase.sent", expected.id, {
             "return_id": str(expected.id),
@@ -278,7 +254,7 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
             "organisation": expected.organisation,
             "step": entry.step,
             "notify": entry.notify,
-            "channel": channel,
+            "channel": entry.channel,
             "sent_at": entry.sent_at.isoformat(),
         })
         session.commit()

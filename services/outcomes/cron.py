@@ -1,14 +1,15 @@
-"""Every periodic job of the outcomes service, in one list (read by ``shared.cron``)."""
+"""Every periodic job of the outcomes service, in one list (its ``SERVICE.schedules``)."""
 
 from __future__ import annotations
 
+from services.outcomes import jobs
 from shared.cron import Schedule
-from shared.settings import load_settings
+from shared.outbox import sweep_outbox
+from shared.settings import Settings
 
 
-def schedules() -> list[Schedule]:
-    settings = load_settings("outcomes")
+def schedules(settings: Settings) -> list[Schedule]:
     return [
-        Schedule("services.outcomes.jobs.sweep_chases", (), settings.chase_sweep_seconds),
-        Schedule("shared.events.sweep_outbox", ("outcomes",), settings.outbox_sweep_seconds),
+        Schedule(jobs.sweep_chases, (), settings.chase_sweep_seconds),
+        Schedule(sweep_outbox, (settings.service,), settings.outbox_sweep_seconds),
     ]

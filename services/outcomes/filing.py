@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from services.outcomes.models import ChaseEntry, ExpectedReturn, Organisation, OutcomeReturn, shared_models
 from shared.db import utcnow
 from shared.errors import Conflict, Invalid
-from shared.events import emit
+from shared.outbox import emit
 from shared.settings import Settings
 
 

@@ -73,12 +73,12 @@ def test_a_redis_flush_loses_no_event(client, token, run_jobs, consumer, redis_c
     redis_conn.flushdb()  # the relay and notification jobs are gone
     run_jobs()
     assert consumer.received == []
-    from shared import events
+    from shared import outbox
 
     # The sweep leaves events younger than a few seconds to their own job; pretend time passed.
-    real_utcnow = events.utcnow
-    monkeypatch.setattr(events, "utcnow", lambda: real_utcnow() + __import__("datetime").timedelta(minutes=1))
-    assert events.sweep_outbox("dissemination") >= 1
+    real_utcnow = outbox.utcnow
+    monkeypatch.setattr(outbox, "utcnow", lambda: real_utcnow() + __import__("datetime").timedelta(minutes=1))
+    assert outbox.sweep_outbox("dissemination") >= 1
     run_jobs()
     assert len(consumer.of_type("package.issued")) == 1
 
@@ -156,3 +156,13 @@ def test_a_malformed_event_is_422(client, app):
     response = signed_post(client, app.extensions["settings"].event_secret, {"id": "not-a-uuid", "type": "x"})
     assert response.status_code == 422
     assert "id" in response.get_json()["errors"]["json"]
+
+
+def test_relay_and_sweep_jobs_queued_before_the_outbox_moved_still_run():
+    """Jobs already in Redis name ``shared.events``; new ones name ``shared.outbox``."""
+    from rq.utils import import_attribute
+
+    from shared import outbox
+
+    assert import_attribute("shared.events.relay_event") is outbox.relay_event
+    assert import_attribute("shared.events.sweep_outbox") is outbox.sweep_outbox

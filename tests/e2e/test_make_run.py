@@ -168,9 +168,9 @@ def test_make_run_closes_the_loop_and_chases_the_silent_force(running, redis_con
     flush in the middle loses nothing. A second worker and a second cron process sweep at the
     same time, and still every step goes once."""
     base, env, process, log = running
-    extra = [subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-             for module in ("shared.worker", "shared.cron")]
+    extra = [subprocess.Popen([sys.executable, "-m", "services", command], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+             for command in ("worker", "cron")]
     try:
         _close_the_loop(base, env, redis_conn, mailbox)
     finally:

@@ -187,6 +187,7 @@ def test_the_migration_splits_existing_figures_by_classification(history, metric
     """Down to the unsplit schema (figures summed over markings), then up again: the same facts."""
     from alembic import command
 
+    from services.metrics import SERVICE
     from shared.db import Database
     from shared.migrate import alembic_config
 
@@ -194,7 +195,7 @@ def test_the_migration_splits_existing_figures_by_classification(history, metric
     metrics_app.extensions["database"].engine.dispose()
     database = Database(metrics_app.extensions["settings"], for_worker=True)
     try:
-        config = alembic_config("metrics", database)
+        config = alembic_config(SERVICE, database)
         command.downgrade(config, "0001")
         with database.engine.connect() as connection:
             from sqlalchemy import text

@@ -99,7 +99,7 @@ def test_redelivered_and_reordered_events_change_nothing(history, metrics_client
                                                          outcomes_app):
     from sqlalchemy import select
 
-    from shared.events import apply_event
+    from shared.inbox import apply_event
 
     before = metrics_client.get(f"/api/v1/metrics/packages/{history['a']['id']}", headers=leader(token)).get_json()
     service = metrics_app.extensions["service"]

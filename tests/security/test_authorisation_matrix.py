@@ -176,8 +176,8 @@ class Harness:
         from services.dissemination.directory import seed_directory
         from tests.conftest import _empty_tables
 
-        for name, application in self.apps.items():
-            _empty_tables(application.extensions["database"], name)
+        for application in self.apps.values():
+            _empty_tables(application.extensions["database"], application.extensions["service"])
         self.redis_conn.flushdb()
         with self.apps["dissemination"].app_context():
             from shared.db import get_session

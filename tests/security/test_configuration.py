@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from shared.settings import DEV_SECRETS, ROOT, ConfigurationError, load_settings
+from services import settings_for
+from shared.settings import DEV_SECRETS, ROOT, ConfigurationError
 
 SECRETS = ("JWT_SECRET", "EVENT_SECRET", "FORM_SECRET", "SESSION_SECRET")
 
@@ -43,7 +44,7 @@ def environment(monkeypatch):
 @pytest.mark.parametrize("service", ["dissemination", "outcomes", "metrics"])
 def test_production_with_every_secret_its_own_starts(environment, service):
     environment(production_env())
-    settings = load_settings(service)
+    settings = settings_for(service)
     assert settings.production
     assert len({settings.jwt_secret, settings.event_secret, settings.form_secret, settings.session_secret}) == 4
 
@@ -52,21 +53,21 @@ def test_production_with_every_secret_its_own_starts(environment, service):
 def test_production_refuses_a_missing_secret_by_name(environment, missing):
     environment(production_env(**{missing: None}))
     with pytest.raises(ConfigurationError, match=missing):
-        load_settings("dissemination")
+        settings_for("dissemination")
 
 
 def test_the_old_single_secret_key_is_no_fallback(environment):
     environment(production_env(JWT_SECRET=None, EVENT_SECRET=None, FORM_SECRET=None, SESSION_SECRET=None,
                                SECRET_KEY="s" * 64))
     with pytest.raises(ConfigurationError, match="JWT_SECRET"):
-        load_settings("outcomes")
+        settings_for("outcomes")
 
 
 @pytest.mark.parametrize("name", SECRETS)
 def test_production_refuses_a_short_secret(environment, name):
     environment(production_env(**{name: "x"}))
     with pytest.raises(ConfigurationError, match=f"{name} must be at least 32 bytes"):
-        load_settings("metrics")
+        settings_for("metrics")
 
 
 @pytest.mark.parametrize("name", SECRETS)
@@ -74,25 +75,25 @@ def test_production_refuses_any_development_value(environment, name):
     for value in DEV_SECRETS.values():
         environment(production_env(**{name: value}))
         with pytest.raises(ConfigurationError, match=f"{name} is a development value"):
-            load_settings("dissemination")
+            settings_for("dissemination")
 
 
 def test_production_refuses_one_secret_used_twice(environment):
     environment(production_env(FORM_SECRET="same-" + "y" * 40, SESSION_SECRET="same-" + "y" * 40))
     with pytest.raises(ConfigurationError, match="SESSION_SECRET must differ from FORM_SECRET"):
-        load_settings("outcomes")
+        settings_for("outcomes")
 
 
 @pytest.mark.parametrize("name", ["JWT_ISSUER", "JWT_AUDIENCE"])
 def test_production_needs_issuer_and_audience(environment, name):
     environment(production_env(**{name: None}))
     with pytest.raises(ConfigurationError, match=name):
-        load_settings("dissemination")
+        settings_for("dissemination")
 
 
 def test_an_identity_provider_replaces_the_jwt_secret(environment):
     environment(production_env(JWT_SECRET=None, JWT_JWKS_URL="https://idp.example/jwks"))
-    settings = load_settings("dissemination")
+    settings = settings_for("dissemination")
     assert settings.jwt_secret is None
     assert settings.jwt_algorithms == ["RS256", "ES256"]
 
@@ -100,21 +101,21 @@ def test_an_identity_provider_replaces_the_jwt_secret(environment):
 def test_app_env_defaults_to_production(environment):
     environment({})
     with pytest.raises(ConfigurationError, match="JWT_SECRET must be set in production"):
-        load_settings("dissemination")
+        settings_for("dissemination")
 
 
 def test_unknown_app_env_and_algorithms_are_refused(environment):
     environment(production_env(APP_ENV="staging"))
     with pytest.raises(ConfigurationError, match="APP_ENV"):
-        load_settings("dissemination")
+        settings_for("dissemination")
     environment(production_env(JWT_ALGORITHMS="none"))
     with pytest.raises(ConfigurationError, match="JWT_ALGORITHMS"):
-        load_settings("dissemination")
+        settings_for("dissemination")
 
 
 def test_development_uses_a_distinct_value_for_each_secret(environment):
     environment({"APP_ENV": "development"})
-    settings = load_settings("dissemination")
+    settings = settings_for("dissemination")
     assert len({settings.jwt_secret, settings.event_secret, settings.form_secret, settings.session_secret}) == 4
 
 
@@ -133,21 +134,21 @@ def test_a_service_process_refuses_to_start_naming_the_variable(service):
 def test_the_services_that_sign_webhooks_need_their_own_key_for_the_secrets(environment, service):
     environment(production_env(WEBHOOK_SECRETS_KEY=None))
     with pytest.raises(ConfigurationError, match="WEBHOOK_SECRETS_KEY must be set"):
-        load_settings(service)
+        settings_for(service)
     environment(production_env(WEBHOOK_SECRETS_KEY="short"))
     with pytest.raises(ConfigurationError, match="WEBHOOK_SECRETS_KEY must be at least 32 bytes"):
-        load_settings(service)
+        settings_for(service)
     environment(production_env(WEBHOOK_SECRETS_KEY=DEV_SECRETS["WEBHOOK_SECRETS_KEY"]))
     with pytest.raises(ConfigurationError, match="WEBHOOK_SECRETS_KEY is a development value"):
-        load_settings(service)
+        settings_for(service)
     environment(production_env(WEBHOOK_SECRETS_KEY="event_secret-" + "x" * 40))
     with pytest.raises(ConfigurationError, match="must differ"):
-        load_settings(service)
+        settings_for(service)
 
 
 def test_the_metrics_service_runs_without_the_webhook_secrets_key(environment):
     environment(production_env(WEBHOOK_SECRETS_KEY=None))
-    assert load_settings("metrics").webhook_secrets_key is None
+    assert settings_for("metrics").webhook_secrets_key is None
 
 
 def test_the_interim_single_webhook_secret_is_gone(environment):
@@ -155,7 +156,7 @@ def test_the_interim_single_webhook_secret_is_gone(environment):
 
     environment(production_env(WEBHOOK_SECRET="w" * 64))
     assert "WEBHOOK_SECRET" not in DEV_SECRETS
-    assert not hasattr(load_settings("dissemination"), "webhook_secret")
+    assert not hasattr(settings_for("dissemination"), "webhook_secret")
     assert "webhook_secret" not in Settings.__dataclass_fields__
     pattern = re.compile(r"\bWEBHOOK_SECRET\b|settings\.webhook_secret\b")
     for path in [*ROOT.glob("shared/*.py"), *ROOT.glob("services/**/*.py"), *ROOT.glob("tools/*.py"),

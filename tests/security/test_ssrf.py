@@ -16,11 +16,11 @@ import responses
 from sqlalchemy import func, select, update
 from standardwebhooks import Webhook
 
+from services import settings_for
 from services.dissemination.models import Organisation, OutboxEvent
 from shared import netguard, webhook_secrets
 from shared.notify import NotificationError, send_webhook
 from shared.service import set_runtime
-from shared.settings import load_settings
 from tests.dissemination.helpers import issue_package
 from tests.outcomes.chase_helpers import issue_return, seed_organisation
 from tests.outcomes.test_chasing import chase, chases  # noqa: F401 - the chase fixture
@@ -171,7 +171,7 @@ def test_the_request_goes_to_the_address_that_was_checked(resolver, monkeypatch)
         raise ConnectionRefusedError("the test has no network")
 
     monkeypatch.setattr(urllib3.util.connection, "create_connection", create_connection)
-    settings = load_settings("dissemination")
+    settings = settings_for("dissemination")
     with pytest.raises(NotificationError) as raised:
         send_webhook(settings, "https://rebind.gmp.example/in", {"event": "test"},
                      sealed_secret=webhook_secrets.new_sealed(settings), message_id="msg_1")

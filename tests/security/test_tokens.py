@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from services import settings_for
 from shared.auth import JwksKeys, TokenError, mint_token, verify_token
 from shared.devredis import free_port
-from shared.settings import load_settings
 
 ISSUER = "https://idp.test.invalid/realms/police"
 AUDIENCE = "nclcc-outcome-feedback"
@@ -84,7 +84,7 @@ def idp(monkeypatch):
 
 
 def idp_settings(provider: IdentityProvider, **changes):
-    settings = load_settings("dissemination")
+    settings = settings_for("dissemination")
     values = dict(jwt_jwks_url=provider.jwks_url, jwt_secret=None, jwt_algorithms=["RS256", "ES256"],
                   jwt_issuer=ISSUER, jwt_audience=AUDIENCE, app_env="production")
     return replace(settings, **{**values, **changes})

@@ -1,0 +1,178 @@
+"""Delivering packages to recipients: the notification job for an issue or a withdrawal.
+
+After issuing (or withdrawing) commits, one job per dissemination notifies the recipient: its
+webhook when the organisation has one, else e-mail, falling back to e-mail when the webhook
+fails for good or on the last try (``shared.notify.send_with_fallback``), retried with backoff
+(``NOTIFY_RETRY_INTERVALS``), and records the result. A sweep finds notifications whose job
+was lost with Redis.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.dissemination.directory import ensure_webhook_secret
+from services.dissemination.models import Dissemination, Organisation, Package, shared_models
+from services.dissemination.payloads import dissemination_event
+from shared.db import utcnow
+from shared.notify import Contact, Notification, NotificationError, send_with_fallback
+from shared.outbox import emit
+from shared.queue import enqueue, is_final_try, retry
+from shared.settings import Settings
+
+
+def enqueue_later(settings: Settings, kind: str, dissemination_id: uuid.UUID):
+    """``enqueue_notification``, for ``after_commit``."""
+
+    def enqueue_job() -> None:
+        enqueue_notification(settings, kind, dissemination_id)
+
+    return enqueue_job
+
+
+def enqueue_notification(settings: Settings, kind: str, dissemination_id: uuid.UUID | str) -> None:
+    enqueue(
+        settings.redis_url,
+        "dissemination",
+        "services.dissemination.jobs.notify_recipient",
+        kind,
+        str(dissemination_id),
+        job_id=f"notify-{kind}-{dissemination_id}",
+        retry=retry(settings.notify_retry_intervals),
+    )
+
+
+def contacts(organisation: Organisation) -> list[Contact]:
+    """Its webhook, then its e-mail, whichever it has."""
+    return [Contact(channel, address) for channel, address in
+            (("webhook", organisation.webhook_url), ("email", organisation.email)) if address]
+
+
+def notification_for(settings: Settings, kind: str, dissemination: Dissemination) -> Notification:
+    """The delivery or withdrawal notice: references and links only."""
+    package = dissemination.package
+    api = settings.public_urls["dissemination"]
+    links = {
+        "dissemination": f"{api}/api/v1/disseminations/{dissemination.id}",
+        "package": f"{api}/api/v1/packages/{package.id}",
+        "acknowledge": f"{api}/api/v1/disseminations/{dissemination.id}/acknowledge",
+        "inbox": f"{api}/api/v1/inbox",
+    }
+    payload = {
+        "event": "package.issued" if kind == "deliver" else "package.withdrawn",
+        "dissemination_id": str(dissemination.id),
+        "package_id": str(package.id),
+        "reference": package.reference,
+        "organisation": dissemination.organisation,
+        "classification": package.classification,
+        "threat_area": package.threat_area,
+        "due_at": dissemination.due_at.isoformat(),
+        "links": links,
+    }
+    if kind == "deliver":
+        subject = (
+            f"[{package.classification}] Intelligence package {package.reference} for {dissemination.organisation}"
+        )
+        text = (
+            f"The National County Lines Coordination Centre has issued intelligence package "
+            f"{package.reference} to {dissemination.organisation}.\n\n"
+            f"Classification: {package.classification}\n"
+            f"Outcome return due: {dissemination.due_at:%d %B %Y %H:%M} UTC\n\n"
+            f"Read it and acknowledge receipt in the dissemination service:\n{links['dissemination']}\n\n"
+            f"The content is not sent by e-mail. You will be asked for a structured outcome return."
+        )
+    else:
+        payload["reason"] = package.withdrawal_reason
+        subject = f"[{package.classification}] Intelligence package {package.reference} WITHDRAWN"
+        text = (
+            f"Intelligence package {package.reference} sent to {dissemination.organisation} has been "
+            f"withdrawn by the centre.\n\nReason: {package.withdrawal_reason}\n\n"
+            f"Do not act on it further. No outcome return is needed.\n{links['dissemination']}"
+        )
+    return Notification(subject, text, payload, message_id=f"{kind}_{dissemination.id}")
+
+
+def notify_recipient(session: Session, settings: Settings, kind: str, dissemination_id: str) -> str:
+    """Send one notification (delivery or withdrawal) and record what happened.
+
+    Raises ``NotificationError`` to have RQ retry; on the last try, or when the webhook
+    refuses for good, it falls back to e-mail and records the failure if that fails too.
+    """
+    dissemination = session.scalars(
+        select(Dissemination)
+        .where(Dissemination.id == uuid.UUID(dissemination_id))
+        .with_for_update(skip_locked=True)
+    ).first()
+    if dissemination is None:
+        return "nothing to do"
+    if kind == "deliver" and (dissemination.delivered_at or dissemination.package.status == "withdrawn"):
+        return "already delivered"
+    if kind == "withdrawal" and dissemination.withdrawal_notified_at:
+        return "already notified"
+    # A webhook set before per-organisation secrets gets its secret now: never an unsigned one.
+    organisation = ensure_webhook_secret(session, settings, dissemination.organisation)
+    final_try = is_final_try()
+    sending = send_with_fallback(settings, contacts(organisation), notification_for(settings, kind, dissemination),
+                                 sealed_secret=organisation.webhook_secret_sealed, final_try=final_try)
+    if kind == "deliver":
+        dissemination.delivery_attempts += 1
+    if sending.sent_to is not None:
+        _record_success(session, settings, kind, dissemination, sending.sent_to.channel)
+        session.commit()
+        return f"sent by {sending.sent_to.channel}"
+    error = ("; ".join(f"{contact.channel}: {failure}" for contact, failure in sending.failures)
+             or "no e-mail address in the directory")
+    if kind == "deliver":
+        dissemination.delivery_error = error
+        if final_try:
+            dissemination.delivery_status = "failed"
+            payload = dissemination_event(dissemination)
+            payload.update(error=error, attempts=dissemination.delivery_attempts)
+            emit(session, shared_models, settings, "dissemination.delivery_failed", dissemination.id, payload)
+    session.commit()
+    raise NotificationError(error)
+
+
+def _record_success(session, settings, kind, dissemination, channel) -> None:
+    now = utcnow()
+    if kind == "withdrawal":
+        dissemination.withdrawal_notified_at = now
+        return
+    dissemination.delivery_status = "delivered"
+    dissemination.delivery_channel = channel
+    dissemination.delivered_at = now
+    dissemination.delivery_error = None
+    payload = dissemination_event(dissemination)
+    payload.update(delivered_at=now.isoformat(), channel=channel, attempts=dissemination.delivery_attempts)
+    emit(session, shared_models, settings, "dissemination.delivered", dissemination.id, payload)
+
+
+def undelivered_since(session: Session, seconds: int) -> list[tuple[str, uuid.UUID]]:
+    """Notifications still owed whose job may have been lost with Redis."""
+    cutoff = utcnow() - timedelta(seconds=seconds)
+    deliver = session.scalars(
+        select(Dissemination.id)
+        .join(Package)
+        .where(
+            Dissemination.delivery_status == "pending",
+            Package.status == "issued",
+            Dissemination.created_at < cutoff,
+        )
+        .limit(1000)
+    ).all()
+    withdraw = session.scalars(
+        select(Dissemination.id)
+        .join(Package)
+        .where(
+            Package.status == "withdrawn",
+            Dissemination.withdrawal_notified_at.is_(None),
+            Package.withdrawn_at < cutoff,
+            Package.withdrawn_at > utcnow() - timedelta(days=7),
+        )
+        .limit(1000)
+    ).all()
+    return [("deliver", i) for i in deliver] + [("withdrawal", i) for i in withdraw]

@@ -1,0 +1,152 @@
+"""The event inbox: what a service receives, and the log of what it sent, for rebuilds.
+
+``/internal/events`` checks the signature, records the event id in the inbox and applies the
+handler in one transaction; a redelivered id changes nothing. ``/internal/events/log`` pages
+through every event the service has emitted (``fetch_event_log`` reads another service's).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import requests
+from flask import current_app, request
+from flask.views import MethodView
+from flask_smorest import Api, Blueprint, abort
+from marshmallow import fields, validate
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared import guard, signing
+from shared.api import BaseSchema
+from shared.db import get_session
+from shared.models import SharedModels
+from shared.settings import Settings
+
+SIGNATURE_FORMAT = re.compile(r"sha256=[0-9a-f]{64}")
+
+
+def signature_header_problem(headers) -> str | None:
+    """What is wrong with the signature headers, judged without the body; None if nothing."""
+    timestamp = headers.get(signing.TIMESTAMP_HEADER, "")
+    given = headers.get(signing.SIGNATURE_HEADER, "")
+    if not timestamp or not given:
+        return f"{signing.TIMESTAMP_HEADER} and {signing.SIGNATURE_HEADER} headers are required"
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        return f"{signing.TIMESTAMP_HEADER} must be a unix timestamp"
+    if abs(time.time() - int(timestamp)) > signing.MAX_SKEW_SECONDS:
+        return "signature timestamp is too old or in the future"
+    if not SIGNATURE_FORMAT.fullmatch(given):
+        return f"{signing.SIGNATURE_HEADER} must be sha256= and 64 hexadecimal digits"
+    return None
+
+
+class EventMessageSchema(BaseSchema):
+    id = fields.UUID(required=True)
+    type = fields.String(required=True, validate=validate.Length(min=1, max=80))
+    source = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    position = fields.Integer(load_default=None, validate=validate.Range(min=0, max=guard.MAX_ID))
+    aggregate_id = fields.String(required=True)
+    occurred_at = fields.AwareDateTime(required=True)
+    payload = fields.Dict(required=True)
+
+
+class EventReceiptSchema(BaseSchema):
+    id = fields.UUID()
+    result = fields.String(metadata={"description": "applied, duplicate or ignored"})
+
+
+def apply_event(session: Session, models: SharedModels, handlers: dict, message: dict) -> str:
+    """Record and apply an event once. Returns applied, duplicate or ignored."""
+    event_id = uuid.UUID(str(message["id"]))
+    if session.get(models.InboxEvent, event_id) is not None:
+        return "duplicate"
+    session.add(models.InboxEvent(event_id=event_id, type=message["type"], source=message["source"]))
+    handler = handlers.get(message["type"])
+    try:
+        session.flush()
+        if handler is not None:
+            handler(session, message)
+        session.commit()
+    except IntegrityError:
+        # The same event arrived twice at once: the other copy won.
+        session.rollback()
+        if session.get(models.InboxEvent, event_id) is not None:
+            return "duplicate"
+        raise
+    return "applied" if handler else "ignored"
+
+
+internal_blp = Blueprint("internal", __name__, url_prefix="/internal", description="Between services (signed).")
+
+
+@internal_blp.route("/events")
+class InternalEvents(MethodView):
+    @internal_blp.response(200, EventReceiptSchema)
+    @internal_blp.doc(security=[], description="Receive an event from another service. Signed with "
+                      "HMAC-SHA256 over '<timestamp>.<body>' in X-Signature / X-Signature-Timestamp.")
+    def post(self):
+        settings = current_app.extensions["settings"]
+        # Nothing of the body is read until the signature headers look right and its length is
+        # known and within the limit: an unsigned 400 MB POST costs the service nothing.
+        problem = signature_header_problem(request.headers)
+        if problem:
+            abort(401, message=f"Event refused: {problem}.")
+        if request.content_length is None:
+            abort(411, message="Event refused: send a Content-Length header (chunked bodies are not accepted).")
+        elif request.content_length > guard.MAX_CONTENT_LENGTH:
+            abort(413)
+        body = request.get_data(cache=True)
+        problem = signing.verify(settings.event_secret, request.headers, body)
+        if problem:
+            abort(401, message=f"Event refused: {problem}.")
+        raw = guard.load_json(body)
+        try:
+            message = EventMessageSchema().load(raw)
+        except Exception as error:  # marshmallow.ValidationError
+            abort(422, errors={"json": getattr(error, "messages", str(error))})
+        service = current_app.extensions["service"]
+        raw["id"] = str(message["id"])
+        result = apply_event(get_session(), service.models, service.event_handlers, raw)
+        return {"id": message["id"], "result": result}
+
+
+class EventPageArgsSchema(BaseSchema):
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=guard.MAX_ID))
+    limit = fields.Integer(load_default=500, validate=validate.Range(min=1, max=5000))
+
+
+@internal_blp.route("/events/log")
+class InternalEventLog(MethodView):
+    @internal_blp.arguments(EventPageArgsSchema, location="query")
+    @internal_blp.doc(security=[], description="Every event this service has emitted, in order, after a position: "
+                      "how a consumer rebuilds its read model. Signed like /internal/events, over the path and "
+                      "query string.")
+    def get(self, args):
+        settings = current_app.extensions["settings"]
+        problem = signing.verify(settings.event_secret, request.headers, request.full_path.encode())
+        if problem:
+            abort(401, message=f"Refused: {problem}.")
+        service = current_app.extensions["service"]
+        model = service.models.OutboxEvent
+        rows = get_session().scalars(
+            select(model).where(model.position > args["after"]).order_by(model.position).limit(args["limit"])
+        ).all()
+        return {"events": [row.as_message(service.name) for row in rows],
+                "next_after": rows[-1].position if rows else args["after"]}
+
+
+def fetch_event_log(settings: Settings, source: str, after: int = 0, limit: int = 1000) -> dict:
+    """One page of another service's event log (for rebuilding a read model)."""
+    path = f"/internal/events/log?after={after}&limit={limit}"
+    headers = signing.signed_headers(settings.event_secret, path.encode())
+    response = requests.get(settings.service_urls[source] + path, headers=headers, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def init_app(app, api: Api) -> None:
+    api.register_blueprint(internal_blp)

@@ -1,0 +1,236 @@
+"""The event outbox: what a service sends.
+
+``emit`` writes the event and one delivery row per subscriber in the caller's transaction;
+after commit a relay job per delivery is enqueued. The relay POSTs the signed event to the
+subscriber's ``/internal/events`` (``shared.inbox``), retried with backoff; after the last try
+the delivery is ``dead`` and listed at ``/api/v1/outbox`` until an admin redelivers it. A
+periodic sweep re-enqueues pending deliveries whose job was lost (Redis down or flushed), so a
+lost Redis delays delivery and never loses it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import timedelta
+
+import requests
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Api, Blueprint, abort
+from marshmallow import fields, validate
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared import signing
+from shared.api import BaseSchema
+from shared.auth import require
+from shared.db import after_commit, commit, get_session, utcnow
+from shared.models import DELIVERY_STATUSES, SharedModels
+from shared.queue import enqueue, is_final_try, retry
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Relays have a queue of their own, listened to after the services' queues, so that a burst of
+# events (seeding the directory, a rebuild) never holds up notifications and chases.
+EVENTS_QUEUE = "events"
+
+
+def relay_job_id(service: str, event_id: uuid.UUID | str, subscriber: str) -> str:
+    return f"relay-{service}-{event_id}-{subscriber}"
+
+
+def emit(
+    session: Session,
+    models: SharedModels,
+    settings: Settings,
+    event_type: str,
+    aggregate_id: str | uuid.UUID,
+    payload: dict,
+):
+    """Write an event and its deliveries in the caller's transaction."""
+    event = models.OutboxEvent(
+        id=uuid.uuid4(),
+        type=event_type,
+        aggregate_id=str(aggregate_id),
+        payload=json.loads(json.dumps(payload, default=str)),
+        occurred_at=utcnow(),
+    )
+    session.add(event)
+    for subscriber in settings.subscribers:
+        session.add(models.OutboxDelivery(event_id=event.id, subscriber=subscriber, status="pending", attempts=0))
+        after_commit(session, _enqueue_relay_later(settings, event.id, subscriber))
+    return event
+
+
+def _enqueue_relay_later(settings: Settings, event_id: uuid.UUID, subscriber: str):
+    def enqueue_relay() -> None:
+        enqueue_relay_job(settings, event_id, subscriber)
+
+    return enqueue_relay
+
+
+def enqueue_relay_job(settings: Settings, event_id: uuid.UUID | str, subscriber: str) -> None:
+    enqueue(
+        settings.redis_url,
+        EVENTS_QUEUE,
+        relay_event,
+        settings.service,
+        str(event_id),
+        subscriber,
+        job_id=relay_job_id(settings.service, event_id, subscriber),
+        retry=retry(settings.relay_retry_intervals),
+    )
+
+
+class DeliveryFailed(Exception):
+    pass
+
+
+def relay_event(service_name: str, event_id: str, subscriber: str) -> str:
+    """RQ job: deliver one event to one subscriber. Raises to make RQ retry it."""
+    from shared.service import runtime
+
+    rt = runtime(service_name)
+    models = rt.service.models
+    with rt.database.job_session() as session:
+        delivery = session.scalars(
+            select(models.OutboxDelivery)
+            .where(
+                models.OutboxDelivery.event_id == uuid.UUID(event_id),
+                models.OutboxDelivery.subscriber == subscriber,
+            )
+            .with_for_update(skip_locked=True)
+        ).first()
+        if delivery is None or delivery.status != "pending":
+            return "nothing to do"
+        message = delivery.event.as_message(service_name)
+        error = post_event(rt.settings, subscriber, message)
+        delivery.attempts += 1
+        delivery.last_attempt_at = utcnow()
+        if error is None:
+            delivery.status = "delivered"
+            delivery.delivered_at = utcnow()
+            delivery.last_error = None
+            session.commit()
+            return "delivered"
+        delivery.last_error = error
+        final_try = is_final_try()
+        if final_try:
+            delivery.status = "dead"
+        session.commit()
+        log.warning(
+            "relay %s to %s failed (attempt %s%s): %s",
+            event_id,
+            subscriber,
+            delivery.attempts,
+            ", dead" if final_try else "",
+            error,
+        )
+        raise DeliveryFailed(error)
+
+
+def post_event(settings: Settings, subscriber: str, message: dict) -> str | None:
+    """POST a signed event; None on success, else the reason it failed."""
+    url = settings.service_urls[subscriber] + "/internal/events"
+    body = json.dumps(message).encode()
+    try:
+        response = requests.post(
+            url, data=body, headers=signing.signed_headers(settings.event_secret, body), timeout=10
+        )
+    except requests.RequestException as error:
+        return f"{type(error).__name__}: {error}"
+    if 200 <= response.status_code < 300:
+        return None
+    return f"HTTP {response.status_code}: {response.text[:300]}"
+
+
+def sweep_outbox(service_name: str) -> int:
+    """RQ cron job: re-enqueue pending deliveries whose relay job is not in Redis any more."""
+    from shared.service import runtime
+
+    rt = runtime(service_name)
+    models = rt.service.models
+    # Leave fresh events to the job enqueued after their commit.
+    settle = utcnow() - timedelta(seconds=5)
+    with rt.database.job_session() as session:
+        rows = session.execute(
+            select(models.OutboxDelivery.event_id, models.OutboxDelivery.subscriber)
+            .join(models.OutboxEvent)
+            .where(models.OutboxDelivery.status == "pending", models.OutboxEvent.occurred_at < settle)
+            .order_by(models.OutboxDelivery.id)
+            .limit(1000)
+        ).all()
+    for event_id, subscriber in rows:
+        enqueue_relay_job(rt.settings, event_id, subscriber)
+    return len(rows)
+
+
+# --- for admins -------------------------------------------------------------------
+
+outbox_blp = Blueprint("outbox", __name__, url_prefix="/api/v1/outbox", description="Events this service sends.")
+
+
+class DeliverySchema(BaseSchema):
+    id = fields.Integer()
+    event_id = fields.UUID()
+    event_type = fields.String(attribute="event.type")
+    aggregate_id = fields.String(attribute="event.aggregate_id")
+    occurred_at = fields.AwareDateTime(attribute="event.occurred_at")
+    subscriber = fields.String()
+    status = fields.String()
+    attempts = fields.Integer()
+    last_error = fields.String(allow_none=True)
+    last_attempt_at = fields.AwareDateTime(allow_none=True)
+    delivered_at = fields.AwareDateTime(allow_none=True)
+
+
+class DeliveryQueryArgsSchema(BaseSchema):
+    status = fields.String(validate=validate.OneOf(DELIVERY_STATUSES))
+    subscriber = fields.String()
+
+
+@outbox_blp.route("")
+class OutboxDeliveries(MethodView):
+    @require("admin")
+    @outbox_blp.arguments(DeliveryQueryArgsSchema, location="query")
+    @outbox_blp.response(200, DeliverySchema(many=True))
+    @outbox_blp.paginate()
+    def get(self, args, pagination_parameters):
+        """Deliveries of this service's events; `status=dead` lists the dead letters."""
+        models = current_app.extensions["service"].models
+        query = select(models.OutboxDelivery)
+        for name in ("status", "subscriber"):
+            if name in args:
+                query = query.where(getattr(models.OutboxDelivery, name) == args[name])
+        session = get_session()
+        pagination_parameters.item_count = session.scalar(select(func.count()).select_from(query.subquery()))
+        return session.scalars(
+            query.order_by(models.OutboxDelivery.id.desc())
+            .offset(pagination_parameters.first_item)
+            .limit(pagination_parameters.page_size)
+        ).all()
+
+
+@outbox_blp.route("/<int:delivery_id>/redeliver")
+class OutboxRedeliver(MethodView):
+    @require("admin")
+    @outbox_blp.response(200, DeliverySchema)
+    def post(self, delivery_id):
+        """Put a dead (or pending) delivery back in the queue."""
+        models = current_app.extensions["service"].models
+        settings = current_app.extensions["settings"]
+        session = get_session()
+        delivery = session.get(models.OutboxDelivery, delivery_id) or abort(404, message="No such delivery.")
+        if delivery.status == "delivered":
+            abort(409, message="This delivery has already been delivered.")
+        delivery.status = "pending"
+        after_commit(session, _enqueue_relay_later(settings, delivery.event_id, delivery.subscriber))
+        commit(session)
+        return delivery
+
+
+def init_app(app, api: Api) -> None:
+    api.register_blueprint(outbox_blp)
