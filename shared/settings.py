@@ -41,10 +41,15 @@ CHASE_RETRY_INTERVALS = (30, 120, 600, 1800)
 class Declared(Protocol):
     """What the settings read of a service's declaration (``shared.service.Service``)."""
 
-    name: str
-    port: int
-    subscribers: tuple[str, ...]
-    signs_webhooks: bool
+    # Read-only, as the frozen declarations are.
+    @property
+    def name(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def subscribers(self) -> tuple[str, ...]: ...
+    @property
+    def signs_webhooks(self) -> bool: ...
 
 
 class ConfigurationError(RuntimeError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -46,8 +47,10 @@ def enqueue_notification(settings: Settings, kind: str, dissemination_id: uuid.U
     )
 
 
-def contacts(organisation: Organisation) -> list[Contact]:
-    """Its webhook, then its e-mail, whichever it has."""
+def contacts(organisation: Organisation | None) -> list[Contact]:
+    """Its webhook, then its e-mail, whichever it has (none when it left the directory)."""
+    if organisation is None:
+        return []
     return [Contact(channel, address) for channel, address in
             (("webhook", organisation.webhook_url), ("email", organisation.email)) if address]
 
@@ -62,7 +65,7 @@ def notification_for(settings: Settings, kind: str, dissemination: Dissemination
         "acknowledge": f"{api}/api/v1/disseminations/{dissemination.id}/acknowledge",
         "inbox": f"{api}/api/v1/inbox",
     }
-    payload = {
+    payload: dict[str, Any] = {
         "event": "package.issued" if kind == "deliver" else "package.withdrawn",
         "dissemination_id": str(dissemination.id),
         "package_id": str(package.id),
@@ -117,7 +120,8 @@ def notify_recipient(session: Session, settings: Settings, kind: str, disseminat
     organisation = ensure_webhook_secret(session, settings, dissemination.organisation)
     final_try = is_final_try()
     sending = send_with_fallback(settings, contacts(organisation), notification_for(settings, kind, dissemination),
-                                 sealed_secret=organisation.webhook_secret_sealed, final_try=final_try)
+                                 sealed_secret=organisation.webhook_secret_sealed if organisation else None,
+                                 final_try=final_try)
     if kind == "deliver":
         dissemination.delivery_attempts += 1
     if sending.sent_to is not None:

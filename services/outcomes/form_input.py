@@ -25,7 +25,7 @@ from services.outcomes.schemas import OutcomeInputSchema
 
 def values_from_request(form: MultiDict) -> MultiDict:
     """What was typed, as it was typed (to show it again)."""
-    values = MultiDict()
+    values: MultiDict[str, str] = MultiDict()
     for key in (*TEXT_FIELDS, *(r.key for r in RESULTS), *(f"intelligence_feedback.{n}" for n in FEEDBACK_FIELDS),
                 "filer_name", "filer_role", "based_on"):
         values[key] = form.get(key, "")
@@ -36,7 +36,7 @@ def values_from_request(form: MultiDict) -> MultiDict:
 
 def values_from_outcome(outcome: OutcomeReturn) -> MultiDict:
     """The current version, to amend."""
-    values = MultiDict()
+    values: MultiDict[str, str] = MultiDict()
     for key in TEXT_FIELDS:
         value = getattr(outcome, key)
         values[key] = "" if value is None else str(value)
@@ -122,7 +122,7 @@ def validate(session, expected: ExpectedReturn, data: dict) -> tuple[dict, dict[
         messages = error.messages
     errors = _flatten(messages)
     try:
-        loaded = schema.load(_without(data, messages), partial=True)
+        loaded = schema.load(_without(data, messages if isinstance(messages, dict) else {}), partial=True)
     except ValidationError as more:
         for key, message in _flatten(more.messages).items():
             errors.setdefault(key, message)
