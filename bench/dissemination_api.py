@@ -56,9 +56,14 @@ def main() -> None:
 
     issuer, gmp = bearer("NCLCC", ["issuer"]), bearer("GMP", ["recipient"])
     body = {
-        "title": "Benchmark package", "summary": "x" * 500, "threat_area": "county_lines",
-        "classification": "OFFICIAL-SENSITIVE", "source_evaluation": 2, "intelligence_assessment": "B",
-        "handling_code": "P", "recipients": ["GMP", "MPS"],
+        "title": "Benchmark package",
+        "summary": "x" * 500,
+        "threat_area": "county_lines",
+        "classification": "OFFICIAL-SENSITIVE",
+        "source_evaluation": 2,
+        "intelligence_assessment": "B",
+        "handling_code": "P",
+        "recipients": ["GMP", "MPS"],
     }
     timings: dict[str, list[float]] = {"create draft": [], "issue to 2": [], "inbox page": [], "acknowledge": []}
 

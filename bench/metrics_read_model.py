@@ -56,20 +56,61 @@ THREAT_AREAS = weights(vocabulary.THREAT_AREAS, 45, 20, 12, 8, 6, 5, 4)
 RECIPIENTS = {1: 35, 2: 25, 3: 15, 4: 10, 5: 8, 6: 7}
 SOURCE_EVALUATIONS = weights(vocabulary.SOURCE_EVALUATIONS, 20, 55, 25)
 ASSESSMENTS = weights(vocabulary.INTELLIGENCE_ASSESSMENTS, 10, 35, 35, 15, 5)
-BIG_FORCES = {"MPS": 6, "GMP": 4, "WMP": 4, "MERSEY": 3, "WYP": 3, "SYP": 2, "NORTHUMBRIA": 2, "TVP": 2,
-              "ESSEX": 2, "KENT": 2, "HAMPS": 2, "LANCS": 2}
+BIG_FORCES = {
+    "MPS": 6,
+    "GMP": 4,
+    "WMP": 4,
+    "MERSEY": 3,
+    "WYP": 3,
+    "SYP": 2,
+    "NORTHUMBRIA": 2,
+    "TVP": 2,
+    "ESSEX": 2,
+    "KENT": 2,
+    "HAMPS": 2,
+    "LANCS": 2,
+}
 PRIMARY_ACTIONS = weights(vocabulary.ACTIONS, 22, 10, 20, 20, 5, 23)
 PRIORITIES = weights(vocabulary.PRIORITIES, 15, 30, 25, 30)
 STRANDS = weights(vocabulary.STRANDS, 60, 12, 20, 8)
 ACCURACIES = weights(vocabulary.ACCURACIES, 40, 35, 20, 5)
 TIMELINESS = weights(vocabulary.TIMELINESS, 70, 22, 8)
 RESULT_FIELDS = vocabulary.RESULT_FIELDS
-TOWNS = ("Blackpool", "Liverpool", "Birmingham", "Leeds", "Bristol", "Norwich", "Ipswich", "Exeter", "Swansea",
-         "Hull", "Stoke", "Southend", "Reading", "Carlisle", "Lincoln", "Margate", "Bournemouth", "Derby")
-SUBJECTS = ("deal line supplying {town}", "cuckooed address in {town}", "runners moved to {town}",
-            "stash house near {town}", "missing child linked to {town}", "line holder active in {town}")
-CHASE_STEPS = (("reminder", -3, "recipient"), ("due_today", 0, "recipient"), ("overdue", 2, "recipient"),
-               ("escalation", 7, "escalation"), ("centre_escalation", 14, "centre"))
+TOWNS = (
+    "Blackpool",
+    "Liverpool",
+    "Birmingham",
+    "Leeds",
+    "Bristol",
+    "Norwich",
+    "Ipswich",
+    "Exeter",
+    "Swansea",
+    "Hull",
+    "Stoke",
+    "Southend",
+    "Reading",
+    "Carlisle",
+    "Lincoln",
+    "Margate",
+    "Bournemouth",
+    "Derby",
+)
+SUBJECTS = (
+    "deal line supplying {town}",
+    "cuckooed address in {town}",
+    "runners moved to {town}",
+    "stash house near {town}",
+    "missing child linked to {town}",
+    "line holder active in {town}",
+)
+CHASE_STEPS = (
+    ("reminder", -3, "recipient"),
+    ("due_today", 0, "recipient"),
+    ("overdue", 2, "recipient"),
+    ("escalation", 7, "escalation"),
+    ("centre_escalation", 14, "centre"),
+)
 
 
 def env_int(name: str, default: int) -> int:
@@ -98,8 +139,9 @@ class History:
         self.organisations = organisations
         recipients = [o for o in organisations if o["code"] != "NCLCC"]
         self.org_codes = [o["code"] for o in recipients]
-        self.org_weights = [BIG_FORCES.get(o["code"], {"rocu": 1.5, "national": 0.5}.get(o["kind"], 1.0))
-                            for o in recipients]
+        self.org_weights = [
+            BIG_FORCES.get(o["code"], {"rocu": 1.5, "national": 0.5}.get(o["kind"], 1.0)) for o in recipients
+        ]
         self.positions = {"dissemination": 0, "outcomes": 0}
         self.references: Counter = Counter()
         self.package_ids: list[uuid.UUID] = []
@@ -115,17 +157,36 @@ class History:
         self.positions[source] += 1
         self.counts[event_type] += 1
         return {
-            "id": str(self.new_id()), "type": event_type, "source": source, "position": self.positions[source],
-            "aggregate_id": aggregate_id, "occurred_at": iso(at), "payload": payload,
+            "id": str(self.new_id()),
+            "type": event_type,
+            "source": source,
+            "position": self.positions[source],
+            "aggregate_id": aggregate_id,
+            "occurred_at": iso(at),
+            "payload": payload,
         }
 
     def organisation_events(self) -> list[dict]:
         at = self.now - timedelta(days=WINDOW_DAYS + 30)
-        return [self.message("dissemination", "organisation.updated", o["code"], at, {
-            "code": o["code"], "name": o["name"], "kind": o.get("kind"), "region": o.get("region"),
-            "email": o.get("email"), "webhook_url": o.get("webhook_url"),
-            "escalation_email": o.get("escalation_email"), "active": True,
-        }) for o in self.organisations]
+        return [
+            self.message(
+                "dissemination",
+                "organisation.updated",
+                o["code"],
+                at,
+                {
+                    "code": o["code"],
+                    "name": o["name"],
+                    "kind": o.get("kind"),
+                    "region": o.get("region"),
+                    "email": o.get("email"),
+                    "webhook_url": o.get("webhook_url"),
+                    "escalation_email": o.get("escalation_email"),
+                    "active": True,
+                },
+            )
+            for o in self.organisations
+        ]
 
     # -- one stage: enough new packages to add `returns` returns, events in time order ------------
     def stage(self, returns: int) -> Iterator[dict]:
@@ -149,8 +210,16 @@ class History:
             at, _, source, event_type, aggregate_id, payload = heapq.heappop(pending)
             yield self.message(source, event_type, aggregate_id, at, payload)
 
-    def push(self, pending: list, at: datetime, cutoff: datetime, source: str, event_type: str,
-             aggregate_id: str, payload: dict) -> bool:
+    def push(
+        self,
+        pending: list,
+        at: datetime,
+        cutoff: datetime,
+        source: str,
+        event_type: str,
+        aggregate_id: str,
+        payload: dict,
+    ) -> bool:
         if at > cutoff:  # in the future, or after the package was withdrawn: never sent
             return False
         self._seq += 1
@@ -184,25 +253,44 @@ class History:
             "issued_by": f"analyst{rng.randint(1, 40)}@nclcc",
             "outcome_due_at": iso(due),
         }
-        disseminations = [{"dissemination_id": str(self.new_id()), "package_id": str(package_id),
-                           "organisation": code, "due_at": iso(due)} for code in codes]
+        disseminations = [
+            {
+                "dissemination_id": str(self.new_id()),
+                "package_id": str(package_id),
+                "organisation": code,
+                "due_at": iso(due),
+            }
+            for code in codes
+        ]
         cutoff = self.now
         if rng.random() < 0.02:
             withdrawn_at = issued + timedelta(seconds=rng.uniform(3600, 20 * 86400))
             if withdrawn_at <= self.now:
                 cutoff = withdrawn_at
-                self.push(pending, withdrawn_at, self.now, "dissemination", "package.withdrawn", str(package_id), {
-                    **package, "withdrawn_at": iso(withdrawn_at), "withdrawn_by": "lead@nclcc",
-                    "reason": "Superseded by a later package.",
-                    "dissemination_ids": [d["dissemination_id"] for d in disseminations],
-                })
-        yield self.message("dissemination", "package.issued", str(package_id), issued,
-                           {**package, "disseminations": disseminations})
+                self.push(
+                    pending,
+                    withdrawn_at,
+                    self.now,
+                    "dissemination",
+                    "package.withdrawn",
+                    str(package_id),
+                    {
+                        **package,
+                        "withdrawn_at": iso(withdrawn_at),
+                        "withdrawn_by": "lead@nclcc",
+                        "reason": "Superseded by a later package.",
+                        "dissemination_ids": [d["dissemination_id"] for d in disseminations],
+                    },
+                )
+        yield self.message(
+            "dissemination", "package.issued", str(package_id), issued, {**package, "disseminations": disseminations}
+        )
         for dissemination in disseminations:
             self.one_return(package, dissemination, issued, due, cutoff, pending)
 
-    def one_return(self, package: dict, dissemination: dict, issued: datetime, due: datetime, cutoff: datetime,
-                   pending: list) -> None:
+    def one_return(
+        self, package: dict, dissemination: dict, issued: datetime, due: datetime, cutoff: datetime, pending: list
+    ) -> None:
         rng = self.rng
         return_id = dissemination["dissemination_id"]
         org = dissemination["organisation"]
@@ -210,26 +298,62 @@ class History:
         delivered_at = None
         if roll < 0.95:
             delivered_at = issued + timedelta(seconds=5 + rng.expovariate(1 / 120))
-            self.push(pending, delivered_at, cutoff, "dissemination", "dissemination.delivered", return_id, {
-                **dissemination, "delivered_at": iso(delivered_at), "channel": rng.choice(("email", "webhook")),
-                "attempts": 1})
+            self.push(
+                pending,
+                delivered_at,
+                cutoff,
+                "dissemination",
+                "dissemination.delivered",
+                return_id,
+                {
+                    **dissemination,
+                    "delivered_at": iso(delivered_at),
+                    "channel": rng.choice(("email", "webhook")),
+                    "attempts": 1,
+                },
+            )
         elif roll < 0.97:
-            self.push(pending, issued + timedelta(seconds=2560), cutoff, "dissemination",
-                      "dissemination.delivery_failed", return_id,
-                      {**dissemination, "error": "email: 550 mailbox unavailable", "attempts": 6})
+            self.push(
+                pending,
+                issued + timedelta(seconds=2560),
+                cutoff,
+                "dissemination",
+                "dissemination.delivery_failed",
+                return_id,
+                {**dissemination, "error": "email: 550 mailbox unavailable", "attempts": 6},
+            )
         if delivered_at and rng.random() < 0.632:
             at = delivered_at + timedelta(hours=min(24 * 20, rng.lognormvariate(1.6, 1.2)))
-            self.push(pending, at, cutoff, "dissemination", "dissemination.acknowledged", return_id, {
-                **dissemination, "acknowledged_at": iso(at), "acknowledged_by": f"officer@{org.lower()}"})
+            self.push(
+                pending,
+                at,
+                cutoff,
+                "dissemination",
+                "dissemination.acknowledged",
+                return_id,
+                {**dissemination, "acknowledged_at": iso(at), "acknowledged_by": f"officer@{org.lower()}"},
+            )
         # The outcome: 5% go overdue (40% of those file late); ~77% of the rest file on time.
         span = (due - issued).total_seconds()
         late = rng.random() < 0.05
         final_at = None
         if late:
-            self.push(pending, due + timedelta(seconds=rng.uniform(1, 60)), cutoff, "outcomes", "return.overdue",
-                      return_id, {"return_id": return_id, "package_id": package["package_id"],
-                                  "reference": package["reference"], "organisation": org, "due_at": iso(due),
-                                  "overdue_at": iso(due + timedelta(seconds=60))})
+            self.push(
+                pending,
+                due + timedelta(seconds=rng.uniform(1, 60)),
+                cutoff,
+                "outcomes",
+                "return.overdue",
+                return_id,
+                {
+                    "return_id": return_id,
+                    "package_id": package["package_id"],
+                    "reference": package["reference"],
+                    "organisation": org,
+                    "due_at": iso(due),
+                    "overdue_at": iso(due + timedelta(seconds=60)),
+                },
+            )
             if rng.random() < 0.4:
                 final_at = due + timedelta(days=rng.uniform(1, 30))
         elif rng.random() < 0.768:
@@ -239,34 +363,91 @@ class History:
         if final_at is not None:
             if rng.random() < 0.2:  # an interim first
                 version += 1
-                self.file(**base, version=version, status="interim",
-                          at=issued + (final_at - issued) * rng.uniform(0.2, 0.7), outcome=self.outcome(package))
+                self.file(
+                    **base,
+                    version=version,
+                    status="interim",
+                    at=issued + (final_at - issued) * rng.uniform(0.2, 0.7),
+                    outcome=self.outcome(package),
+                )
             version += 1
             outcome = self.outcome(package)
             filed = self.file(**base, version=version, status="final", at=final_at, outcome=outcome)
             if filed and rng.random() < 0.1:  # an amendment: further results came in
-                self.file(**base, version=version + 1, status="final",
-                          at=final_at + timedelta(days=rng.uniform(1, 30)), outcome=self.amended(outcome))
+                self.file(
+                    **base,
+                    version=version + 1,
+                    status="final",
+                    at=final_at + timedelta(days=rng.uniform(1, 30)),
+                    outcome=self.amended(outcome),
+                )
         elif rng.random() < 0.07:  # an interim only, so far
-            self.file(**base, version=1, status="interim",
-                      at=issued + timedelta(seconds=span * rng.uniform(0.1, 0.9)), outcome=self.outcome(package))
+            self.file(
+                **base,
+                version=1,
+                status="interim",
+                at=issued + timedelta(seconds=span * rng.uniform(0.1, 0.9)),
+                outcome=self.outcome(package),
+            )
         # Chases: the reminder when nothing final three days before; the ladder while late.
         for step, days, notify in CHASE_STEPS:
             at = due + timedelta(days=days, seconds=rng.uniform(0, 60))
             if (final_at is not None and final_at <= at) or (not late and step != "reminder"):
                 continue
-            self.push(pending, at, cutoff, "outcomes", "chase.sent", return_id, {
-                "return_id": return_id, "package_id": package["package_id"], "organisation": org, "step": step,
-                "notify": notify, "channel": "email", "sent_at": iso(at)})
+            self.push(
+                pending,
+                at,
+                cutoff,
+                "outcomes",
+                "chase.sent",
+                return_id,
+                {
+                    "return_id": return_id,
+                    "package_id": package["package_id"],
+                    "organisation": org,
+                    "step": step,
+                    "notify": notify,
+                    "channel": "email",
+                    "sent_at": iso(at),
+                },
+            )
 
-    def file(self, *, return_id: str, package: dict, org: str, due: datetime, cutoff: datetime, pending: list,
-             version: int, status: str, at: datetime, outcome: dict) -> bool:
-        return self.push(pending, at, cutoff, "outcomes", "outcome.filed", return_id, {
-            "return_id": return_id, "package_id": package["package_id"], "reference": package["reference"],
-            "organisation": org, "due_at": iso(due), "version": version, "amendment": version > 1,
-            "status": status, "filed_at": iso(at), "filed_via": self.rng.choices(("form", "api"), (70, 30))[0],
-            "on_time": at <= due, "outcome": outcome,
-        })
+    def file(
+        self,
+        *,
+        return_id: str,
+        package: dict,
+        org: str,
+        due: datetime,
+        cutoff: datetime,
+        pending: list,
+        version: int,
+        status: str,
+        at: datetime,
+        outcome: dict,
+    ) -> bool:
+        return self.push(
+            pending,
+            at,
+            cutoff,
+            "outcomes",
+            "outcome.filed",
+            return_id,
+            {
+                "return_id": return_id,
+                "package_id": package["package_id"],
+                "reference": package["reference"],
+                "organisation": org,
+                "due_at": iso(due),
+                "version": version,
+                "amendment": version > 1,
+                "status": status,
+                "filed_at": iso(at),
+                "filed_via": self.rng.choices(("form", "api"), (70, 30))[0],
+                "on_time": at <= due,
+                "outcome": outcome,
+            },
+        )
 
     def outcome(self, package: dict) -> dict:
         rng = self.rng
@@ -279,21 +460,28 @@ class History:
         results = dict.fromkeys(RESULT_FIELDS, 0)
         if "enforcement" in actions:
             arrests = rng.choices(range(7), weights=(30, 30, 18, 10, 6, 4, 2))[0]
-            results.update(arrests=arrests, charges=sum(rng.random() < 0.6 for _ in range(arrests)),
-                           warrants_executed=rng.choices(range(4), weights=(40, 40, 15, 5))[0],
-                           weapons_seized=rng.choices(range(3), weights=(85, 12, 3))[0])
+            results.update(
+                arrests=arrests,
+                charges=sum(rng.random() < 0.6 for _ in range(arrests)),
+                warrants_executed=rng.choices(range(4), weights=(40, 40, 15, 5))[0],
+                weapons_seized=rng.choices(range(3), weights=(85, 12, 3))[0],
+            )
             if package["threat_area"] == "county_lines":
                 results["deal_lines_closed"] = rng.choices(range(3), weights=(60, 35, 5))[0]
             if rng.random() < 0.5:
                 grams = round(rng.lognormvariate(3.5, 1.3), 1)
-                results.update(drugs_seized_grams=grams,
-                               drugs_estimated_value_gbp=round(grams * rng.uniform(20, 80), 2))
+                results.update(
+                    drugs_seized_grams=grams, drugs_estimated_value_gbp=round(grams * rng.uniform(20, 80), 2)
+                )
             if rng.random() < 0.4:
                 results["cash_seized_gbp"] = round(rng.lognormvariate(7.5, 1.2), 2)
         if "safeguarding" in actions:
             people = rng.choices(range(5), weights=(20, 40, 25, 10, 5))[0]
-            results.update(people_safeguarded=people, children_safeguarded=rng.randint(0, people),
-                           safeguarding_referrals=rng.randint(0, 3))
+            results.update(
+                people_safeguarded=people,
+                children_safeguarded=rng.randint(0, people),
+                safeguarding_referrals=rng.randint(0, 3),
+            )
         strands: list[str] = []
         if actions != ["no_action"]:
             for _ in range(rng.choice((1, 1, 2))):
@@ -302,17 +490,22 @@ class History:
                     strands.append(strand)
         return {
             "actions": actions,
-            "no_action_reason": "Already known to the force; no new lines of enquiry." if "no_action" in actions
+            "no_action_reason": "Already known to the force; no new lines of enquiry."
+            if "no_action" in actions
             else None,
             "passed_to": rng.choice(self.org_codes) if "passed_on" in actions else None,
             "priority": priority,
-            "tasking_forum": None if priority == "not_prioritised"
+            "tasking_forum": None
+            if priority == "not_prioritised"
             else rng.choice(("Force TTCG", "ROCU tasking", "Local tasking")),
             "results": results,
             "attribution": rng.choices(("direct", "contributed"), (55, 45))[0] if any(results.values()) else None,
             "strands": strands,
-            "intelligence_feedback": {"usefulness": rng.choices(range(1, 6), weights=(5, 12, 30, 35, 18))[0],
-                                      "accuracy": pick(rng, ACCURACIES), "timeliness": pick(rng, TIMELINESS)},
+            "intelligence_feedback": {
+                "usefulness": rng.choices(range(1, 6), weights=(5, 12, 30, 35, 18))[0],
+                "accuracy": pick(rng, ACCURACIES),
+                "timeliness": pick(rng, TIMELINESS),
+            },
         }
 
     def amended(self, outcome: dict) -> dict:
@@ -394,8 +587,11 @@ def main() -> None:
     leader = {"Authorization": "Bearer " + mint_token(settings, sub="bench@nclcc", org="NCLCC", roles=["leader"])}
     backend = "PostgreSQL" if settings.on_postgres else f"SQLite ({os.environ['VAR_DIR']})"
 
-    organisations = json.loads((Path(__file__).resolve().parent.parent / "services" / "dissemination" / "seed"
-                                / "organisations.json").read_text())
+    organisations = json.loads(
+        (
+            Path(__file__).resolve().parent.parent / "services" / "dissemination" / "seed" / "organisations.json"
+        ).read_text()
+    )
     now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     history = History(seed, now, organisations)
     codes = [o["code"] for o in organisations]
@@ -411,8 +607,11 @@ def main() -> None:
             session.close()
 
     apply(history.organisation_events())
-    print(f"metrics read model benchmark, in-process, {backend}; sizes {sizes}, batches of {batch_size} events, "
-          f"{reads} reads each (max {read_seconds}s), seed {seed}", flush=True)
+    print(
+        f"metrics read model benchmark, in-process, {backend}; sizes {sizes}, batches of {batch_size} events, "
+        f"{reads} reads each (max {read_seconds}s), seed {seed}",
+        flush=True,
+    )
     rows: list[dict] = []
     returns_before = 0
     for size in sizes:
@@ -444,22 +643,34 @@ def main() -> None:
             facts = session.scalar(select(func.count()).select_from(Fact))
             loaded = session.scalar(select(func.count()).select_from(ReturnState))
         added, returns_before = loaded - returns_before, loaded
-        print(f"\n== {loaded:,} returns{' (PARTIAL: load time limit reached)' if partial else ''}: "
-              f"{len(history.package_ids):,} packages, {facts:,} fact rows", flush=True)
-        print(f"load: {events:,} events, {added:,} returns in {wall:.1f}s wall "
-              f"({applied_seconds:.1f}s in apply_batch): "
-              f"{events / wall:,.0f} events/s, {added / wall:,.0f} returns/s wall; "
-              f"{events / applied_seconds:,.0f} events/s, {added / applied_seconds:,.0f} returns/s in the handlers",
-              flush=True)
+        print(
+            f"\n== {loaded:,} returns{' (PARTIAL: load time limit reached)' if partial else ''}: "
+            f"{len(history.package_ids):,} packages, {facts:,} fact rows",
+            flush=True,
+        )
+        print(
+            f"load: {events:,} events, {added:,} returns in {wall:.1f}s wall "
+            f"({applied_seconds:.1f}s in apply_batch): "
+            f"{events / wall:,.0f} events/s, {added / wall:,.0f} returns/s wall; "
+            f"{events / applied_seconds:,.0f} events/s, {added / applied_seconds:,.0f} returns/s in the handlers",
+            flush=True,
+        )
         print(f"settle: VACUUM ANALYZE / ANALYZE in {settled:.1f}s", flush=True)
         package_ids = history.package_ids
         timings = {
-            "package": measure(client, lambda ids=package_ids: f"/api/v1/metrics/packages/{pick_rng.choice(ids)}",
-                               leader, reads, read_seconds),
-            "org": measure(client, lambda: f"/api/v1/metrics/organisations/{pick_rng.choice(codes)}", leader, reads,
-                           read_seconds),
-            "summary": measure(client, lambda: f"/api/v1/metrics/summary?from={year_ago}&to={this_month}", leader,
-                               reads, read_seconds),
+            "package": measure(
+                client,
+                lambda ids=package_ids: f"/api/v1/metrics/packages/{pick_rng.choice(ids)}",
+                leader,
+                reads,
+                read_seconds,
+            ),
+            "org": measure(
+                client, lambda: f"/api/v1/metrics/organisations/{pick_rng.choice(codes)}", leader, reads, read_seconds
+            ),
+            "summary": measure(
+                client, lambda: f"/api/v1/metrics/summary?from={year_ago}&to={this_month}", leader, reads, read_seconds
+            ),
             "healthz": measure(client, lambda: "/healthz", {}, reads, read_seconds),
         }
         row = {"size": loaded, "partial": partial, "events": events, "wall": wall, "returns": added}
@@ -475,13 +686,17 @@ def main() -> None:
             break
 
     print(f"\nmetrics read model, {backend}: latency by size (ms)")
-    print(f"{'returns':>10} | {'package p50/p95':>15} | {'org p50/p95':>15} | {'summary p50/p95':>15} | "
-          f"{'healthz p50':>11} | {'pkg-healthz':>11} | {'load ev/s':>9} | {'returns/s':>9}")
+    print(
+        f"{'returns':>10} | {'package p50/p95':>15} | {'org p50/p95':>15} | {'summary p50/p95':>15} | "
+        f"{'healthz p50':>11} | {'pkg-healthz':>11} | {'load ev/s':>9} | {'returns/s':>9}"
+    )
     for row in rows:
         cells = [f"{row[name][0]:6.2f}/{row[name][1]:<8.2f}" for name in ("package", "org", "summary")]
-        print(f"{row['size']:>10,} | {cells[0]:>15} | {cells[1]:>15} | {cells[2]:>15} | {row['healthz'][0]:11.2f} | "
-              f"{row['package'][0] - row['healthz'][0]:11.2f} | {row['events'] / row['wall']:9,.0f} | "
-              f"{row['returns'] / row['wall']:9,.0f}" + ("  (partial)" if row["partial"] else ""))
+        print(
+            f"{row['size']:>10,} | {cells[0]:>15} | {cells[1]:>15} | {cells[2]:>15} | {row['healthz'][0]:11.2f} | "
+            f"{row['package'][0] - row['healthz'][0]:11.2f} | {row['events'] / row['wall']:9,.0f} | "
+            f"{row['returns'] / row['wall']:9,.0f}" + ("  (partial)" if row["partial"] else "")
+        )
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
         print(f"\nflatness, p50 at {last['size']:,} / p50 at {first['size']:,} (goal <= {FLAT_RATIO}x):")
@@ -489,8 +704,10 @@ def main() -> None:
             ratio = last[name][0] / first[name][0]
             print(f"  {name:8} {ratio:5.2f}x  {'PASS' if ratio <= FLAT_RATIO else 'FAIL'}")
     gap = rows[-1]["package"][0] - rows[-1]["healthz"][0]
-    print(f"package read vs static answer at {rows[-1]['size']:,}: +{gap:.2f} ms p50 "
-          f"(goal: a few ms, taken as <= {FEW_MS:.0f}) {'PASS' if gap <= FEW_MS else 'FAIL'}")
+    print(
+        f"package read vs static answer at {rows[-1]['size']:,}: +{gap:.2f} ms p50 "
+        f"(goal: a few ms, taken as <= {FEW_MS:.0f}) {'PASS' if gap <= FEW_MS else 'FAIL'}"
+    )
     print(f"event mix: {dict(history.counts.most_common())}")
 
 

@@ -164,9 +164,16 @@ def headers_for(who: str) -> dict[str, str]:
 def _build_loop() -> None:
     centre, gmp = headers_for("centre"), headers_for("recipient")
     dissemination = APPS["dissemination"].test_client()
-    body = {"title": "Line into Wigan", "summary": "A line runs from Liverpool into Wigan.",
-            "threat_area": "county_lines", "classification": "OFFICIAL-SENSITIVE", "source_evaluation": 2,
-            "intelligence_assessment": "B", "handling_code": "P", "recipients": ["GMP", "MPS"]}
+    body = {
+        "title": "Line into Wigan",
+        "summary": "A line runs from Liverpool into Wigan.",
+        "threat_area": "county_lines",
+        "classification": "OFFICIAL-SENSITIVE",
+        "source_evaluation": 2,
+        "intelligence_assessment": "B",
+        "handling_code": "P",
+        "recipients": ["GMP", "MPS"],
+    }
     package = _ok(dissemination.post("/api/v1/packages", json=body, headers=centre))
     _ok(dissemination.post("/api/v1/packages", json={**body, "title": "A draft"}, headers=centre))
     _ok(dissemination.post(f"/api/v1/packages/{package['id']}/issue", headers=centre))
@@ -175,10 +182,22 @@ def _build_loop() -> None:
     _deliver("dissemination", "outcomes")
     outcomes = APPS["outcomes"].test_client()
     for row in _ok(outcomes.get("/api/v1/returns", headers=gmp)):
-        _ok(outcomes.post(f"/api/v1/returns/{row['id']}/outcomes", headers=gmp, json={
-            "status": "interim", "actions": ["enforcement"], "priority": "high", "tasking_forum": "GMP tasking",
-            "results": {"arrests": 2}, "attribution": "direct", "strands": ["pursue"],
-            "intelligence_feedback": {"usefulness": 4, "accuracy": "confirmed", "timeliness": "timely"}}))
+        _ok(
+            outcomes.post(
+                f"/api/v1/returns/{row['id']}/outcomes",
+                headers=gmp,
+                json={
+                    "status": "interim",
+                    "actions": ["enforcement"],
+                    "priority": "high",
+                    "tasking_forum": "GMP tasking",
+                    "results": {"arrests": 2},
+                    "attribution": "direct",
+                    "strands": ["pursue"],
+                    "intelligence_feedback": {"usefulness": 4, "accuracy": "confirmed", "timeliness": "timely"},
+                },
+            )
+        )
     _deliver("dissemination", "metrics")
     _deliver("outcomes", "metrics")
 
@@ -219,8 +238,12 @@ BOUNDS = settings(
     deadline=timedelta(seconds=5),
     derandomize=SEED is None,
     database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large,
-                           HealthCheck.function_scoped_fixture],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
     print_blob=True,
 )
 

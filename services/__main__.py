@@ -1,8 +1,8 @@
 """The processes that serve every service at once, given the registry:
 
-    python -m services worker [service ...] [--burst]   the RQ worker (shared/worker.py)
-    python -m services cron [service ...]               the one RQ cron process (shared/cron.py)
-    python -m services migrate [service ...]            apply each service's migrations
+python -m services worker [service ...] [--burst]   the RQ worker (shared/worker.py)
+python -m services cron [service ...]               the one RQ cron process (shared/cron.py)
+python -m services migrate [service ...]            apply each service's migrations
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ def migrate(argv: list[str]) -> None:
         print(f"{service.name}: migrations applied")
 
 
-COMMANDS = {"worker": lambda argv: worker.main(SERVICES, argv),
-            "cron": lambda argv: cron.main(SERVICES, argv),
-            "migrate": migrate}
+COMMANDS = {
+    "worker": lambda argv: worker.main(SERVICES, argv),
+    "cron": lambda argv: cron.main(SERVICES, argv),
+    "migrate": migrate,
+}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

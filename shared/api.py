@@ -303,9 +303,11 @@ def page_of(session: Session, query: Select, pagination_parameters, *, order_by=
     """One page of ``query``'s rows (``@blp.paginate()``), in ``order_by`` order; the total goes
     to the X-Pagination header."""
     pagination_parameters.item_count = session.scalar(select(func.count()).select_from(query.subquery()))
-    return list(session.scalars(
-        query.order_by(*order_by).offset(pagination_parameters.first_item).limit(pagination_parameters.page_size)
-    ))
+    return list(
+        session.scalars(
+            query.order_by(*order_by).offset(pagination_parameters.first_item).limit(pagination_parameters.page_size)
+        )
+    )
 
 
 def invalid(errors: Mapping[str, str | list[str]], location: str = "json") -> None:

@@ -192,8 +192,10 @@ def verify_token(settings: Settings, token: str) -> Principal:
     if not isinstance(issued_at, int | float) or not isinstance(expires_at, int | float):
         raise TokenError("token is not valid", "iat and exp must be numbers")
     if expires_at - issued_at > settings.jwt_max_lifetime:
-        raise TokenError("token lives too long", f"exp - iat is {expires_at - issued_at:.0f} s, "
-                         f"more than JWT_MAX_LIFETIME {settings.jwt_max_lifetime} s")
+        raise TokenError(
+            "token lives too long",
+            f"exp - iat is {expires_at - issued_at:.0f} s, more than JWT_MAX_LIFETIME {settings.jwt_max_lifetime} s",
+        )
     roles = claims.get("roles") or []
     if isinstance(roles, str):
         roles = roles.split(",")

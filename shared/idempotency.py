@@ -70,8 +70,11 @@ def idempotent(view: Callable | None = None, *, authorise: Callable[..., object]
             return view(*args, **kwargs)
         key = key.strip()
         if not 1 <= len(key) <= 200:
-            abort(400, message=f"{HEADER} must be 1 to 200 characters.",
-                  errors={"headers": {HEADER: ["Must be 1 to 200 characters."]}})
+            abort(
+                400,
+                message=f"{HEADER} must be 1 to 200 characters.",
+                errors={"headers": {HEADER: ["Must be 1 to 200 characters."]}},
+            )
         caller = _caller_scope()
         model = current_app.extensions["service"].models.IdempotencyRecord
         session = get_session()

@@ -86,8 +86,11 @@ internal_blp = Blueprint("internal", __name__, url_prefix="/internal", descripti
 @internal_blp.route("/events")
 class InternalEvents(MethodView):
     @internal_blp.response(200, EventReceiptSchema)
-    @internal_blp.doc(security=[], description="Receive an event from another service. Signed with "
-                      "HMAC-SHA256 over '<timestamp>.<body>' in X-Signature / X-Signature-Timestamp.")
+    @internal_blp.doc(
+        security=[],
+        description="Receive an event from another service. Signed with "
+        "HMAC-SHA256 over '<timestamp>.<body>' in X-Signature / X-Signature-Timestamp.",
+    )
     def post(self):
         settings = current_app.extensions["settings"]
         # Nothing of the body is read until the signature headers look right and its length is
@@ -122,9 +125,12 @@ class EventPageArgsSchema(BaseSchema):
 @internal_blp.route("/events/log")
 class InternalEventLog(MethodView):
     @internal_blp.arguments(EventPageArgsSchema, location="query")
-    @internal_blp.doc(security=[], description="Every event this service has emitted, in order, after a position: "
-                      "how a consumer rebuilds its read model. Signed like /internal/events, over the path and "
-                      "query string.")
+    @internal_blp.doc(
+        security=[],
+        description="Every event this service has emitted, in order, after a position: "
+        "how a consumer rebuilds its read model. Signed like /internal/events, over the path and "
+        "query string.",
+    )
     def get(self, args):
         settings = current_app.extensions["settings"]
         problem = signing.verify(settings.event_secret, request.headers, request.full_path.encode())
@@ -132,11 +138,15 @@ class InternalEventLog(MethodView):
             abort(401, message=f"Refused: {problem}.")
         service = current_app.extensions["service"]
         model = service.models.OutboxEvent
-        rows = get_session().scalars(
-            select(model).where(model.position > args["after"]).order_by(model.position).limit(args["limit"])
-        ).all()
-        return {"events": [row.as_message(service.name) for row in rows],
-                "next_after": rows[-1].position if rows else args["after"]}
+        rows = (
+            get_session()
+            .scalars(select(model).where(model.position > args["after"]).order_by(model.position).limit(args["limit"]))
+            .all()
+        )
+        return {
+            "events": [row.as_message(service.name) for row in rows],
+            "next_after": rows[-1].position if rows else args["after"],
+        }
 
 
 def fetch_event_log(settings: Settings, source: str, after: int = 0, limit: int = 1000) -> dict:

@@ -35,19 +35,22 @@ _Connection = TypeVar("_Connection", bound=HTTPConnection)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Refused whatever WEBHOOK_ALLOW_PRIVATE says.
-ALWAYS_REFUSED = [ipaddress.ip_network(n) for n in (
-    "0.0.0.0/8",            # "this network"; 0.0.0.0 reaches the local host
-    "169.254.0.0/16",       # link-local, where 169.254.169.254 (cloud metadata) lives
-    "100.100.100.200/32",   # Alibaba Cloud metadata
-    "168.63.129.16/32",     # Azure platform endpoint
-    "224.0.0.0/4",          # multicast
-    "240.0.0.0/4",          # reserved, and the broadcast address
-    "::/128",               # unspecified
-    "fe80::/10",            # link-local
-    "fec0::/10",            # site-local (deprecated)
-    "ff00::/8",             # multicast
-    "fd00:ec2::254/128",    # AWS metadata over IPv6
-)]
+ALWAYS_REFUSED = [
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",  # "this network"; 0.0.0.0 reaches the local host
+        "169.254.0.0/16",  # link-local, where 169.254.169.254 (cloud metadata) lives
+        "100.100.100.200/32",  # Alibaba Cloud metadata
+        "168.63.129.16/32",  # Azure platform endpoint
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, and the broadcast address
+        "::/128",  # unspecified
+        "fe80::/10",  # link-local
+        "fec0::/10",  # site-local (deprecated)
+        "ff00::/8",  # multicast
+        "fd00:ec2::254/128",  # AWS metadata over IPv6
+    )
+]
 # IPv6 ranges that carry an IPv4 address: the IPv4 one is what is reached.
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
@@ -80,8 +83,10 @@ def parse_ipv4_like_inet_aton(host: str) -> ipaddress.IPv4Address | None:
     if not 1 <= len(parts) <= 4 or not all(_IPV4_PART.match(part) for part in parts):
         return None
     try:
-        values = [int(part, 16) if part[:2].lower() == "0x" else int(part, 8) if part.startswith("0") else int(part)
-                  for part in (p if p.lower() != "0x" else "0x0" for p in parts)]
+        values = [
+            int(part, 16) if part[:2].lower() == "0x" else int(part, 8) if part.startswith("0") else int(part)
+            for part in (p if p.lower() != "0x" else "0x0" for p in parts)
+        ]
     except ValueError:
         return None
     *head, last = values
@@ -129,8 +134,12 @@ def address_problem(address: IPAddress, allow_private: bool) -> str | None:
     if isinstance(address, ipaddress.IPv6Address) and (address.ipv4_mapped or address in NAT64):
         # Reaches exactly the IPv4 address it carries: judge that one.
         return address_problem(carried[0], allow_private)
-    if (any(address in network for network in ALWAYS_REFUSED if network.version == address.version)
-            or address.is_link_local or address.is_multicast or address.is_unspecified):
+    if (
+        any(address in network for network in ALWAYS_REFUSED if network.version == address.version)
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_unspecified
+    ):
         return ALWAYS_REFUSED_REASON
     if address.is_loopback:
         return None if allow_private else PRIVATE_REASON
@@ -199,6 +208,7 @@ def check_url(url: str, allow_private: bool) -> Target:
 
 
 # --- connecting to the checked address -----------------------------------------------------
+
 
 def _pinned_connection(base: type[_Connection], address: str) -> type[_Connection]:
     """``base`` connecting to the checked address; the Host header, SNI and certificate check

@@ -118,8 +118,14 @@ class Sending:
         return self.sent_to is not None and bool(self.failures)
 
 
-def send_with_fallback(settings: Settings, contacts: Sequence[Contact], notification: Notification, *,
-                       sealed_secret: str | None, final_try: bool) -> Sending:
+def send_with_fallback(
+    settings: Settings,
+    contacts: Sequence[Contact],
+    notification: Notification,
+    *,
+    sealed_secret: str | None,
+    final_try: bool,
+) -> Sending:
     """Send to the first contact; when it fails for good (or on the job's last try) fall back
     to the next, and so on. A first contact that fails for a reason that may pass is left to
     the job's next try rather than skipped. ``sealed_secret`` signs webhooks."""
@@ -127,8 +133,13 @@ def send_with_fallback(settings: Settings, contacts: Sequence[Contact], notifica
     for index, contact in enumerate(contacts):
         try:
             if contact.channel == "webhook":
-                send_webhook(settings, contact.address, notification.payload, sealed_secret=sealed_secret,
-                             message_id=notification.message_id)
+                send_webhook(
+                    settings,
+                    contact.address,
+                    notification.payload,
+                    sealed_secret=sealed_secret,
+                    message_id=notification.message_id,
+                )
             else:
                 send_email(settings, contact.address, notification.subject, notification.text)
         except NotificationError as error:

@@ -202,8 +202,9 @@ def load_settings(service: str, services: Sequence[Declared], overrides: dict | 
         jwt_public_key=_env("JWT_PUBLIC_KEY"),
         jwt_jwks_url=_env("JWT_JWKS_URL"),
         # An identity provider's keys sign RS256 or ES256; our own development tokens HS256.
-        jwt_algorithms=_list(_env("JWT_ALGORITHMS", "RS256,ES256" if _env("JWT_JWKS_URL") or _env("JWT_PUBLIC_KEY")
-                                  else "HS256")),
+        jwt_algorithms=_list(
+            _env("JWT_ALGORITHMS", "RS256,ES256" if _env("JWT_JWKS_URL") or _env("JWT_PUBLIC_KEY") else "HS256")
+        ),
         jwt_issuer=_env("JWT_ISSUER"),
         jwt_audience=_env("JWT_AUDIENCE"),
         # Tokens living longer than this are refused, whatever their exp says.
@@ -262,8 +263,9 @@ def check_secrets(settings: Settings) -> None:
     if settings.signs_webhooks:
         secrets["WEBHOOK_SECRETS_KEY"] = settings.webhook_secrets_key
     if not settings.production:
-        missing = [name for name, value in secrets.items()
-                   if not value and not (name == "JWT_SECRET" and verifies_by_key)]
+        missing = [
+            name for name, value in secrets.items() if not value and not (name == "JWT_SECRET" and verifies_by_key)
+        ]
         if missing:
             raise ConfigurationError(f"{', '.join(missing)} must be set")
         return

@@ -16,8 +16,9 @@ from shared.service import Service, runtime, service_named
 
 def main(services: Sequence[Service], argv: list[str] | None = None) -> None:
     """Work the queues of ``services``, or of those named on the command line, then the events."""
-    parser = argparse.ArgumentParser(prog="python -m services worker",
-                                     description="Run an RQ worker for the services' queues.")
+    parser = argparse.ArgumentParser(
+        prog="python -m services worker", description="Run an RQ worker for the services' queues."
+    )
     parser.add_argument("services", nargs="*", help="service names (default: every service)")
     parser.add_argument("--burst", action="store_true", help="stop when the queues are empty")
     args = parser.parse_args(argv)
@@ -29,6 +30,8 @@ def main(services: Sequence[Service], argv: list[str] | None = None) -> None:
     # SimpleWorker runs each job in this process: measured here, a relay took ~17 ms in-process
     # against ~270 ms in a forked child, and bursts of events (seeding the directory, a rebuild)
     # otherwise delay every notification behind them. Scale out with more worker processes.
-    worker = SimpleWorker([*(service.name for service in chosen), EVENTS_QUEUE],
-                          connection=redis_connection(runtimes[0].settings.redis_url))
+    worker = SimpleWorker(
+        [*(service.name for service in chosen), EVENTS_QUEUE],
+        connection=redis_connection(runtimes[0].settings.redis_url),
+    )
     worker.work(with_scheduler=True, burst=args.burst)

@@ -291,8 +291,11 @@ def token(app):
     def make(org: str = "NCLCC", roles: str = "issuer", clearance: str = "OFFICIAL-SENSITIVE", sub: str = "") -> dict:
         role_list = roles.split(",")
         value = mint_token(
-            app.extensions["settings"], sub=sub or f"{role_list[0]}@{org.lower()}", org=org,
-            roles=role_list, clearance=clearance,
+            app.extensions["settings"],
+            sub=sub or f"{role_list[0]}@{org.lower()}",
+            org=org,
+            roles=role_list,
+            clearance=clearance,
         )
         return {"Authorization": f"Bearer {value}"}
 

@@ -14,6 +14,7 @@ from shared.settings import ROOT
 
 SECRETS = ("JWT_SECRET", "EVENT_SECRET", "FORM_SECRET", "SESSION_SECRET", "WEBHOOK_SECRETS_KEY")
 
+
 def compose_command() -> list[str] | None:
     if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
         return ["docker", "compose"]
@@ -27,10 +28,15 @@ def test_compose_file_parses_with_every_process_of_the_product():
     if command is None:
         pytest.skip("no docker compose client on this machine (.ci/run installs one)")
     env = {**os.environ, "POSTGRES_PASSWORD": "example", **{name: f"example-{name}" for name in SECRETS}}
-    result = subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"]
-                            if command == ["docker", "compose"] else
-                            [*command, "-f", str(ROOT / "docker-compose.yml"), "config"],
-                            capture_output=True, text=True, env=env, cwd=ROOT)
+    result = subprocess.run(
+        [*command, "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"]
+        if command == ["docker", "compose"]
+        else [*command, "-f", str(ROOT / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     text = result.stdout
     services = json.loads(text)["services"] if text.lstrip().startswith("{") else text
@@ -47,7 +53,12 @@ def test_compose_refuses_to_start_without_secrets():
     # Each secret on its own is required: leaving out any one of them stops compose, naming it.
     for missing in SECRETS:
         env = {**base, **{name: f"example-{name}" for name in SECRETS if name != missing}}
-        result = subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config"],
-                                capture_output=True, text=True, env=env, cwd=ROOT)
+        result = subprocess.run(
+            [*command, "-f", str(ROOT / "docker-compose.yml"), "config"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
         assert result.returncode != 0, missing
         assert missing in result.stderr

@@ -26,12 +26,14 @@ def test_the_registry_declares_each_service_once_with_what_its_processes_need():
 def test_the_cron_process_registers_every_declared_schedule():
     scheduler = build_scheduler(SERVICES)
     functions = sorted(f"{job.func.__module__}.{job.func.__name__}" for job in scheduler.get_jobs())
-    assert functions == sorted([
-        "services.dissemination.jobs.sweep_notifications",
-        "services.outcomes.jobs.sweep_chases",
-        "shared.outbox.sweep_outbox",
-        "shared.outbox.sweep_outbox",
-    ])
+    assert functions == sorted(
+        [
+            "services.dissemination.jobs.sweep_notifications",
+            "services.outcomes.jobs.sweep_chases",
+            "shared.outbox.sweep_outbox",
+            "shared.outbox.sweep_outbox",
+        ]
+    )
     assert {job.queue_name for job in scheduler.get_jobs()} == {"dissemination", "outcomes"}
 
 
@@ -45,8 +47,10 @@ def test_schedules_that_cannot_be_read_stop_the_cron_process_instead_of_scheduli
 
 def test_a_broken_import_in_a_cron_module_fails_the_cron_process_loudly():
     """What shared/cron.py once swallowed: the outcomes service's cron module does not import."""
-    program = ("import runpy, sys; sys.modules['services.outcomes.cron'] = None; "
-               "sys.argv = ['services', 'cron']; runpy.run_module('services', run_name='__main__')")
+    program = (
+        "import runpy, sys; sys.modules['services.outcomes.cron'] = None; "
+        "sys.argv = ['services', 'cron']; runpy.run_module('services', run_name='__main__')"
+    )
     result = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "ModuleNotFoundError" in result.stderr and "services.outcomes.cron" in result.stderr

@@ -48,8 +48,9 @@ def main() -> int:
         sys.stdout.flush()
         bin_dir = str(Path(sys.executable).parent)
         env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-        honcho = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile")],
-                                  cwd=ROOT, env=env)
+        honcho = subprocess.Popen(
+            [sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile")], cwd=ROOT, env=env
+        )
         try:
             return honcho.wait()
         except KeyboardInterrupt:
@@ -89,8 +90,13 @@ def print_welcome(services: tuple[Service, ...]) -> None:
         print(f"  {service.name:14} {url}   docs {url}/docs   openapi {url}/openapi.json")
     print("\nTokens (valid 12 hours; more with `make token ORG=.. ROLE=..`):")
     for org, roles, who in TOKENS:
-        token = mint_token(settings, sub=f"{roles.split(',')[0]}@{org.lower()}", org=org,
-                           roles=roles.split(","), ttl=timedelta(hours=12))
+        token = mint_token(
+            settings,
+            sub=f"{roles.split(',')[0]}@{org.lower()}",
+            org=org,
+            roles=roles.split(","),
+            ttl=timedelta(hours=12),
+        )
         print(f"  {who}:\n    export TOKEN_{org}_{roles.split(',')[0].upper()}={token}")
     names = {service.name for service in services}
     if "metrics" in names:

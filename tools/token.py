@@ -1,6 +1,6 @@
 """Print a development bearer token and nothing else.
 
-    make token ORG=GMP ROLE=recipient [CLEARANCE=OFFICIAL] [SUB=someone@gmp]
+make token ORG=GMP ROLE=recipient [CLEARANCE=OFFICIAL] [SUB=someone@gmp]
 """
 
 from __future__ import annotations

@@ -41,11 +41,14 @@ def find_dissemination(dissemination_id: uuid.UUID, *, for_update: bool = False)
     if dissemination is None:
         abort(404, message="No such dissemination.")
     if not principal.cleared_for(dissemination.package.classification):
-        _refuse(f"clearance {principal.clearance} below {dissemination.package.classification}",
-                "No such dissemination.")
+        _refuse(
+            f"clearance {principal.clearance} below {dissemination.package.classification}", "No such dissemination."
+        )
     if not principal.is_centre and dissemination.organisation != principal.org:
-        _refuse(f"dissemination belongs to {dissemination.organisation}, caller is {principal.org}",
-                "No such dissemination.")
+        _refuse(
+            f"dissemination belongs to {dissemination.organisation}, caller is {principal.org}",
+            "No such dissemination.",
+        )
     return dissemination
 
 

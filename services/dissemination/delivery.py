@@ -51,8 +51,11 @@ def contacts(organisation: Organisation | None) -> list[Contact]:
     """Its webhook, then its e-mail, whichever it has (none when it left the directory)."""
     if organisation is None:
         return []
-    return [Contact(channel, address) for channel, address in
-            (("webhook", organisation.webhook_url), ("email", organisation.email)) if address]
+    return [
+        Contact(channel, address)
+        for channel, address in (("webhook", organisation.webhook_url), ("email", organisation.email))
+        if address
+    ]
 
 
 def notification_for(settings: Settings, kind: str, dissemination: Dissemination) -> Notification:
@@ -106,9 +109,7 @@ def notify_recipient(session: Session, settings: Settings, kind: str, disseminat
     refuses for good, it falls back to e-mail and records the failure if that fails too.
     """
     dissemination = session.scalars(
-        select(Dissemination)
-        .where(Dissemination.id == uuid.UUID(dissemination_id))
-        .with_for_update(skip_locked=True)
+        select(Dissemination).where(Dissemination.id == uuid.UUID(dissemination_id)).with_for_update(skip_locked=True)
     ).first()
     if dissemination is None:
         return "nothing to do"
@@ -119,17 +120,23 @@ def notify_recipient(session: Session, settings: Settings, kind: str, disseminat
     # A webhook set before per-organisation secrets gets its secret now: never an unsigned one.
     organisation = ensure_webhook_secret(session, settings, dissemination.organisation)
     final_try = is_final_try()
-    sending = send_with_fallback(settings, contacts(organisation), notification_for(settings, kind, dissemination),
-                                 sealed_secret=organisation.webhook_secret_sealed if organisation else None,
-                                 final_try=final_try)
+    sending = send_with_fallback(
+        settings,
+        contacts(organisation),
+        notification_for(settings, kind, dissemination),
+        sealed_secret=organisation.webhook_secret_sealed if organisation else None,
+        final_try=final_try,
+    )
     if kind == "deliver":
         dissemination.delivery_attempts += 1
     if sending.sent_to is not None:
         _record_success(session, settings, kind, dissemination, sending.sent_to.channel)
         session.commit()
         return f"sent by {sending.sent_to.channel}"
-    error = ("; ".join(f"{contact.channel}: {failure}" for contact, failure in sending.failures)
-             or "no e-mail address in the directory")
+    error = (
+        "; ".join(f"{contact.channel}: {failure}" for contact, failure in sending.failures)
+        or "no e-mail address in the directory"
+    )
     if kind == "deliver":
         dissemination.delivery_error = error
         if final_try:

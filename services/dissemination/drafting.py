@@ -17,8 +17,15 @@ from shared.settings import Settings
 
 MAX_DUE_AHEAD = timedelta(days=366)
 # Fields a package always has: an edit may change them, never empty them.
-REQUIRED_FIELDS = ("title", "summary", "threat_area", "classification", "source_evaluation",
-                   "intelligence_assessment", "handling_code")
+REQUIRED_FIELDS = (
+    "title",
+    "summary",
+    "threat_area",
+    "classification",
+    "source_evaluation",
+    "intelligence_assessment",
+    "handling_code",
+)
 
 
 def package_problems(session: Session, settings: Settings, principal: Principal, values: dict) -> dict[str, str]:
@@ -126,15 +133,17 @@ def update_draft(package: Package, values: dict) -> None:
 
 
 def set_recipients(package: Package, codes: list[str]) -> None:
-    package.recipient_links = [
-        PackageRecipient(organisation=code, position=index) for index, code in enumerate(codes)
-    ]
+    package.recipient_links = [PackageRecipient(organisation=code, position=index) for index, code in enumerate(codes)]
 
 
 def merged_values(package: Package, changes: dict) -> dict:
     """What the package would hold after ``changes``, for checking the rules as a whole."""
     names = (
-        "classification", "handling_code", "handling_conditions", "outcome_due_at", "outcome_due_working_days",
+        "classification",
+        "handling_code",
+        "handling_conditions",
+        "outcome_due_at",
+        "outcome_due_working_days",
     )
     values = {name: getattr(package, name) for name in names}
     values["recipients"] = package.recipients

@@ -68,11 +68,15 @@ def due_dates(session: Session, settings: Settings, package: Package, now: datet
     """Each recipient's due date: the package's date, or N working days on by the bank
     holidays of the recipient's part of the UK, or the default number of days."""
     if package.outcome_due_working_days:
-        regions = dict(session.execute(
-            select(Organisation.code, Organisation.region).where(Organisation.code.in_(package.recipients))
-        ).all())
-        return {code: add_working_days(now, package.outcome_due_working_days, regions.get(code))
-                for code in package.recipients}
+        regions = dict(
+            session.execute(
+                select(Organisation.code, Organisation.region).where(Organisation.code.in_(package.recipients))
+            ).all()
+        )
+        return {
+            code: add_working_days(now, package.outcome_due_working_days, regions.get(code))
+            for code in package.recipients
+        }
     due = package.outcome_due_at or now + timedelta(days=settings.default_outcome_days)
     return {code: due for code in package.recipients}
 

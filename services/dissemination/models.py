@@ -23,6 +23,7 @@ class Base(DeclarativeBase):
     metadata = service_metadata()
     type_annotation_map = TYPE_ANNOTATION_MAP
 
+
 ORGANISATION_KINDS = ("territorial_force", "rocu", "national", "other")
 PACKAGE_STATUSES = ("draft", "issued", "withdrawn", "closed")
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
@@ -155,7 +156,6 @@ class Dissemination(Base):
         if self.delivery_status == "failed":
             return "delivery_failed"
         return "pending_delivery"
-
 
 
 class OutboxEvent(OutboxEventMixin, Base):

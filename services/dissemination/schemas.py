@@ -17,9 +17,7 @@ from shared.vocabulary import (
 )
 
 ORG_CODE = validate.Regexp(r"^[A-Z0-9][A-Z0-9-]{1,15}$", error="Use 2-16 capital letters, digits or '-'.")
-DISSEMINATION_STATUSES = (
-    "pending_delivery", "delivered", "delivery_failed", "acknowledged", "returned", "withdrawn"
-)
+DISSEMINATION_STATUSES = ("pending_delivery", "delivered", "delivery_failed", "acknowledged", "returned", "withdrawn")
 
 # A webhook address: an http(s) URI in plain ASCII (RFC 3986: anything else percent-encoded), an
 # IPv4 address or a host name whose last label has at least two characters (no IPv6 literal:
@@ -44,6 +42,7 @@ def _one_of(choices) -> validate.OneOf:
 
 # --- organisations ---------------------------------------------------------------------
 
+
 class OrganisationSchema(BaseSchema):
     code = fields.String(required=True, validate=ORG_CODE)
     name = fields.String(required=True, validate=validate.Length(min=2, max=200))
@@ -51,9 +50,14 @@ class OrganisationSchema(BaseSchema):
     region = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=80))
     email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=254))
     webhook_url = fields.String(
-        load_default=None, allow_none=True, validate=WEBHOOK_URL,
-        metadata={"format": "uri", "description": "https, resolving only to public addresses; setting it gives "
-                  "the organisation a new webhook signing secret, shown once in the answer"},
+        load_default=None,
+        allow_none=True,
+        validate=WEBHOOK_URL,
+        metadata={
+            "format": "uri",
+            "description": "https, resolving only to public addresses; setting it gives "
+            "the organisation a new webhook signing secret, shown once in the answer",
+        },
     )
     escalation_email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=254))
     active = StrictBoolean(load_default=True)
@@ -72,15 +76,17 @@ WEBHOOK_SECRET_DESCRIPTION = (
 class OrganisationWithSecretSchema(OrganisationSchema):
     """An organisation as created or changed: with ``webhook_secret`` when a new one was made."""
 
-    webhook_secret = fields.String(dump_only=True, attribute="webhook_secret_for_answer",
-                                   metadata={"description": WEBHOOK_SECRET_DESCRIPTION})
+    webhook_secret = fields.String(
+        dump_only=True, attribute="webhook_secret_for_answer", metadata={"description": WEBHOOK_SECRET_DESCRIPTION}
+    )
 
 
 class WebhookSecretSchema(BaseSchema):
     code = fields.String()
     webhook_url = fields.String()
-    webhook_secret = fields.String(attribute="webhook_secret_for_answer",
-                                   metadata={"description": WEBHOOK_SECRET_DESCRIPTION})
+    webhook_secret = fields.String(
+        attribute="webhook_secret_for_answer", metadata={"description": WEBHOOK_SECRET_DESCRIPTION}
+    )
     webhook_secret_created_at = fields.AwareDateTime()
 
 
@@ -101,6 +107,7 @@ class OrganisationQueryArgsSchema(BaseSchema):
 
 
 # --- packages ----------------------------------------------------------------------------
+
 
 class PackageFieldsSchema(BaseSchema):
     """The fields an issuer writes; every one optional here, required ones named in create."""
@@ -125,16 +132,20 @@ class PackageFieldsSchema(BaseSchema):
     )
     handling_conditions = fields.String(allow_none=True, validate=validate.Length(max=4000))
     recipients = fields.List(
-        fields.String(validate=ORG_CODE), validate=validate.Length(max=100),
+        fields.String(validate=ORG_CODE),
+        validate=validate.Length(max=100),
         metadata={"description": "organisation codes, e.g. ['GMP', 'MPS']"},
     )
     outcome_due_at = fields.AwareDateTime(
         allow_none=True, metadata={"description": "when the outcome return is due; default 28 days after issue"}
     )
     outcome_due_working_days = StrictInteger(
-        allow_none=True, validate=validate.Range(min=1, max=250),
-        metadata={"description": "or: due this many working days after issue, skipping weekends and the "
-                  "bank holidays of each recipient's part of the UK"},
+        allow_none=True,
+        validate=validate.Range(min=1, max=250),
+        metadata={
+            "description": "or: due this many working days after issue, skipping weekends and the "
+            "bank holidays of each recipient's part of the UK"
+        },
     )
 
     @validates_schema
@@ -143,8 +154,9 @@ class PackageFieldsSchema(BaseSchema):
         if len(set(recipients)) != len(recipients):
             raise ValidationError("Each organisation may be listed once.", field_name="recipients")
         if data.get("outcome_due_at") and data.get("outcome_due_working_days"):
-            raise ValidationError("Give a due date or a number of working days, not both.",
-                                  field_name="outcome_due_working_days")
+            raise ValidationError(
+                "Give a due date or a number of working days, not both.", field_name="outcome_due_working_days"
+            )
 
 
 class PackageCreateSchema(PackageFieldsSchema):
@@ -173,8 +185,10 @@ class PackageSchema(BaseSchema):
     intelligence_assessment = fields.String()
     handling_code = fields.String()
     handling_conditions = fields.String(allow_none=True)
-    recipients = fields.List(fields.String(), metadata={
-        "description": "organisation codes; a recipient sees only its own, never who else received it"})
+    recipients = fields.List(
+        fields.String(),
+        metadata={"description": "organisation codes; a recipient sees only its own, never who else received it"},
+    )
     outcome_due_at = fields.AwareDateTime(allow_none=True)
     outcome_due_working_days = fields.Integer(allow_none=True)
     status = fields.String()
@@ -207,6 +221,7 @@ class WithdrawSchema(BaseSchema):
 
 
 # --- disseminations ---------------------------------------------------------------------
+
 
 class DisseminationSchema(BaseSchema):
     id = fields.UUID()

@@ -54,13 +54,18 @@ MAX_MONTHS = 120
 COMPLIANCE_ROWS_SHOWN = 15
 RECENT_PACKAGES = 10
 
-bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates",
-               static_folder="static/dashboard", static_url_path="/static")
+bp = Blueprint(
+    "dashboard",
+    __name__,
+    url_prefix="/dashboard",
+    template_folder="templates",
+    static_folder="static/dashboard",
+    static_url_path="/static",
+)
 csrf = CSRFProtect()
 
 NOTICES = {
-    "expired": "Your token or your 8-hour session has expired, so you have been signed out. Paste a token to "
-               "carry on.",
+    "expired": "Your token or your 8-hour session has expired, so you have been signed out. Paste a token to carry on.",
     "invalid": "Your session is no longer valid. Paste your token again to sign in.",
     "unavailable": "The dashboard cannot reach its session store just now. Try again in a minute.",
     "signed-out": "You have signed out.",
@@ -143,8 +148,14 @@ def start_session(principal: Principal, token_expires_at: float) -> str:
     signed_in_at = now()
     ends_at = min(token_expires_at, signed_in_at + SESSION_LIFETIME.total_seconds())
     session_id = secrets.token_urlsafe(32)
-    record = {"sub": principal.sub, "org": principal.org, "roles": sorted(principal.roles),
-              "clearance": principal.clearance, "signed_in_at": signed_in_at, "ends_at": ends_at}
+    record = {
+        "sub": principal.sub,
+        "org": principal.org,
+        "roles": sorted(principal.roles),
+        "clearance": principal.clearance,
+        "signed_in_at": signed_in_at,
+        "ends_at": ends_at,
+    }
     _redis().set(_store_key(session_id), json.dumps(record), ex=max(1, math.ceil(ends_at - signed_in_at)))
     return session_id
 
@@ -191,8 +202,12 @@ def _signed_in() -> tuple[Principal | None, str | None]:
     if record is None:  # ended by its time limit (Redis let it go) or signed out elsewhere
         return None, "expired"
     try:
-        principal = Principal(sub=str(record["sub"]), org=str(record["org"]), roles=frozenset(record["roles"]),
-                              clearance=str(record["clearance"]))
+        principal = Principal(
+            sub=str(record["sub"]),
+            org=str(record["org"]),
+            roles=frozenset(record["roles"]),
+            clearance=str(record["clearance"]),
+        )
         ends_at = float(record["ends_at"])
     except (KeyError, TypeError, ValueError):
         return None, "invalid"
@@ -218,8 +233,7 @@ def _who():
     g.principal = None
 
 
-def _sign_in_page(error: str | None = None, detail: str | None = None, notice: str | None = None,
-                  status: int = 200):
+def _sign_in_page(error: str | None = None, detail: str | None = None, notice: str | None = None, status: int = 200):
     return render_template("dashboard/sign_in.html", error=error, detail=detail, notice=notice), status
 
 
@@ -239,8 +253,8 @@ def sign_in_submit():
     except CSRFError as problem:
         audit_detail(f"invalid: CSRF: {problem.description}")
         return _sign_in_page(
-            error="This sign-in form had expired or did not come from this page. Paste your token again.",
-            status=400)
+            error="This sign-in form had expired or did not come from this page. Paste your token again.", status=400
+        )
     token = request.form.get("token", "").strip()
     if token[:7].lower() == "bearer ":  # the whole Authorization header value, pasted
         token = token[7:].strip()
@@ -255,8 +269,9 @@ def sign_in_submit():
         audit_detail(reason)
         if problem == "expired":
             return _sign_in_page(error="That token has expired. Ask for a new one and paste it here.", status=401)
-        return _sign_in_page(error="That token could not be verified. Check you copied all of it.",
-                             detail=problem, status=401)
+        return _sign_in_page(
+            error="That token could not be verified. Check you copied all of it.", detail=problem, status=401
+        )
     g.principal = principal
     if not principal.is_leader:
         audit_detail("refused: the dashboard is for leadership")
@@ -315,8 +330,10 @@ def _month(value: str | None, name: str, label: str, errors: dict[str, str]) -> 
         return None
     found = MONTH.match(value)
     if not found or not EARLIEST_YEAR <= int(found[1]) <= LATEST_YEAR:
-        errors[name] = (f"“{label}” must be a month written as YYYY-MM, for example 2026-01, between "
-                        f"{EARLIEST_YEAR}-01 and {LATEST_YEAR}-12.")
+        errors[name] = (
+            f"“{label}” must be a month written as YYYY-MM, for example 2026-01, between "
+            f"{EARLIEST_YEAR}-01 and {LATEST_YEAR}-12."
+        )
         return None
     return date(int(found[1]), int(found[2]), 1)
 
@@ -355,9 +372,14 @@ def dashboard():
     filters, errors = read_filters(request.args, datetime.now(UTC).date())
     if errors:
         audit_detail("invalid: filters " + ", ".join(errors))
-    return render_template("dashboard/page.html", principal=principal, filters=filters, errors=errors,
-                           threat_areas=[(code, words(code)) for code in THREAT_AREAS],
-                           **page_figures(filters, principal)), 422 if errors else 200
+    return render_template(
+        "dashboard/page.html",
+        principal=principal,
+        filters=filters,
+        errors=errors,
+        threat_areas=[(code, words(code)) for code in THREAT_AREAS],
+        **page_figures(filters, principal),
+    ), 422 if errors else 200
 
 
 def page_figures(filters: Filters, principal: Principal) -> dict:
@@ -365,8 +387,15 @@ def page_figures(filters: Filters, principal: Principal) -> dict:
     cleared = principal.allowed_classifications
     summary = figures.summary(db, filters.start, filters.end, filters.threat_area, None, cleared)
     organisations = figures.every_organisation_metrics(db, cleared)
-    query = figures.package_query({"from_month": filters.from_month, "to_month": filters.to_month,
-                           "threat_area": filters.threat_area, "sort": "-issued_at"}, cleared)
+    query = figures.package_query(
+        {
+            "from_month": filters.from_month,
+            "to_month": filters.to_month,
+            "threat_area": filters.threat_area,
+            "sort": "-issued_at",
+        },
+        cleared,
+    )
     packages = [figures.package_summary(row) for row in db.scalars(query.limit(RECENT_PACKAGES))]
     compliance = worst_first(organisations)
     return {
@@ -380,8 +409,14 @@ def page_figures(filters: Filters, principal: Principal) -> dict:
         "compliance_rows": compliance,
         "calibration": calibration_rows(figures.grading(db, cleared)),
         "assessment_labels": ASSESSMENT_LABELS,
-        "packages": [{**package, "verdict_label": VERDICT_LABELS.get(package["verdict"], words(package["verdict"])),
-                      "issued": day_words(package["issued_at"])} for package in packages],
+        "packages": [
+            {
+                **package,
+                "verdict_label": VERDICT_LABELS.get(package["verdict"], words(package["verdict"])),
+                "issued": day_words(package["issued_at"]),
+            }
+            for package in packages
+        ],
     }
 
 
@@ -417,8 +452,11 @@ def month_words(day: date) -> str:
 
 
 def period_words(filters: Filters) -> str:
-    period = month_words(filters.start) if filters.start == filters.end \
+    period = (
+        month_words(filters.start)
+        if filters.start == filters.end
         else f"{month_words(filters.start)} to {month_words(filters.end)}"
+    )
     area = words(filters.threat_area).lower() if filters.threat_area else "all threat areas"
     return f"{period}, {area}"
 
@@ -437,19 +475,43 @@ def plural(count: float, one: str, many: str) -> str:
 def headline_cards(summary: dict) -> list[dict]:
     funnel, rates, totals = summary["funnel"], summary["rates"], summary["results"]["totals"]
     return [
-        {"id": "packages", "label": "Packages issued", "value": number(summary["packages_issued"]),
-         "detail": "not counting withdrawn packages"},
-        {"id": "return-rate", "label": "Return rate", "value": percent(rates["returned"]),
-         "detail": f"{number(funnel['final'])} of {number(funnel['recipients'])} final returns in"},
-        {"id": "on-time", "label": "On-time rate", "value": percent(rates["on_time"]),
-         "detail": "of final returns, filed by the due date"},
-        {"id": "actioned", "label": "Actioned rate", "value": percent(rates["actioned"]),
-         "detail": f"{plural(funnel['actioned'], 'return reports', 'returns report')} action, "
-                   f"of {number(funnel['final'])} final"},
-        {"id": "arrests", "label": "Arrests", "value": number(totals["arrests"]),
-         "detail": f"and {plural(totals['charges'], 'charge', 'charges')}"},
-        {"id": "safeguarded", "label": "People safeguarded", "value": number(totals["people_safeguarded"]),
-         "detail": f"of them {plural(totals['children_safeguarded'], 'child', 'children')}"},
+        {
+            "id": "packages",
+            "label": "Packages issued",
+            "value": number(summary["packages_issued"]),
+            "detail": "not counting withdrawn packages",
+        },
+        {
+            "id": "return-rate",
+            "label": "Return rate",
+            "value": percent(rates["returned"]),
+            "detail": f"{number(funnel['final'])} of {number(funnel['recipients'])} final returns in",
+        },
+        {
+            "id": "on-time",
+            "label": "On-time rate",
+            "value": percent(rates["on_time"]),
+            "detail": "of final returns, filed by the due date",
+        },
+        {
+            "id": "actioned",
+            "label": "Actioned rate",
+            "value": percent(rates["actioned"]),
+            "detail": f"{plural(funnel['actioned'], 'return reports', 'returns report')} action, "
+            f"of {number(funnel['final'])} final",
+        },
+        {
+            "id": "arrests",
+            "label": "Arrests",
+            "value": number(totals["arrests"]),
+            "detail": f"and {plural(totals['charges'], 'charge', 'charges')}",
+        },
+        {
+            "id": "safeguarded",
+            "label": "People safeguarded",
+            "value": number(totals["people_safeguarded"]),
+            "detail": f"of them {plural(totals['children_safeguarded'], 'child', 'children')}",
+        },
     ]
 
 
@@ -460,9 +522,10 @@ def funnel_chart(funnel: dict) -> dict:
     values = [funnel[stage] for stage, _ in FUNNEL_STAGES]
     chart = charts.funnel(values)
     whole = values[0]
-    rows = [{"label": label, "value": number(value), "share": share(value, whole) if index else "", **shape}
-            for index, ((_, label), value, shape) in enumerate(zip(FUNNEL_STAGES, values, chart["rows"],
-                                                                    strict=True))]
+    rows = [
+        {"label": label, "value": number(value), "share": share(value, whole) if index else "", **shape}
+        for index, ((_, label), value, shape) in enumerate(zip(FUNNEL_STAGES, values, chart["rows"], strict=True))
+    ]
     return {**chart, "rows": rows, "empty": not whole}
 
 
@@ -473,35 +536,50 @@ def trend_chart(trend: list[dict]) -> dict:
     for index, (row, group) in enumerate(zip(trend, chart["groups"], strict=True)):
         day = figures.parse_month(row["month"])
         labelled = index % every == 0
-        months.append({
-            "name": f"{day:%B %Y}",
-            "bars": [{**shape, "css": css, "title": f"{day:%B %Y}, {label.lower()}: {number(row[key])}"}
-                     for shape, (key, label, css) in zip(group["columns"], TREND_SERIES, strict=True)],
-            "center": group["center"],
-            "label": f"{day:%b}" if labelled else "",
-            "year": f"{day:%Y}" if labelled and (index == 0 or day.month <= every) else "",
-            "counts": [number(row[key]) for key, _, _ in TREND_SERIES],
-        })
+        months.append(
+            {
+                "name": f"{day:%B %Y}",
+                "bars": [
+                    {**shape, "css": css, "title": f"{day:%B %Y}, {label.lower()}: {number(row[key])}"}
+                    for shape, (key, label, css) in zip(group["columns"], TREND_SERIES, strict=True)
+                ],
+                "center": group["center"],
+                "label": f"{day:%b}" if labelled else "",
+                "year": f"{day:%Y}" if labelled and (index == 0 or day.month <= every) else "",
+                "counts": [number(row[key]) for key, _, _ in TREND_SERIES],
+            }
+        )
     return {
-        "width": chart["width"], "height": chart["height"], "left": chart["left"], "right": chart["right"],
-        "top": chart["top"], "bottom": chart["bottom"],
+        "width": chart["width"],
+        "height": chart["height"],
+        "left": chart["left"],
+        "right": chart["right"],
+        "top": chart["top"],
+        "bottom": chart["bottom"],
         "ticks": [{"y": tick["y"], "label": number(tick["value"])} for tick in chart["ticks"]],
-        "months": months, "series": TREND_SERIES,
+        "months": months,
+        "series": TREND_SERIES,
     }
 
 
 def worst_first(organisations: list[dict]) -> list[dict]:
     """Organisations by return rate, lowest first; then most overdue, then lowest on-time rate."""
+
     def key(organisation: dict):
         received = organisation["packages_received"] > 0
-        return (not received, organisation["return_rate"] or 0, -organisation["overdue_now"],
-                organisation["on_time_rate"] or 0, organisation["code"])
+        return (
+            not received,
+            organisation["return_rate"] or 0,
+            -organisation["overdue_now"],
+            organisation["on_time_rate"] or 0,
+            organisation["code"],
+        )
 
     return sorted(organisations, key=key)
 
 
 def shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def compliance_chart(organisations: list[dict]) -> dict:
@@ -509,14 +587,20 @@ def compliance_chart(organisations: list[dict]) -> dict:
     rows = []
     for organisation, shape in zip(organisations, chart["rows"], strict=True):
         received, returned = organisation["packages_received"], organisation["returned"]
-        rows.append({
-            **shape, "code": organisation["code"],
-            "name": shorten(organisation["name"], 40), "full_name": organisation["name"],
-            "returned": f"{percent(organisation['return_rate'])} ({number(returned)} of {number(received)})"
-                        if received else "nothing received",
-            "on_time": percent(organisation["on_time_rate"]),
-            "overdue": number(organisation["overdue_now"]), "is_overdue": organisation["overdue_now"] > 0,
-        })
+        rows.append(
+            {
+                **shape,
+                "code": organisation["code"],
+                "name": shorten(organisation["name"], 40),
+                "full_name": organisation["name"],
+                "returned": f"{percent(organisation['return_rate'])} ({number(returned)} of {number(received)})"
+                if received
+                else "nothing received",
+                "on_time": percent(organisation["on_time_rate"]),
+                "overdue": number(organisation["overdue_now"]),
+                "is_overdue": organisation["overdue_now"] > 0,
+            }
+        )
     return {**chart, "rows": rows}
 
 
@@ -526,8 +610,14 @@ def calibration_rows(grading: dict) -> list[dict]:
         cells = []
         for cell in (c for c in grading["cells"] if c["source_evaluation"] == source):
             confirmed = cell["confirmed"] + cell["partly_confirmed"]
-            cells.append({"assessment": cell["intelligence_assessment"], "judged": cell["judged"],
-                          "confirmed": confirmed, "share": percent(cell["confirmed_rate"]),
-                          "shade": charts.shade(cell["confirmed_rate"])})
+            cells.append(
+                {
+                    "assessment": cell["intelligence_assessment"],
+                    "judged": cell["judged"],
+                    "confirmed": confirmed,
+                    "share": percent(cell["confirmed_rate"]),
+                    "shade": charts.shade(cell["confirmed_rate"]),
+                }
+            )
         rows.append({"source": source, "label": SOURCE_LABELS[source], "cells": cells})
     return rows

@@ -89,8 +89,11 @@ def package_summary(package: PackageState) -> dict:
 
 
 SORT_COLUMNS = {
-    "issued_at": PackageState.issued_at, "reference": PackageState.reference, "verdict": PackageState.verdict,
-    "arrests": PackageState.arrests, "final_returns": PackageState.final_returns,
+    "issued_at": PackageState.issued_at,
+    "reference": PackageState.reference,
+    "verdict": PackageState.verdict,
+    "arrests": PackageState.arrests,
+    "final_returns": PackageState.final_returns,
     "actioned_returns": PackageState.actioned_returns,
 }
 
@@ -98,8 +101,9 @@ SORT_COLUMNS = {
 def package_query(args: Mapping[str, Any], classifications: list[str]) -> Select[PackageState]:
     """Issued packages of the given classifications (the reader's clearance), filtered and sorted:
     the package list, its CSV and the dashboard's recent packages."""
-    query = select(PackageState).where(PackageState.issued_at.is_not(None),
-                                       PackageState.classification.in_(classifications))
+    query = select(PackageState).where(
+        PackageState.issued_at.is_not(None), PackageState.classification.in_(classifications)
+    )
     if args.get("threat_area"):
         query = query.where(PackageState.threat_area == args["threat_area"])
     if args.get("verdict"):
@@ -112,8 +116,11 @@ def package_query(args: Mapping[str, Any], classifications: list[str]) -> Select
         year, month = (end.year + 1, 1) if end.month == 12 else (end.year, end.month + 1)
         query = query.where(PackageState.issued_at < datetime(year, month, 1, tzinfo=UTC))
     if args.get("organisation"):
-        query = query.where(PackageState.package_id.in_(
-            select(ReturnState.package_id).where(ReturnState.organisation == args["organisation"].upper())))
+        query = query.where(
+            PackageState.package_id.in_(
+                select(ReturnState.package_id).where(ReturnState.organisation == args["organisation"].upper())
+            )
+        )
     sort = args.get("sort", "-issued_at")
     column = SORT_COLUMNS[sort.lstrip("-")]
     return query.order_by(column.desc() if sort.startswith("-") else column, PackageState.reference)
@@ -148,8 +155,15 @@ def package_metrics(session: Session, package: PackageState) -> dict:
         "by_recipient": [
             {
                 "organisation": r.organisation,
-                "status": "withdrawn" if r.withdrawn else "returned" if r.final_returned_at else
-                          "overdue" if r.overdue else "interim" if r.version else "awaiting",
+                "status": "withdrawn"
+                if r.withdrawn
+                else "returned"
+                if r.final_returned_at
+                else "overdue"
+                if r.overdue
+                else "interim"
+                if r.version
+                else "awaiting",
                 "actions": (r.outcome or {}).get("actions", []),
                 "priority": (r.outcome or {}).get("priority"),
                 "version": r.version,
@@ -162,8 +176,11 @@ def package_metrics(session: Session, package: PackageState) -> dict:
 def facts_for(session: Session, scope: str, keys: list[str], classifications: list[str]) -> dict[str, Counter]:
     """The figures under each key, counting only packages of the given classifications (the
     reader's ``Principal.allowed_classifications``): one row per metric and marking, added up."""
-    rows = session.execute(select(Fact.key, Fact.metric, Fact.value).where(
-        Fact.scope == scope, Fact.key.in_(keys), Fact.classification.in_(classifications)))
+    rows = session.execute(
+        select(Fact.key, Fact.metric, Fact.value).where(
+            Fact.scope == scope, Fact.key.in_(keys), Fact.classification.in_(classifications)
+        )
+    )
     found: dict[str, Counter] = {key: Counter() for key in keys}
     for key, metric, value in rows:
         found[key][metric] += value  # type: ignore[assignment]  # figures may be fractional; typeshed's Counter counts ints
@@ -172,8 +189,14 @@ def facts_for(session: Session, scope: str, keys: list[str], classifications: li
 
 def organisation_codes(session: Session, classifications: list[str]) -> list[str]:
     """Organisations that received packages the reader may see."""
-    return list(session.scalars(select(Fact.key).where(
-        Fact.scope == "org", Fact.classification.in_(classifications)).distinct().order_by(Fact.key)))
+    return list(
+        session.scalars(
+            select(Fact.key)
+            .where(Fact.scope == "org", Fact.classification.in_(classifications))
+            .distinct()
+            .order_by(Fact.key)
+        )
+    )
 
 
 def median_from_histogram(histogram: Counter) -> float | None:
@@ -188,8 +211,13 @@ def median_from_histogram(histogram: Counter) -> float | None:
     return None
 
 
-def organisation_metrics(session: Session, code: str, classifications: list[str], figures: Counter | None = None,
-                         hours: Counter | None = None) -> dict:
+def organisation_metrics(
+    session: Session,
+    code: str,
+    classifications: list[str],
+    figures: Counter | None = None,
+    hours: Counter | None = None,
+) -> dict:
     if figures is None:
         figures = facts_for(session, "org", [code], classifications)[code]
     if hours is None:
@@ -234,8 +262,14 @@ def months_between(start: date, end: date) -> list[str]:
 FUNNEL = ("recipients", "delivered", "acknowledged", "returned", "final", "actioned")
 
 
-def summary(session: Session, start: date, end: date, threat_area: str | None, organisation: str | None,
-            classifications: list[str]) -> dict:
+def summary(
+    session: Session,
+    start: date,
+    end: date,
+    threat_area: str | None,
+    organisation: str | None,
+    classifications: list[str],
+) -> dict:
     months = months_between(start, end)
     keys = {month: month_keys(month, threat_area or "*", organisation or "*")[0] for month in months}
     per_month = facts_for(session, "month", list(keys.values()), classifications)
@@ -244,20 +278,27 @@ def summary(session: Session, start: date, end: date, threat_area: str | None, o
     for month in months:
         figures = per_month[keys[month]]
         total.update(figures)
-        trend.append({"month": month, "packages": int(figures["packages"]),
-                      **{stage: int(figures[stage]) for stage in FUNNEL},
-                      "arrests": figures["result:arrests"]})
+        trend.append(
+            {
+                "month": month,
+                "packages": int(figures["packages"]),
+                **{stage: int(figures[stage]) for stage in FUNNEL},
+                "arrests": figures["result:arrests"],
+            }
+        )
     return {
         "period": {"from": months[0], "to": months[-1]},
         "threat_area": threat_area,
         "organisation": organisation,
         "packages_issued": int(total["packages"]),
         "funnel": {stage: int(total[stage]) for stage in FUNNEL},
-        "rates": {"delivered": rate(total["delivered"], total["recipients"]),
-                  "acknowledged": rate(total["acknowledged"], total["recipients"]),
-                  "returned": rate(total["final"], total["recipients"]),
-                  "on_time": rate(total["on_time"], total["final"]),
-                  "actioned": rate(total["actioned"], total["returned"])},
+        "rates": {
+            "delivered": rate(total["delivered"], total["recipients"]),
+            "acknowledged": rate(total["acknowledged"], total["recipients"]),
+            "returned": rate(total["final"], total["recipients"]),
+            "on_time": rate(total["on_time"], total["final"]),
+            "actioned": rate(total["actioned"], total["returned"]),
+        },
         "on_time": int(total["on_time"]),
         "results": results_of(total),
         "trend": trend,
@@ -271,11 +312,15 @@ def grading(session: Session, classifications: list[str]) -> dict:
     for key in keys:
         figures = found[key]
         judged = sum(figures[a] for a in ACCURACIES)
-        cells.append({
-            "source_evaluation": int(key[0]), "intelligence_assessment": key[1], "judged": int(judged),
-            **{a: int(figures[a]) for a in ACCURACIES},
-            "confirmed_rate": rate(figures["confirmed"] + figures["partly_confirmed"], judged),
-        })
+        cells.append(
+            {
+                "source_evaluation": int(key[0]),
+                "intelligence_assessment": key[1],
+                "judged": int(judged),
+                **{a: int(figures[a]) for a in ACCURACIES},
+                "confirmed_rate": rate(figures["confirmed"] + figures["partly_confirmed"], judged),
+            }
+        )
     return {"cells": cells}
 
 

@@ -101,7 +101,6 @@ class Fact(Base):
     value: Mapped[float] = mapped_column(Float, default=0)
 
 
-
 class OutboxEvent(OutboxEventMixin, Base):
     pass
 

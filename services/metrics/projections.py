@@ -164,8 +164,9 @@ class Projector:
         if return_id not in self.returns:
             found = self.session.get(ReturnState, return_id)
             if found is None:
-                found = ReturnState(return_id=return_id, version=0, delivery_failed=False, overdue=False,
-                                    withdrawn=False, chases_sent=0)
+                found = ReturnState(
+                    return_id=return_id, version=0, delivery_failed=False, overdue=False, withdrawn=False, chases_sent=0
+                )
                 self.session.add(found)
             self.returns[return_id] = found
         return self.returns[return_id]
@@ -193,8 +194,11 @@ class Projector:
 
     def on_organisation_updated(self, payload: dict) -> None:
         organisation = self.session.get(Organisation, payload["code"]) or Organisation(code=payload["code"])
-        organisation.name, organisation.kind, organisation.region = payload["name"], payload.get("kind"), \
-            payload.get("region")
+        organisation.name, organisation.kind, organisation.region = (
+            payload["name"],
+            payload.get("kind"),
+            payload.get("region"),
+        )
         self.session.add(organisation)
 
     def on_package_issued(self, payload: dict) -> None:
@@ -204,8 +208,15 @@ class Projector:
             self.deltas.subtract(contribution(self.package(package_id), ret))
         package = self.package(package_id) or self.new_package(package_id)
         self.deltas.subtract(package_contribution(package))
-        for name in ("reference", "title", "threat_area", "classification", "source_evaluation",
-                     "intelligence_assessment", "handling_code"):
+        for name in (
+            "reference",
+            "title",
+            "threat_area",
+            "classification",
+            "source_evaluation",
+            "intelligence_assessment",
+            "handling_code",
+        ):
             setattr(package, name, payload[name])
         package.issued_at = parse_time(payload["issued_at"])
         package.due_at = parse_time(payload.get("outcome_due_at"))
@@ -224,8 +235,15 @@ class Projector:
         self.touched_packages.add(package_id)
 
     def new_package(self, package_id: uuid.UUID) -> PackageState:
-        package = PackageState(package_id=package_id, verdict="awaiting", verdict_reason="", recipients=0,
-                               final_returns=0, actioned_returns=0, arrests=0)
+        package = PackageState(
+            package_id=package_id,
+            verdict="awaiting",
+            verdict_reason="",
+            recipients=0,
+            final_returns=0,
+            actioned_returns=0,
+            arrests=0,
+        )
         self.session.add(package)
         self.packages[package_id] = package
         return package
@@ -248,8 +266,9 @@ class Projector:
         self.change_return(self.ret(uuid.UUID(payload["dissemination_id"])), delivered)
 
     def on_dissemination_delivery_failed(self, payload: dict) -> None:
-        self.change_return(self.ret(uuid.UUID(payload["dissemination_id"])),
-                           lambda r: setattr(r, "delivery_failed", True))
+        self.change_return(
+            self.ret(uuid.UUID(payload["dissemination_id"])), lambda r: setattr(r, "delivery_failed", True)
+        )
 
     def on_dissemination_acknowledged(self, payload: dict) -> None:
         def acknowledged(r):
@@ -290,8 +309,9 @@ class Projector:
         self.change_return(self.ret(uuid.UUID(payload["return_id"])), extended)
 
     def on_chase_sent(self, payload: dict) -> None:
-        self.change_return(self.ret(uuid.UUID(payload["return_id"])),
-                           lambda r: setattr(r, "chases_sent", r.chases_sent + 1))
+        self.change_return(
+            self.ret(uuid.UUID(payload["return_id"])), lambda r: setattr(r, "chases_sent", r.chases_sent + 1)
+        )
 
     # -- writing ----------------------------------------------------------------------------
     def flush(self) -> None:
@@ -329,8 +349,10 @@ def write_facts(session: Session, deltas: dict[FactKey, float]) -> None:
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     items = sorted(deltas.items())  # a fixed order: two writers never deadlock on the same rows
     for start in range(0, len(items), 2000):
-        rows = [{"scope": s, "key": k, "metric": m, "classification": c, "value": v}
-                for (s, k, m, c), v in items[start:start + 2000]]
+        rows = [
+            {"scope": s, "key": k, "metric": m, "classification": c, "value": v}
+            for (s, k, m, c), v in items[start : start + 2000]
+        ]
         statement = insert(Fact).values(rows)
         statement = statement.on_conflict_do_update(
             index_elements=[Fact.scope, Fact.key, Fact.metric, Fact.classification],
@@ -341,8 +363,9 @@ def write_facts(session: Session, deltas: dict[FactKey, float]) -> None:
 
 def package_facts(session: Session, package_id: uuid.UUID) -> Counter:
     rows = session.execute(
-        select(Fact.metric, Fact.value).where(Fact.scope == "package", Fact.key == str(package_id),
-                                             Fact.classification == PACKAGE_CLASSIFICATION)
+        select(Fact.metric, Fact.value).where(
+            Fact.scope == "package", Fact.key == str(package_id), Fact.classification == PACKAGE_CLASSIFICATION
+        )
     ).all()
     return Counter({metric: value for metric, value in rows})
 
@@ -365,20 +388,26 @@ def refresh_verdict(session: Session, package: PackageState) -> None:
         package.verdict, package.verdict_reason = "no_action", "Withdrawn by the centre."
         return
     if figures["actioned"]:
-        results = ", ".join(counted(figures[f"result:{name}"], label, plural)
-                            for name, label, plural in (("arrests", "arrest", None), ("charges", "charge", None),
-                                                        ("people_safeguarded", "person safeguarded",
-                                                         "people safeguarded"))
-                            if figures[f"result:{name}"])
+        results = ", ".join(
+            counted(figures[f"result:{name}"], label, plural)
+            for name, label, plural in (
+                ("arrests", "arrest", None),
+                ("charges", "charge", None),
+                ("people_safeguarded", "person safeguarded", "people safeguarded"),
+            )
+            if figures[f"result:{name}"]
+        )
         package.verdict = "actioned"
-        package.verdict_reason = (f"{int(figures['actioned'])} of {counted(recipients, 'recipient')} acted on it"
-                                  + (f": {results}." if results else "."))
+        package.verdict_reason = f"{int(figures['actioned'])} of {counted(recipients, 'recipient')} acted on it" + (
+            f": {results}." if results else "."
+        )
         if figures["overdue"]:
             package.verdict_reason += f" {counted(figures['overdue'], 'return')} overdue."
     elif figures["overdue"]:
         package.verdict = "overdue"
-        package.verdict_reason = (f"{int(figures['overdue'])} of {counted(recipients, 'return')} overdue; "
-                                  "none reports action yet.")
+        package.verdict_reason = (
+            f"{int(figures['overdue'])} of {counted(recipients, 'return')} overdue; none reports action yet."
+        )
     elif recipients and figures["final"] >= recipients:
         package.verdict = "no_action"
         package.verdict_reason = f"All {counted(recipients, 'recipient')} returned; none acted on it."

@@ -53,8 +53,11 @@ def rebuild(session: Session, fetch_page: FetchPage, sources=SOURCES) -> int:
 def apply_batch(session: Session, events: list[dict]) -> int:
     """Apply events not applied before (the inbox decides), recording them, in one transaction."""
     ids = [uuid.UUID(e["id"]) for e in events]
-    seen = set(session.scalars(InboxEvent.__table__.select().with_only_columns(InboxEvent.event_id)
-                               .where(InboxEvent.event_id.in_(ids))))
+    seen = set(
+        session.scalars(
+            InboxEvent.__table__.select().with_only_columns(InboxEvent.event_id).where(InboxEvent.event_id.in_(ids))
+        )
+    )
     fresh, fresh_ids = [], set()
     for event, event_id in zip(events, ids, strict=True):
         if event_id not in seen and event_id not in fresh_ids:

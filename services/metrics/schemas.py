@@ -7,8 +7,20 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 from shared.api import BaseSchema
 from shared.vocabulary import THREAT_AREAS, VERDICTS
 
-SORTS = ("issued_at", "-issued_at", "reference", "-reference", "verdict", "-verdict", "arrests", "-arrests",
-         "final_returns", "-final_returns", "actioned_returns", "-actioned_returns")
+SORTS = (
+    "issued_at",
+    "-issued_at",
+    "reference",
+    "-reference",
+    "verdict",
+    "-verdict",
+    "arrests",
+    "-arrests",
+    "final_returns",
+    "-final_returns",
+    "actioned_returns",
+    "-actioned_returns",
+)
 MONTH = validate.Regexp(r"^20\d\d-(0[1-9]|1[0-2])$", error="Use YYYY-MM, a month of 2000-2099.")
 
 
@@ -79,8 +91,9 @@ class SummarySchema(BaseSchema):
     threat_area = fields.String(allow_none=True)
     organisation = fields.String(allow_none=True)
     packages_issued = fields.Integer()
-    funnel = fields.Dict(metadata={"description": "issued to recipients -> delivered -> acknowledged -> returned "
-                                   "-> final -> actioned"})
+    funnel = fields.Dict(
+        metadata={"description": "issued to recipients -> delivered -> acknowledged -> returned -> final -> actioned"}
+    )
     rates = fields.Dict(metadata={"description": "actioned is of the returns in, interim or final"})
     on_time = fields.Integer(metadata={"description": "final returns filed by their due date"})
     results = fields.Dict()

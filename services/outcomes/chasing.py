@@ -38,6 +38,7 @@ SWEEP_BATCH = 500
 
 # --- the policy ----------------------------------------------------------------------------
 
+
 def current_policy(session: Session) -> ChasePolicy:
     return session.get(ChasePolicy, 1) or ChasePolicy(id=1, steps=DEFAULT_STEPS, updated_by=None, updated_at=utcnow())
 
@@ -58,6 +59,7 @@ def set_policy(session: Session, steps: list[dict], actor: str) -> ChasePolicy:
 
 
 # --- the sweep -----------------------------------------------------------------------------
+
 
 def steps_due(
     expected: ExpectedReturn, steps: list[dict], logged: set[str], now: datetime
@@ -125,14 +127,21 @@ def sweep(session: Session, settings: Settings, now: datetime | None = None) -> 
             expected.ladder_done_at = now  # nothing left to send: later sweeps pass it by
         if now > expected.due_at and expected.overdue_emitted_at is None:
             expected.overdue_emitted_at = now
-            emit(session, shared_models, settings, "return.overdue", expected.id, {
-                "return_id": str(expected.id),
-                "package_id": str(expected.package_id),
-                "reference": expected.reference,
-                "organisation": expected.organisation,
-                "due_at": expected.due_at.isoformat(),
-                "overdue_at": now.isoformat(),
-            })
+            emit(
+                session,
+                shared_models,
+                settings,
+                "return.overdue",
+                expected.id,
+                {
+                    "return_id": str(expected.id),
+                    "package_id": str(expected.package_id),
+                    "reference": expected.reference,
+                    "organisation": expected.organisation,
+                    "due_at": expected.due_at.isoformat(),
+                    "overdue_at": now.isoformat(),
+                },
+            )
             counts["overdue"] += 1
     session.flush()
     for entry in claimed:
@@ -171,6 +180,7 @@ def enqueue_send(settings: Settings, entry_id: int) -> None:
 
 
 # --- sending one step ----------------------------------------------------------------------
+
 
 def contacts_for(settings: Settings, organisation: Organisation | None, notify: str) -> list[Contact]:
     """The contacts to try in order: the step's contact, then the organisation's other one."""
@@ -238,9 +248,13 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
     contacts = contacts_for(settings, organisation, entry.notify)
     final_try = is_final_try()
     entry.attempts += 1
-    sending = send_with_fallback(settings, contacts, chase_message(settings, expected, entry),
-                                 sealed_secret=organisation.webhook_secret_sealed if organisation else None,
-                                 final_try=final_try)
+    sending = send_with_fallback(
+        settings,
+        contacts,
+        chase_message(settings, expected, entry),
+        sealed_secret=organisation.webhook_secret_sealed if organisation else None,
+        final_try=final_try,
+    )
     errors = [f"{contact.channel} {contact.address}: {failure}" for contact, failure in sending.failures]
     if sending.sent_to is not None:
         entry.result = "sent_fallback" if sending.fallback else "sent"
@@ -248,15 +262,22 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
         entry.channel = sending.sent_to.channel
         entry.address = sending.sent_to.address
         entry.error = "; ".join(errors) or None
-        emit(session, shared_models, settings, "chase.sent", expected.id, {
-            "return_id": str(expected.id),
-            "package_id": str(expected.package_id),
-            "organisation": expected.organisation,
-            "step": entry.step,
-            "notify": entry.notify,
-            "channel": entry.channel,
-            "sent_at": entry.sent_at.isoformat(),
-        })
+        emit(
+            session,
+            shared_models,
+            settings,
+            "chase.sent",
+            expected.id,
+            {
+                "return_id": str(expected.id),
+                "package_id": str(expected.package_id),
+                "organisation": expected.organisation,
+                "step": entry.step,
+                "notify": entry.notify,
+                "channel": entry.channel,
+                "sent_at": entry.sent_at.isoformat(),
+            },
+        )
         session.commit()
         return entry.result
     if not contacts:
@@ -286,23 +307,36 @@ def extend_return(session: Session, settings: Settings, expected: ExpectedReturn
     extend_due_date(session, settings, expected, new_due, values["reason"], actor)
 
 
-def extend_due_date(session: Session, settings: Settings, expected: ExpectedReturn, new_due: datetime,
-                    reason: str, actor: str) -> None:
+def extend_due_date(
+    session: Session, settings: Settings, expected: ExpectedReturn, new_due: datetime, reason: str, actor: str
+) -> None:
     previous = expected.due_at
     expected.due_at = new_due
-    expected.extensions = [*expected.extensions, {
-        "from": previous.isoformat(), "to": new_due.isoformat(), "reason": reason, "by": actor,
-        "at": utcnow().isoformat(),
-    }]
+    expected.extensions = [
+        *expected.extensions,
+        {
+            "from": previous.isoformat(),
+            "to": new_due.isoformat(),
+            "reason": reason,
+            "by": actor,
+            "at": utcnow().isoformat(),
+        },
+    ]
     expected.ladder_done_at = None
     if new_due > utcnow():
         expected.overdue_emitted_at = None
-    emit(session, shared_models, settings, "return.extended", expected.id, {
-        "return_id": str(expected.id),
-        "package_id": str(expected.package_id),
-        "organisation": expected.organisation,
-        "previous_due_at": previous.isoformat(),
-        "due_at": new_due.isoformat(),
-        "reason": reason,
-    })
-
+    emit(
+        session,
+        shared_models,
+        settings,
+        "return.extended",
+        expected.id,
+        {
+            "return_id": str(expected.id),
+            "package_id": str(expected.package_id),
+            "organisation": expected.organisation,
+            "previous_due_at": previous.isoformat(),
+            "due_at": new_due.isoformat(),
+            "reason": reason,
+        },
+    )

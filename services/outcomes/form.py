@@ -181,8 +181,9 @@ def submit(token: str):
         # The same answers sent twice (a double click, or back-and-resend): filed once.
         return redirect(url_for("form.done", token=token), 303)
     try:
-        filing.file_outcome(session, current_app.extensions["settings"], expected, loaded,
-                            filed_by=filed_by, via="form")
+        filing.file_outcome(
+            session, current_app.extensions["settings"], expected, loaded, filed_by=filed_by, via="form"
+        )
     except filing.FilingRefused as refused:
         session.rollback()
         raise PageProblem("withdrawn", 409, expected) from refused
@@ -195,8 +196,13 @@ def done(token: str):
     expected = _expected_return(token)
     if expected.current is None:
         return redirect(url_for("form.show", token=token), 303)
-    return render_template("form/done.html", expected=expected, outcome=expected.current, token=token,
-                           status_choices={c.value: c.label for c in RETURN_STATUS_CHOICES})
+    return render_template(
+        "form/done.html",
+        expected=expected,
+        outcome=expected.current,
+        token=token,
+        status_choices={c.value: c.label for c in RETURN_STATUS_CHOICES},
+    )
 
 
 @bp.after_request
@@ -309,4 +315,3 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["service_name"] = SERVICE_NAME
     app.jinja_env.globals["centre_name"] = CENTRE_NAME
     app.register_blueprint(bp)
-

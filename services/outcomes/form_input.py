@@ -26,8 +26,14 @@ from services.outcomes.schemas import OutcomeInputSchema
 def values_from_request(form: MultiDict) -> MultiDict:
     """What was typed, as it was typed (to show it again)."""
     values: MultiDict[str, str] = MultiDict()
-    for key in (*TEXT_FIELDS, *(r.key for r in RESULTS), *(f"intelligence_feedback.{n}" for n in FEEDBACK_FIELDS),
-                "filer_name", "filer_role", "based_on"):
+    for key in (
+        *TEXT_FIELDS,
+        *(r.key for r in RESULTS),
+        *(f"intelligence_feedback.{n}" for n in FEEDBACK_FIELDS),
+        "filer_name",
+        "filer_role",
+        "based_on",
+    ):
         values[key] = form.get(key, "")
     for key in LIST_FIELDS:
         values.setlist(key, [v for v in form.getlist(key) if v])
@@ -94,8 +100,11 @@ def outcome_input(values: MultiDict) -> tuple[dict, dict[str, str]]:
         except ValueError as error:
             label = LABELS[result.key]
             example = "like 3" if result.whole else "like 120 or 12.5"
-            errors[result.key] = (f"{label} must be a whole number" if str(error) == "not whole"
-                                  else f"Enter {label.lower()} as a number, {example}")
+            errors[result.key] = (
+                f"{label} must be a whole number"
+                if str(error) == "not whole"
+                else f"Enter {label.lower()} as a number, {example}"
+            )
     data["results"] = results
     feedback: dict = {}
     usefulness = values.get("intelligence_feedback.usefulness", "").strip()

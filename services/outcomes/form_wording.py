@@ -25,9 +25,19 @@ FILER_NAME_MAX, FILER_ROLE_MAX = 100, 95  # "<name> (<role>)" fits OutcomeReturn
 
 # Every field the form shows, in page order: the error summary lists problems in this order.
 FIELD_ORDER = (
-    "status", "actions", "no_action_reason", "passed_to", "priority", "tasking_forum",
-    *(r.key for r in RESULTS), "attribution", "strands",
-    *(f"intelligence_feedback.{name}" for name in FEEDBACK_FIELDS), "comments", "filer_name", "filer_role",
+    "status",
+    "actions",
+    "no_action_reason",
+    "passed_to",
+    "priority",
+    "tasking_forum",
+    *(r.key for r in RESULTS),
+    "attribution",
+    "strands",
+    *(f"intelligence_feedback.{name}" for name in FEEDBACK_FIELDS),
+    "comments",
+    "filer_name",
+    "filer_role",
 )
 LABELS = {
     "no_action_reason": "The reason for taking no action",

@@ -24,6 +24,7 @@ class Base(DeclarativeBase):
     metadata = service_metadata()
     type_annotation_map = TYPE_ANNOTATION_MAP
 
+
 NOTIFY_TARGETS = ("recipient", "escalation", "centre")
 
 
@@ -146,7 +147,6 @@ class ChaseEntry(Base):
     address: Mapped[str | None] = mapped_column(String(500))
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
-
 
 
 class OutboxEvent(OutboxEventMixin, Base):

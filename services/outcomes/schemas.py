@@ -58,39 +58,61 @@ class _ResultRules(BaseSchema):
     @validates_schema
     def children_within_people(self, data, **_kwargs):
         if data.get("children_safeguarded", 0) > data.get("people_safeguarded", 0):
-            raise ValidationError(RULE_MESSAGES["results.children_safeguarded", "within_people"],
-                                  field_name="children_safeguarded")
+            raise ValidationError(
+                RULE_MESSAGES["results.children_safeguarded", "within_people"], field_name="children_safeguarded"
+            )
 
 
 # Non-negative counts and amounts, one field per result kind; anything left out is 0.
-ResultsSchema = _ResultRules.from_dict({kind.name: _result_field(kind) for kind in RESULT_KINDS},
-                                       name="ResultsSchema")
+ResultsSchema = _ResultRules.from_dict({kind.name: _result_field(kind) for kind in RESULT_KINDS}, name="ResultsSchema")
 
 
 class IntelligenceFeedbackSchema(BaseSchema):
-    usefulness = StrictInteger(required=True,
-                               validate=validate.Range(min=USEFULNESS_SCORES[0], max=USEFULNESS_SCORES[-1]),
-                               metadata={"description": "1 not useful - 5 very useful"})
+    usefulness = StrictInteger(
+        required=True,
+        validate=validate.Range(min=USEFULNESS_SCORES[0], max=USEFULNESS_SCORES[-1]),
+        metadata={"description": "1 not useful - 5 very useful"},
+    )
     accuracy = fields.String(required=True, validate=_one_of(ACCURACIES))
     timeliness = fields.String(required=True, validate=_one_of(TIMELINESS))
 
 
 class OutcomeInputSchema(BaseSchema):
     status = fields.String(required=True, validate=_one_of(RETURN_STATUSES))
-    actions = fields.List(fields.String(validate=_one_of(ACTIONS)), required=True,
-                          validate=[validate.Length(min=1, error="Choose at least one action."), _unique])
+    actions = fields.List(
+        fields.String(validate=_one_of(ACTIONS)),
+        required=True,
+        validate=[validate.Length(min=1, error="Choose at least one action."), _unique],
+    )
     no_action_reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=4000))
-    passed_to = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=16),
-                              metadata={"description": "organisation code, needed with passed_on"})
+    passed_to = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=16),
+        metadata={"description": "organisation code, needed with passed_on"},
+    )
     priority = fields.String(required=True, validate=_one_of(PRIORITIES))
-    tasking_forum = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200),
-                                  metadata={"description": "the forum that set the priority"})
+    tasking_forum = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=200),
+        metadata={"description": "the forum that set the priority"},
+    )
     results = fields.Nested(ResultsSchema, load_default=lambda: ResultsSchema().load({}))
-    attribution = fields.String(load_default=None, allow_none=True, validate=_one_of(ATTRIBUTIONS),
-                                metadata={"description": "direct: the results came from this intelligence; "
-                                          "contributed: it was one of several sources"})
-    strands = fields.List(fields.String(validate=_one_of(STRANDS)), load_default=list, validate=_unique,
-                          metadata={"description": "the 4P strands the action served"})
+    attribution = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=_one_of(ATTRIBUTIONS),
+        metadata={
+            "description": "direct: the results came from this intelligence; contributed: it was one of several sources"
+        },
+    )
+    strands = fields.List(
+        fields.String(validate=_one_of(STRANDS)),
+        load_default=list,
+        validate=_unique,
+        metadata={"description": "the 4P strands the action served"},
+    )
     intelligence_feedback = fields.Nested(IntelligenceFeedbackSchema, required=True)
     comments = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=10000))
 
@@ -165,8 +187,10 @@ class ReturnQueryArgsSchema(BaseSchema):
 
 class ExtendSchema(BaseSchema):
     due_at = fields.AwareDateTime(metadata={"description": "the new due date"})
-    working_days = StrictInteger(validate=validate.Range(min=1, max=120),
-                                 metadata={"description": "or: move the due date this many working days on"})
+    working_days = StrictInteger(
+        validate=validate.Range(min=1, max=120),
+        metadata={"description": "or: move the due date this many working days on"},
+    )
     reason = fields.String(required=True, validate=validate.Length(min=3, max=2000))
 
     @validates_schema
@@ -176,10 +200,15 @@ class ExtendSchema(BaseSchema):
 
 
 class ChaseStepSchema(BaseSchema):
-    name = fields.String(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_]{1,39}$",
-                         error="Use 2-40 lower-case letters, digits or '_'."))
-    offset_seconds = StrictInteger(required=True, validate=validate.Range(min=-365 * 86400, max=365 * 86400),
-                                   metadata={"description": "relative to the due date; negative is before"})
+    name = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[a-z][a-z0-9_]{1,39}$", error="Use 2-40 lower-case letters, digits or '_'."),
+    )
+    offset_seconds = StrictInteger(
+        required=True,
+        validate=validate.Range(min=-365 * 86400, max=365 * 86400),
+        metadata={"description": "relative to the due date; negative is before"},
+    )
     notify = fields.String(required=True, validate=_one_of(NOTIFY_TARGETS))
 
 

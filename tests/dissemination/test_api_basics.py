@@ -43,8 +43,9 @@ def test_tampered_and_expired_tokens_are_refused(client, token, app):
 
     good = token("GMP", "recipient")["Authorization"]
     assert client.get("/api/v1/inbox", headers={"Authorization": good[:-3] + "abc"}).status_code == 401
-    expired = mint_token(app.extensions["settings"], sub="x", org="GMP", roles=["recipient"],
-                         ttl=timedelta(seconds=-60))  # past the 30 s leeway
+    expired = mint_token(
+        app.extensions["settings"], sub="x", org="GMP", roles=["recipient"], ttl=timedelta(seconds=-60)
+    )  # past the 30 s leeway
     response = client.get("/api/v1/inbox", headers={"Authorization": f"Bearer {expired}"})
     assert response.status_code == 401
     assert "expired" in response.get_json()["message"]

@@ -52,8 +52,9 @@ def test_admins_edit_contacts_and_the_change_is_emitted(client, token, run_jobs,
 
 def test_contact_fields_are_validated(client, token):
     admin = token(roles="admin")
-    response = client.patch("/api/v1/organisations/GMP", json={"email": "not-an-email", "webhook_url": "ftp://x"},
-                            headers=admin)
+    response = client.patch(
+        "/api/v1/organisations/GMP", json={"email": "not-an-email", "webhook_url": "ftp://x"}, headers=admin
+    )
     assert response.status_code == 422
     assert set(response.get_json()["errors"]["json"]) == {"email", "webhook_url"}
     assert client.patch("/api/v1/organisations/GMP", json={"code": "X"}, headers=admin).status_code == 422

@@ -35,8 +35,9 @@ def test_issuing_creates_one_dissemination_per_recipient_due_in_28_days(client, 
     assert due - issued_at == timedelta(days=28)
     rows = disseminations(client, token, package["id"])
     assert set(rows) == {"GMP", "MPS"}
-    assert all(row["status"] == "pending_delivery" and row["due_at"] == package["outcome_due_at"]
-               for row in rows.values())
+    assert all(
+        row["status"] == "pending_delivery" and row["due_at"] == package["outcome_due_at"] for row in rows.values()
+    )
 
 
 def test_an_explicit_due_date_is_kept(client, token):
@@ -157,8 +158,9 @@ def test_delivery_emits_dissemination_delivered(client, token, run_jobs, consume
 def test_withdrawal_notifies_recipients_and_emits_an_event(client, token, run_jobs, consumer, mailbox):
     package = issue_package(client, token())
     run_jobs()
-    response = client.post(f"/api/v1/packages/{package['id']}/withdraw",
-                           json={"reason": "Source compromised."}, headers=token())
+    response = client.post(
+        f"/api/v1/packages/{package['id']}/withdraw", json={"reason": "Source compromised."}, headers=token()
+    )
     assert response.status_code == 200
     assert response.get_json()["status"] == "withdrawn"
     run_jobs()

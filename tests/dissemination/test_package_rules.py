@@ -100,8 +100,15 @@ def test_due_date_needs_a_time_zone(client, token):
 
 def test_required_fields_are_named(client, token):
     errors = refused_field(client, token(), {})
-    assert set(errors) >= {"title", "summary", "threat_area", "classification", "source_evaluation",
-                           "intelligence_assessment", "handling_code"}
+    assert set(errors) >= {
+        "title",
+        "summary",
+        "threat_area",
+        "classification",
+        "source_evaluation",
+        "intelligence_assessment",
+        "handling_code",
+    }
 
 
 def test_unknown_fields_are_refused(client, token):
@@ -114,8 +121,9 @@ def test_editing_a_draft_checks_the_rules_on_the_result(client, token):
     response = client.patch(url, json={"handling_code": "C"}, headers=token())
     assert response.status_code == 422
     assert "handling_conditions" in response.get_json()["errors"]["json"]
-    response = client.patch(url, json={"handling_code": "C", "handling_conditions": "No onward sharing."},
-                            headers=token())
+    response = client.patch(
+        url, json={"handling_code": "C", "handling_conditions": "No onward sharing."}, headers=token()
+    )
     assert response.status_code == 200
     assert response.get_json()["handling_code"] == "C"
     response = client.patch(url, json={"recipients": ["WMP"], "title": "Revised title"}, headers=token())

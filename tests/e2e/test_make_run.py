@@ -54,8 +54,14 @@ class FlakyWebhook:
 
 
 def make_token(env, org, role) -> str:
-    result = subprocess.run([sys.executable, "-m", "tools.token", "--org", org, "--role", role],
-                            env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.token", "--org", org, "--role", role],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     token = result.stdout.strip()
     assert token.count(".") == 2 and "\n" not in token  # a token and nothing else
     return token
@@ -76,15 +82,31 @@ def running(clean_db, redis_conn, consumer, tmp_path):
     port, outcomes_port, metrics_port = free_port(), free_port(), free_port()
     env = os.environ.copy()
     # The three real services, each receiving the others' events as in production.
-    env.update(DISSEMINATION_PORT=str(port), DISSEMINATION_URL=f"http://127.0.0.1:{port}",
-               OUTCOMES_PORT=str(outcomes_port), OUTCOMES_URL=f"http://127.0.0.1:{outcomes_port}",
-               METRICS_PORT=str(metrics_port), METRICS_URL=f"http://127.0.0.1:{metrics_port}",
-               DISSEMINATION_SUBSCRIBERS="outcomes,metrics", OUTCOMES_SUBSCRIBERS="dissemination,metrics",
-               CHASE_SWEEP_SECONDS="1", OUTBOX_SWEEP_SECONDS="2", MIN_DUE_SECONDS="5",
-               NOTIFY_RETRY_INTERVALS="1,2", RELAY_RETRY_INTERVALS="1,2", PYTHONUNBUFFERED="1")
+    env.update(
+        DISSEMINATION_PORT=str(port),
+        DISSEMINATION_URL=f"http://127.0.0.1:{port}",
+        OUTCOMES_PORT=str(outcomes_port),
+        OUTCOMES_URL=f"http://127.0.0.1:{outcomes_port}",
+        METRICS_PORT=str(metrics_port),
+        METRICS_URL=f"http://127.0.0.1:{metrics_port}",
+        DISSEMINATION_SUBSCRIBERS="outcomes,metrics",
+        OUTCOMES_SUBSCRIBERS="dissemination,metrics",
+        CHASE_SWEEP_SECONDS="1",
+        OUTBOX_SWEEP_SECONDS="2",
+        MIN_DUE_SECONDS="5",
+        NOTIFY_RETRY_INTERVALS="1,2",
+        RELAY_RETRY_INTERVALS="1,2",
+        PYTHONUNBUFFERED="1",
+    )
     log = open(tmp_path / "run.log", "w+")
-    process = subprocess.Popen([sys.executable, "-m", "tools.run"], cwd=ROOT, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tools.run"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
 
     def ready():
@@ -92,8 +114,10 @@ def running(clean_db, redis_conn, consumer, tmp_path):
             log.seek(0)
             raise AssertionError("make run exited:\n" + log.read()[-3000:])
         try:
-            return all(requests.get(f"{url}/readyz", timeout=1).status_code == 200
-                       for url in (base, env["OUTCOMES_URL"], env["METRICS_URL"]))
+            return all(
+                requests.get(f"{url}/readyz", timeout=1).status_code == 200
+                for url in (base, env["OUTCOMES_URL"], env["METRICS_URL"])
+            )
         except requests.RequestException:
             return False
 
@@ -119,13 +143,19 @@ def test_make_run_serves_the_whole_dissemination_loop(running):
     assert json.loads(organisations.headers["X-Pagination"])["total"] >= 57  # the directory is seeded
 
     webhook = FlakyWebhook()
-    patched = requests.patch(f"{base}/api/v1/organisations/GMP", json={"webhook_url": webhook.url},
-                             headers=issuer, timeout=5)
+    patched = requests.patch(
+        f"{base}/api/v1/organisations/GMP", json={"webhook_url": webhook.url}, headers=issuer, timeout=5
+    )
     assert patched.status_code == 200
     body = {
-        "title": "Line 'Dex' into Wigan", "summary": "Runners aged 14-16 travel from Liverpool.",
-        "threat_area": "county_lines", "classification": "OFFICIAL-SENSITIVE", "source_evaluation": 2,
-        "intelligence_assessment": "B", "handling_code": "P", "recipients": ["GMP", "MPS"],
+        "title": "Line 'Dex' into Wigan",
+        "summary": "Runners aged 14-16 travel from Liverpool.",
+        "threat_area": "county_lines",
+        "classification": "OFFICIAL-SENSITIVE",
+        "source_evaluation": 2,
+        "intelligence_assessment": "B",
+        "handling_code": "P",
+        "recipients": ["GMP", "MPS"],
     }
     package = requests.post(f"{base}/api/v1/packages", json=body, headers=issuer, timeout=5).json()
     issued = requests.post(f"{base}/api/v1/packages/{package['id']}/issue", headers=issuer, timeout=5)
@@ -151,8 +181,9 @@ def test_make_run_serves_the_whole_dissemination_loop(running):
     assert all(Webhook(secret).verify(body, headers) for headers, body in webhook.signed)
     assert len({headers["webhook-id"] for headers, _ in webhook.signed}) == 1
 
-    acknowledged = requests.post(f"{base}/api/v1/disseminations/{gmp_inbox[0]['id']}/acknowledge",
-                                 headers=gmp, timeout=5)
+    acknowledged = requests.post(
+        f"{base}/api/v1/disseminations/{gmp_inbox[0]['id']}/acknowledge", headers=gmp, timeout=5
+    )
     assert acknowledged.json()["status"] == "acknowledged"
 
     # Ctrl-C stops every process make run started.
@@ -168,9 +199,17 @@ def test_make_run_closes_the_loop_and_chases_the_silent_force(running, redis_con
     flush in the middle loses nothing. A second worker and a second cron process sweep at the
     same time, and still every step goes once."""
     base, env, process, log = running
-    extra = [subprocess.Popen([sys.executable, "-m", "services", command], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-             for command in ("worker", "cron")]
+    extra = [
+        subprocess.Popen(
+            [sys.executable, "-m", "services", command],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for command in ("worker", "cron")
+    ]
     try:
         _close_the_loop(base, env, redis_conn, mailbox)
     finally:
@@ -183,21 +222,29 @@ def _close_the_loop(base, env, redis_conn, mailbox):
     outcomes = env["OUTCOMES_URL"]
     issuer = {"Authorization": "Bearer " + make_token(env, "NCLCC", "issuer,admin")}
     gmp = {"Authorization": "Bearer " + make_token(env, "GMP", "recipient")}
-    ladder = {"steps": [
-        {"name": "reminder", "offset_seconds": -12, "notify": "recipient"},
-        {"name": "due_today", "offset_seconds": 0, "notify": "recipient"},
-        {"name": "overdue", "offset_seconds": 4, "notify": "recipient"},
-        {"name": "escalation", "offset_seconds": 8, "notify": "escalation"},
-        {"name": "centre_escalation", "offset_seconds": 12, "notify": "centre"},
-    ]}
+    ladder = {
+        "steps": [
+            {"name": "reminder", "offset_seconds": -12, "notify": "recipient"},
+            {"name": "due_today", "offset_seconds": 0, "notify": "recipient"},
+            {"name": "overdue", "offset_seconds": 4, "notify": "recipient"},
+            {"name": "escalation", "offset_seconds": 8, "notify": "escalation"},
+            {"name": "centre_escalation", "offset_seconds": 12, "notify": "centre"},
+        ]
+    }
     assert requests.put(f"{outcomes}/api/v1/chase-policy", json=ladder, headers=issuer, timeout=5).status_code == 200
     from datetime import UTC, datetime, timedelta
 
     due = datetime.now(UTC) + timedelta(seconds=22)
     body = {
-        "title": "Line into Stockport", "summary": "Runner addresses attached.", "threat_area": "county_lines",
-        "classification": "OFFICIAL", "source_evaluation": 1, "intelligence_assessment": "A", "handling_code": "P",
-        "recipients": ["GMP", "MPS"], "outcome_due_at": due.isoformat(),
+        "title": "Line into Stockport",
+        "summary": "Runner addresses attached.",
+        "threat_area": "county_lines",
+        "classification": "OFFICIAL",
+        "source_evaluation": 1,
+        "intelligence_assessment": "A",
+        "handling_code": "P",
+        "recipients": ["GMP", "MPS"],
+        "outcome_due_at": due.isoformat(),
     }
     package = requests.post(f"{base}/api/v1/packages", json=body, headers=issuer, timeout=5).json()
     assert requests.post(f"{base}/api/v1/packages/{package['id']}/issue", headers=issuer, timeout=5).ok
@@ -209,8 +256,13 @@ def _close_the_loop(base, env, redis_conn, mailbox):
     returns = wait_for(returns_listed, timeout=20)
     gmp_return, mps_return = returns["GMP"]["id"], returns["MPS"]["id"]
     outcome = {
-        "status": "final", "actions": ["enforcement"], "priority": "high", "tasking_forum": "GMP tasking",
-        "results": {"arrests": 2, "charges": 2}, "attribution": "direct", "strands": ["pursue"],
+        "status": "final",
+        "actions": ["enforcement"],
+        "priority": "high",
+        "tasking_forum": "GMP tasking",
+        "results": {"arrests": 2, "charges": 2},
+        "attribution": "direct",
+        "strands": ["pursue"],
         "intelligence_feedback": {"usefulness": 5, "accuracy": "confirmed", "timeliness": "timely"},
     }
     filed = requests.post(f"{outcomes}/api/v1/returns/{gmp_return}/outcomes", json=outcome, headers=gmp, timeout=5)
@@ -231,10 +283,10 @@ def _close_the_loop(base, env, redis_conn, mailbox):
     mps_log = wait_for(ladder_done, timeout=90, every=0.5)
     # Every step once, in order. On a loaded machine a sweep can come late enough for two steps
     # to fall due together: the earlier one is then logged as superseded, never sent twice.
-    assert [row["step"] for row in mps_log] == ["reminder", "due_today", "overdue", "escalation",
-                                                "centre_escalation"]
-    assert all(row["result"] == "sent" or (row["result"] == "skipped" and "superseded" in row["error"])
-               for row in mps_log), [(r["step"], r["result"], r["attempts"], r["error"]) for r in mps_log]
+    assert [row["step"] for row in mps_log] == ["reminder", "due_today", "overdue", "escalation", "centre_escalation"]
+    assert all(
+        row["result"] == "sent" or (row["result"] == "skipped" and "superseded" in row["error"]) for row in mps_log
+    ), [(r["step"], r["result"], r["attempts"], r["error"]) for r in mps_log]
     assert [row["result"] for row in mps_log if row["step"] in ("reminder", "centre_escalation")] == ["sent"] * 2
     gmp_log = requests.get(f"{outcomes}/api/v1/returns/{gmp_return}/chases", headers=issuer, timeout=5).json()
     assert all(row["step"] == "reminder" for row in gmp_log)  # nothing after GMP's final return
@@ -261,8 +313,11 @@ def _close_the_loop(base, env, redis_conn, mailbox):
             return None
         body = body.json()
         # The delivery events may have waited for the outbox sweep after Redis was flushed.
-        done = (body["compliance"]["overdue_now"] == 1 and body["compliance"]["final"] == 1
-                and body["reach"]["delivered"] == 2)
+        done = (
+            body["compliance"]["overdue_now"] == 1
+            and body["compliance"]["final"] == 1
+            and body["reach"]["delivered"] == 2
+        )
         return body if done else None
 
     figures = wait_for(package_figures, timeout=40)

@@ -24,18 +24,32 @@ from tests.outcomes.helpers import outcome_body
 
 
 def file(outcomes_client, token, org, return_id, **changes):
-    response = outcomes_client.post(f"/api/v1/returns/{return_id}/outcomes", json=outcome_body(**changes),
-                                    headers=token(org, "recipient"))
+    response = outcomes_client.post(
+        f"/api/v1/returns/{return_id}/outcomes", json=outcome_body(**changes), headers=token(org, "recipient")
+    )
     assert response.status_code == 201, response.get_json()
 
 
 def build(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs) -> dict:
-    a = issue_package(client, token(), recipients=["GMP", "MPS", "WMP"], threat_area="county_lines",
-                      source_evaluation=2, intelligence_assessment="B")
-    b = issue_package(client, token(), recipients=["GMP"], threat_area="firearms", source_evaluation=1,
-                      intelligence_assessment="A")
-    c = issue_package(client, token(), recipients=["MPS"], threat_area="county_lines", source_evaluation=2,
-                      intelligence_assessment="B")
+    a = issue_package(
+        client,
+        token(),
+        recipients=["GMP", "MPS", "WMP"],
+        threat_area="county_lines",
+        source_evaluation=2,
+        intelligence_assessment="B",
+    )
+    b = issue_package(
+        client, token(), recipients=["GMP"], threat_area="firearms", source_evaluation=1, intelligence_assessment="A"
+    )
+    c = issue_package(
+        client,
+        token(),
+        recipients=["MPS"],
+        threat_area="county_lines",
+        source_evaluation=2,
+        intelligence_assessment="B",
+    )
     run_jobs()  # delivery notifications: every recipient is e-mailed
     pump_events()
     returns = {}
@@ -47,22 +61,67 @@ def build(client, token, outcomes_app, outcomes_client, pump_events, metrics_app
     pump_events()
 
     gmp_a = returns["a"]["GMP"]
-    file(outcomes_client, token, "GMP", gmp_a, status="interim", actions=["enforcement"],
-         results={"arrests": 3}, attribution="direct")
-    file(outcomes_client, token, "GMP", gmp_a, status="final", actions=["enforcement"],
-         results={"arrests": 4}, attribution="direct")
-    file(outcomes_client, token, "GMP", gmp_a, status="final", actions=["enforcement"],
-         results={"arrests": 5, "charges": 2}, attribution="direct", strands=["pursue"],
-         intelligence_feedback={"usefulness": 4, "accuracy": "confirmed", "timeliness": "timely"})
-    file(outcomes_client, token, "MPS", returns["a"]["MPS"], status="final", actions=["no_action"],
-         no_action_reason="Subjects already charged.", priority="not_prioritised", tasking_forum=None,
-         results={}, attribution=None, strands=[],
-         intelligence_feedback={"usefulness": 2, "accuracy": "not_confirmed", "timeliness": "too_late"})
-    file(outcomes_client, token, "MPS", returns["c"]["MPS"], status="final", actions=["safeguarding"],
-         priority="medium", tasking_forum="MPS tasking",
-         results={"people_safeguarded": 1, "children_safeguarded": 1, "safeguarding_referrals": 1},
-         attribution="contributed", strands=["protect"],
-         intelligence_feedback={"usefulness": 5, "accuracy": "partly_confirmed", "timeliness": "timely"})
+    file(
+        outcomes_client,
+        token,
+        "GMP",
+        gmp_a,
+        status="interim",
+        actions=["enforcement"],
+        results={"arrests": 3},
+        attribution="direct",
+    )
+    file(
+        outcomes_client,
+        token,
+        "GMP",
+        gmp_a,
+        status="final",
+        actions=["enforcement"],
+        results={"arrests": 4},
+        attribution="direct",
+    )
+    file(
+        outcomes_client,
+        token,
+        "GMP",
+        gmp_a,
+        status="final",
+        actions=["enforcement"],
+        results={"arrests": 5, "charges": 2},
+        attribution="direct",
+        strands=["pursue"],
+        intelligence_feedback={"usefulness": 4, "accuracy": "confirmed", "timeliness": "timely"},
+    )
+    file(
+        outcomes_client,
+        token,
+        "MPS",
+        returns["a"]["MPS"],
+        status="final",
+        actions=["no_action"],
+        no_action_reason="Subjects already charged.",
+        priority="not_prioritised",
+        tasking_forum=None,
+        results={},
+        attribution=None,
+        strands=[],
+        intelligence_feedback={"usefulness": 2, "accuracy": "not_confirmed", "timeliness": "too_late"},
+    )
+    file(
+        outcomes_client,
+        token,
+        "MPS",
+        returns["c"]["MPS"],
+        status="final",
+        actions=["safeguarding"],
+        priority="medium",
+        tasking_forum="MPS tasking",
+        results={"people_safeguarded": 1, "children_safeguarded": 1, "safeguarding_referrals": 1},
+        attribution="contributed",
+        strands=["protect"],
+        intelligence_feedback={"usefulness": 5, "accuracy": "partly_confirmed", "timeliness": "timely"},
+    )
 
     # WMP's return goes overdue: the chase sweep, run as if 29 days had passed.
     session = outcomes_app.extensions["database"].session()
@@ -80,12 +139,28 @@ OFFICIAL_TITLE = "Firearm kept at a Salford lock-up"
 
 
 def add_official_package(client, token, outcomes_client, pump_events, run_jobs) -> dict:
-    e = issue_package(client, token(), recipients=["GMP"], threat_area="firearms", title=OFFICIAL_TITLE,
-                      classification="OFFICIAL", source_evaluation=3, intelligence_assessment="C")
+    e = issue_package(
+        client,
+        token(),
+        recipients=["GMP"],
+        threat_area="firearms",
+        title=OFFICIAL_TITLE,
+        classification="OFFICIAL",
+        source_evaluation=3,
+        intelligence_assessment="C",
+    )
     run_jobs()
     pump_events()
     rows = client.get(f"/api/v1/packages/{e['id']}/disseminations", headers=token()).get_json()
-    file(outcomes_client, token, "GMP", rows[0]["id"], status="final", actions=["enforcement"],
-         results={"arrests": 7}, attribution="direct",
-         intelligence_feedback={"usefulness": 1, "accuracy": "false", "timeliness": "timely"})
+    file(
+        outcomes_client,
+        token,
+        "GMP",
+        rows[0]["id"],
+        status="final",
+        actions=["enforcement"],
+        results={"arrests": 7},
+        attribution="direct",
+        intelligence_feedback={"usefulness": 1, "accuracy": "false", "timeliness": "timely"},
+    )
     return e

@@ -53,11 +53,9 @@ def audit_rows(metrics_app, **where):
         session.close()
 
 
-def test_a_package_above_clearance_is_not_found_and_the_refusal_audited(history, metrics_app, metrics_client,
-                                                                         token):
+def test_a_package_above_clearance_is_not_found_and_the_refusal_audited(history, metrics_app, metrics_client, token):
     for name in ("a", "b", "c"):
-        response = metrics_client.get(f"/api/v1/metrics/packages/{history[name]['id']}",
-                                      headers=official_leader(token))
+        response = metrics_client.get(f"/api/v1/metrics/packages/{history[name]['id']}", headers=official_leader(token))
         assert response.status_code == 404, name
         assert SENSITIVE_TITLE not in response.get_data(as_text=True)
     refused = audit_rows(metrics_app, target_id=history["a"]["id"], outcome="refused")
@@ -66,8 +64,12 @@ def test_a_package_above_clearance_is_not_found_and_the_refusal_audited(history,
 
     official = metrics_client.get(f"/api/v1/metrics/packages/{history['e']['id']}", headers=official_leader(token))
     assert official.status_code == 200 and official.get_json()["title"] == OFFICIAL_TITLE
-    assert metrics_client.get(f"/api/v1/metrics/packages/{history['a']['id']}",
-                              headers=sensitive_leader(token)).status_code == 200
+    assert (
+        metrics_client.get(
+            f"/api/v1/metrics/packages/{history['a']['id']}", headers=sensitive_leader(token)
+        ).status_code
+        == 200
+    )
 
 
 def test_the_package_list_and_csv_hold_only_what_clearance_allows(history, metrics_client, token):
@@ -96,8 +98,9 @@ def test_the_summary_counts_only_what_clearance_allows(history, metrics_client, 
     assert official["funnel"]["actioned"] == 1 and official["results"]["totals"]["arrests"] == 7
     assert sum(month["recipients"] for month in official["trend"]) == 1
     assert sum(month["arrests"] for month in official["trend"]) == 7
-    county_lines = metrics_client.get("/api/v1/metrics/summary?threat_area=county_lines",
-                                      headers=official_leader(token)).get_json()
+    county_lines = metrics_client.get(
+        "/api/v1/metrics/summary?threat_area=county_lines", headers=official_leader(token)
+    ).get_json()
     assert county_lines["packages_issued"] == 0 and county_lines["funnel"]["recipients"] == 0
 
     everything = metrics_client.get("/api/v1/metrics/summary", headers=sensitive_leader(token)).get_json()
@@ -120,8 +123,9 @@ def test_organisation_figures_count_only_what_clearance_allows(history, metrics_
     assert mps.get_json()["packages_received"] == 0 and mps.get_json()["results"]["totals"]["children_safeguarded"] == 0
     listed = metrics_client.get("/api/v1/metrics/organisations", headers=official_leader(token)).get_json()
     assert [row["code"] for row in listed] == ["GMP"]
-    own = metrics_client.get("/api/v1/metrics/organisations/GMP", headers=token("GMP", "recipient",
-                                                                                  clearance="OFFICIAL"))
+    own = metrics_client.get(
+        "/api/v1/metrics/organisations/GMP", headers=token("GMP", "recipient", clearance="OFFICIAL")
+    )
     assert own.get_json()["packages_received"] == 1
 
     sensitive = metrics_client.get("/api/v1/metrics/organisations/GMP", headers=sensitive_leader(token)).get_json()

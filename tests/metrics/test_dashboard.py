@@ -210,8 +210,9 @@ def test_a_session_of_a_recipient_is_not_enough(metrics_app, metrics_client):
     from shared.auth import Principal
 
     with metrics_app.app_context():
-        made_up = dashboard.start_session(Principal("someone@gmp", "GMP", frozenset({"recipient"}), "OFFICIAL"),
-                                          time.time() + 3600)
+        made_up = dashboard.start_session(
+            Principal("someone@gmp", "GMP", frozenset({"recipient"}), "OFFICIAL"), time.time() + 3600
+        )
     with metrics_client.session_transaction("/dashboard") as stored:
         stored["dashboard_session"] = made_up
     assert metrics_client.get("/dashboard").status_code == 303
@@ -237,11 +238,19 @@ def test_filters(history, metrics_client, token):
     assert empty_fields.status_code == 200 and card(text(empty_fields), "arrests") == "5"
 
 
-@pytest.mark.parametrize("query, field", [
-    ("from=2026-13", "from"), ("to=13-2026", "to"), ("to=9999-12", "to"), ("from=2026-05&to=2026-01", "from"),
-    ("from=1990-01", "from"), ("from=2000-01&to=2026-01", "from"), ("threat_area=burglary", "threat_area"),
-    ("from=%00&threat_area=%3Cscript%3E", "from"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("from=2026-13", "from"),
+        ("to=13-2026", "to"),
+        ("to=9999-12", "to"),
+        ("from=2026-05&to=2026-01", "from"),
+        ("from=1990-01", "from"),
+        ("from=2000-01&to=2026-01", "from"),
+        ("threat_area=burglary", "threat_area"),
+        ("from=%00&threat_area=%3Cscript%3E", "from"),
+    ],
+)
 def test_bad_filters_say_so_and_show_the_defaults(history, metrics_client, token, query, field):
     sign_in(metrics_client, raw(token("NCLCC", "leader")))
     response = metrics_client.get("/dashboard?" + query)
@@ -263,8 +272,9 @@ def test_the_cookie_is_secure_behind_https(metrics_app):
 
     assert metrics_app.config["SESSION_COOKIE_SECURE"] is False
     settings = metrics_app.extensions["settings"]
-    secure = create_app({"settings": {"testing": True,
-                                      "public_urls": {**settings.public_urls, "metrics": "https://metrics.example"}}})
+    secure = create_app(
+        {"settings": {"testing": True, "public_urls": {**settings.public_urls, "metrics": "https://metrics.example"}}}
+    )
     try:
         assert secure.config["SESSION_COOKIE_SECURE"] is True
         assert secure.config["PERMANENT_SESSION_LIFETIME"] == timedelta(hours=8)

@@ -127,8 +127,15 @@ def test_keyboard_order_labels_and_the_skip_link(page, server, history, token):
         page.keyboard.press("Tab")
         if focused(page) != order[-1]:  # Chromium's month fields take a Tab for the month and one for the year
             order.append(focused(page))
-    assert order[:7] == ["Skip to main content", "Sign out", "from", "to", "threat_area", "Show figures",
-                         "This year, all areas"], order
+    assert order[:7] == [
+        "Skip to main content",
+        "Sign out",
+        "from",
+        "to",
+        "threat_area",
+        "Show figures",
+        "This year, all areas",
+    ], order
 
     # The skip link moves the keyboard past the header, to the filters.
     page.goto(server.url + "/dashboard")
@@ -185,16 +192,26 @@ def test_many_organisations_fold_away(page, server, metrics_app, token):
     deltas = {}
     for number in range(60):
         code = f"ORG{number:02d}"
-        session.add(Organisation(code=code, name=f"Yorkshire and the Humber Regional Organised Crime Unit {number}",
-                                 kind="rocu", region="Somewhere"))
+        session.add(
+            Organisation(
+                code=code,
+                name=f"Yorkshire and the Humber Regional Organised Crime Unit {number}",
+                kind="rocu",
+                region="Somewhere",
+            )
+        )
         deltas[("org", code, "recipients", "OFFICIAL")] = 20
         deltas[("org", code, "final", "OFFICIAL")] = number % 21
         deltas[("org", code, "on_time", "OFFICIAL")] = number % 21 // 2
         deltas[("org", code, "overdue", "OFFICIAL")] = 20 - number % 21
     for month in range(1, 13):
         key = f"2025-{month:02d}|*|*"
-        for metric, value in (("packages", 30), ("recipients", 80 + month * 40), ("final", 60 + month * 30),
-                              ("actioned", 20 + month * 9)):
+        for metric, value in (
+            ("packages", 30),
+            ("recipients", 80 + month * 40),
+            ("final", 60 + month * 30),
+            ("actioned", 20 + month * 9),
+        ):
             deltas[("month", key, metric, "OFFICIAL")] = value
     write_facts(session, deltas)
     session.commit()

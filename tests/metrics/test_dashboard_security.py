@@ -25,8 +25,20 @@ def audit_rows(metrics_app) -> list:
 
 
 def as_text(row) -> str:
-    return " ".join(str(getattr(row, name)) for name in ("actor", "actor_org", "actor_roles", "method", "path",
-                                                          "action", "target_type", "target_id", "detail"))
+    return " ".join(
+        str(getattr(row, name))
+        for name in (
+            "actor",
+            "actor_org",
+            "actor_roles",
+            "method",
+            "path",
+            "action",
+            "target_type",
+            "target_id",
+            "detail",
+        )
+    )
 
 
 def cookie_value(response) -> str:
@@ -64,8 +76,9 @@ def test_the_cookie_is_secure_httponly_and_strict_behind_https(metrics_app, toke
     from services.metrics import create_app
 
     settings = metrics_app.extensions["settings"]
-    secure = create_app({"settings": {"testing": True,
-                                      "public_urls": {**settings.public_urls, "metrics": "https://metrics.example"}}})
+    secure = create_app(
+        {"settings": {"testing": True, "public_urls": {**settings.public_urls, "metrics": "https://metrics.example"}}}
+    )
     try:
         response = sign_in(secure.test_client(), raw(token("NCLCC", "leader")))
         assert response.status_code == 303
@@ -82,8 +95,9 @@ def test_the_form_cookie_is_secure_httponly_and_strict_behind_https(app, outcome
 
     return_id = issued_returns(app.test_client(), token, pump_events, recipients=("GMP",))["GMP"]
     settings = outcomes_app.extensions["settings"]
-    secure = create_app({"settings": {"testing": True,
-                                      "public_urls": {**settings.public_urls, "outcomes": "https://outcomes.example"}}})
+    secure = create_app(
+        {"settings": {"testing": True, "public_urls": {**settings.public_urls, "outcomes": "https://outcomes.example"}}}
+    )
     try:
         response = secure.test_client().get(f"/form/{form_token(settings, return_id)}")
         assert response.status_code == 200
@@ -105,8 +119,12 @@ def test_sign_ins_reads_refusals_and_sign_outs_are_audited(metrics_app, metrics_
     page = metrics_client.get("/dashboard?threat_area=firearms")
     assert page.status_code == 200
     assert metrics_client.get("/dashboard?from=2026-13").status_code == 422
-    assert metrics_client.post("/dashboard/sign-out", data={"csrf_token": csrf_token(page.get_data(as_text=True))}
-                               ).status_code == 303
+    assert (
+        metrics_client.post(
+            "/dashboard/sign-out", data={"csrf_token": csrf_token(page.get_data(as_text=True))}
+        ).status_code
+        == 303
+    )
     assert metrics_client.get("/dashboard/static/dashboard.css").status_code == 200  # not a read of anything
 
     rows = audit_rows(metrics_app)
@@ -148,8 +166,11 @@ def test_an_ended_session_is_audited_as_a_refusal(metrics_app, metrics_client, t
     monkeypatch.setattr(dashboard, "now", lambda: 4102444800)  # 2100
     assert metrics_client.get("/dashboard").status_code == 303
     last = audit_rows(metrics_app)[-1]
-    assert (last.action, last.outcome, last.detail) == ("GET /dashboard", "refused",
-                                                         "refused: dashboard session expired")
+    assert (last.action, last.outcome, last.detail) == (
+        "GET /dashboard",
+        "refused",
+        "refused: dashboard session expired",
+    )
 
 
 @pytest.mark.parametrize("value", ["=1+1", "+1", "-1", "@SUM(A1)", "\t=1+1", "\r=1+1", "\n=1+1"])
@@ -157,11 +178,12 @@ def test_csv_cells_a_spreadsheet_would_run_are_neutralised(value):
     assert _csv_value(value) == "'" + value
 
 
-def test_the_csv_export_neutralises_a_title_starting_with_a_tab(client, token, metrics_client, metrics_app,
-                                                                 app, outcomes_app, pump_events, run_jobs):
+def test_the_csv_export_neutralises_a_title_starting_with_a_tab(
+    client, token, metrics_client, metrics_app, app, outcomes_app, pump_events, run_jobs
+):
     from tests.dissemination.helpers import package_body
 
-    title = "\t=HYPERLINK(\"http://x.example\")"
+    title = '\t=HYPERLINK("http://x.example")'
     response = client.post("/api/v1/packages", json=package_body(title=title), headers=token())
     if response.status_code != 201:
         pytest.skip("the dissemination service refuses such titles")

@@ -24,8 +24,13 @@ def test_package_figures(history, metrics_client, token):
     assert body["reach"]["acknowledged"] == 1 and body["reach"]["failed"] == 0
     assert body["reach"]["median_hours_to_acknowledge"] is not None
     compliance = body["compliance"]
-    assert (compliance["expected"], compliance["interim"], compliance["final"], compliance["on_time"],
-            compliance["overdue_now"]) == (3, 0, 2, 2, 1)
+    assert (
+        compliance["expected"],
+        compliance["interim"],
+        compliance["final"],
+        compliance["on_time"],
+        compliance["overdue_now"],
+    ) == (3, 0, 2, 2, 1)
     assert body["use"]["by_action"]["enforcement"] == 1 and body["use"]["by_action"]["no_action"] == 1
     assert body["use"]["by_priority"] == {"high": 1, "medium": 0, "low": 0, "not_prioritised": 1}
     assert body["use"]["by_strand"]["pursue"] == 1
@@ -42,12 +47,16 @@ def test_package_figures(history, metrics_client, token):
 def test_verdicts_of_every_package(history, metrics_client, token):
     rows = metrics_client.get("/api/v1/metrics/packages?sort=reference", headers=leader(token)).get_json()
     verdicts = {row["reference"]: row["verdict"] for row in rows}
-    assert verdicts == {history["a"]["reference"]: "actioned", history["b"]["reference"]: "no_action",
-                        history["c"]["reference"]: "actioned"}
+    assert verdicts == {
+        history["a"]["reference"]: "actioned",
+        history["b"]["reference"]: "no_action",
+        history["c"]["reference"]: "actioned",
+    }
     withdrawn = next(r for r in rows if r["reference"] == history["b"]["reference"])
     assert withdrawn["verdict_reason"] == "Withdrawn by the centre."
-    only_actioned = metrics_client.get("/api/v1/metrics/packages?verdict=actioned&threat_area=county_lines",
-                                       headers=leader(token)).get_json()
+    only_actioned = metrics_client.get(
+        "/api/v1/metrics/packages?verdict=actioned&threat_area=county_lines", headers=leader(token)
+    ).get_json()
     assert len(only_actioned) == 2
 
 
@@ -68,8 +77,14 @@ def test_organisation_figures(history, metrics_client, token):
 def test_summary_funnel_results_and_trend(history, metrics_client, token):
     body = metrics_client.get("/api/v1/metrics/summary", headers=leader(token)).get_json()
     assert body["packages_issued"] == 2  # B was withdrawn
-    assert body["funnel"] == {"recipients": 4, "delivered": 4, "acknowledged": 1, "returned": 3, "final": 3,
-                              "actioned": 2}
+    assert body["funnel"] == {
+        "recipients": 4,
+        "delivered": 4,
+        "acknowledged": 1,
+        "returned": 3,
+        "final": 3,
+        "actioned": 2,
+    }
     assert body["results"]["totals"]["arrests"] == 5 and body["results"]["totals"]["people_safeguarded"] == 1
     this_month = body["trend"][-1]
     assert this_month["recipients"] == 4 and this_month["arrests"] == 5
@@ -95,8 +110,9 @@ def test_csv_export_has_the_package_list(history, metrics_client, token):
     assert len(lines) == 3 and all("county_lines" in line for line in lines[1:])
 
 
-def test_redelivered_and_reordered_events_change_nothing(history, metrics_client, metrics_app, token, app,
-                                                         outcomes_app):
+def test_redelivered_and_reordered_events_change_nothing(
+    history, metrics_client, metrics_app, token, app, outcomes_app
+):
     from sqlalchemy import select
 
     from shared.inbox import apply_event
@@ -123,8 +139,13 @@ def test_roles(history, metrics_client, token):
     own = metrics_client.get("/api/v1/metrics/summary", headers=gmp).get_json()
     assert own["organisation"] == "GMP" and own["funnel"]["recipients"] == 1
     assert metrics_client.get("/api/v1/metrics/summary?organisation=MPS", headers=gmp).status_code == 403
-    for url in ("/api/v1/metrics/packages", f"/api/v1/metrics/packages/{history['a']['id']}",
-                "/api/v1/metrics/organisations", "/api/v1/metrics/grading", "/api/v1/metrics/export.csv"):
+    for url in (
+        "/api/v1/metrics/packages",
+        f"/api/v1/metrics/packages/{history['a']['id']}",
+        "/api/v1/metrics/organisations",
+        "/api/v1/metrics/grading",
+        "/api/v1/metrics/export.csv",
+    ):
         assert metrics_client.get(url, headers=gmp).status_code == 403, url
         assert metrics_client.get(url, headers=token()).status_code == 403, url  # an issuer is not leadership
     assert metrics_client.get("/api/v1/metrics/summary", headers=token()).status_code == 403
@@ -132,8 +153,11 @@ def test_roles(history, metrics_client, token):
 
 def test_bad_queries_are_4xx(history, metrics_client, token):
     for query in ("from=2026-13", "from=2026-05&to=2026-01", "threat_area=burglary", "sort=colour", "verdict=great"):
-        url = "/api/v1/metrics/packages?" + query if "sort" in query or "verdict" in query \
+        url = (
+            "/api/v1/metrics/packages?" + query
+            if "sort" in query or "verdict" in query
             else "/api/v1/metrics/summary?" + query
+        )
         response = metrics_client.get(url, headers=leader(token))
         assert response.status_code == 422, (query, response.get_json())
     assert metrics_client.get("/api/v1/metrics/packages/not-a-uuid", headers=leader(token)).status_code == 404

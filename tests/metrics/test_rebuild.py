@@ -24,12 +24,19 @@ def history(client, token, outcomes_app, outcomes_client, pump_events, metrics_a
 def snapshot(metrics_app) -> dict:
     session = metrics_app.extensions["database"].session()
     try:
-        facts = {(f.scope, f.key, f.metric, f.classification): round(f.value, 6)
-                 for f in session.scalars(select(Fact)) if f.value}
-        packages = {(p.reference, p.verdict, p.verdict_reason, p.recipients, p.final_returns, p.arrests)
-                    for p in session.scalars(select(PackageState))}
-        returns = {(str(r.return_id), r.organisation, r.version, r.overdue, r.withdrawn, r.final_on_time)
-                   for r in session.scalars(select(ReturnState))}
+        facts = {
+            (f.scope, f.key, f.metric, f.classification): round(f.value, 6)
+            for f in session.scalars(select(Fact))
+            if f.value
+        }
+        packages = {
+            (p.reference, p.verdict, p.verdict_reason, p.recipients, p.final_returns, p.arrests)
+            for p in session.scalars(select(PackageState))
+        }
+        returns = {
+            (str(r.return_id), r.organisation, r.version, r.overdue, r.withdrawn, r.final_on_time)
+            for r in session.scalars(select(ReturnState))
+        }
         return {"facts": facts, "packages": packages, "returns": returns}
     finally:
         session.close()
@@ -68,7 +75,7 @@ def test_events_in_any_order_give_the_same_figures(history, metrics_app, app, ou
         session = metrics_app.extensions["database"].session()
         rebuilding.rebuild(session, lambda source, after, limit: {"events": [], "next_after": 0})  # empties it
         for start in range(0, len(events), 7):  # small batches, so order across batches matters too
-            rebuilding.apply_batch(session, events[start:start + 7])
+            rebuilding.apply_batch(session, events[start : start + 7])
         session.close()
         assert snapshot(metrics_app) == live, f"shuffle {seed}"
 

@@ -49,8 +49,13 @@ def chases(outcomes_client, token, return_id) -> list[dict]:
 
 def test_the_policy_is_admin_editable_and_validated(outcomes_client, token):
     policy = outcomes_client.get("/api/v1/chase-policy", headers=token()).get_json()
-    assert [s["name"] for s in policy["steps"]] == ["reminder", "due_today", "overdue", "escalation",
-                                                    "centre_escalation"]
+    assert [s["name"] for s in policy["steps"]] == [
+        "reminder",
+        "due_today",
+        "overdue",
+        "escalation",
+        "centre_escalation",
+    ]
     assert policy["steps"][0]["offset_seconds"] == -3 * 86400
     bad = {"steps": [{"name": "x1", "offset_seconds": 1.5, "notify": "press"}]}
     response = outcomes_client.put("/api/v1/chase-policy", json=bad, headers=token(roles="admin"))
@@ -68,18 +73,22 @@ def test_each_step_is_sent_once_in_order_to_its_audience(chase, outcomes_app, ou
         sweep_and_send(moment)
     log = chases(outcomes_client, token, rid)
     assert [(c["step"], c["notify"], c["result"]) for c in log] == [
-        ("reminder", "recipient", "sent"), ("due_today", "recipient", "sent"), ("overdue", "recipient", "sent"),
-        ("escalation", "escalation", "sent"), ("centre_escalation", "centre", "sent")]
+        ("reminder", "recipient", "sent"),
+        ("due_today", "recipient", "sent"),
+        ("overdue", "recipient", "sent"),
+        ("escalation", "escalation", "sent"),
+        ("centre_escalation", "centre", "sent"),
+    ]
     to = [m["To"] for m in mailbox()]
-    assert to == ["outcomes.gmp@directory.invalid"] * 3 + ["escalation.gmp@directory.invalid",
-                                                            "returns@nclcc.invalid"]
+    assert to == ["outcomes.gmp@directory.invalid"] * 3 + ["escalation.gmp@directory.invalid", "returns@nclcc.invalid"]
     body = mailbox()[0].get_content()
     assert "/form/" in body  # the form link is in every chase
     assert all(c["sent_at"] and c["channel"] == "email" for c in log)
 
 
-def test_the_return_is_listed_overdue_and_an_event_is_emitted_once(chase, outcomes_app, outcomes_client, token,
-                                                                     consumer, run_jobs, monkeypatch):
+def test_the_return_is_listed_overdue_and_an_event_is_emitted_once(
+    chase, outcomes_app, outcomes_client, token, consumer, run_jobs, monkeypatch
+):
     sweep_at, _ = chase
     rid = issue_return(outcomes_app, due_in_seconds=5)
     sweep_at(1)
@@ -98,8 +107,9 @@ def test_a_final_return_stops_the_ladder(chase, outcomes_app, outcomes_client, t
     _, sweep_and_send = chase
     rid = issue_return(outcomes_app, due_in_seconds=10)
     sweep_and_send(8.5)
-    response = outcomes_client.post(f"/api/v1/returns/{rid}/outcomes", json=outcome_body(status="final"),
-                                    headers=token("GMP", "recipient"))
+    response = outcomes_client.post(
+        f"/api/v1/returns/{rid}/outcomes", json=outcome_body(status="final"), headers=token("GMP", "recipient")
+    )
     assert response.status_code == 201
     for moment in (10.5, 12.5, 20, 60):
         sweep_and_send(moment)
@@ -109,19 +119,22 @@ def test_a_final_return_stops_the_ladder(chase, outcomes_app, outcomes_client, t
 def test_an_interim_return_does_not_stop_the_ladder(chase, outcomes_app, outcomes_client, token):
     _, sweep_and_send = chase
     rid = issue_return(outcomes_app, due_in_seconds=10)
-    outcomes_client.post(f"/api/v1/returns/{rid}/outcomes", json=outcome_body(status="interim"),
-                         headers=token("GMP", "recipient"))
+    outcomes_client.post(
+        f"/api/v1/returns/{rid}/outcomes", json=outcome_body(status="interim"), headers=token("GMP", "recipient")
+    )
     sweep_and_send(12.5)
     assert "overdue" in [c["step"] for c in chases(outcomes_client, token, rid)]
 
 
-def test_a_step_claimed_but_not_yet_sent_is_cancelled_by_a_final_return(chase, outcomes_app, outcomes_client,
-                                                                          token, run_jobs, mailbox):
+def test_a_step_claimed_but_not_yet_sent_is_cancelled_by_a_final_return(
+    chase, outcomes_app, outcomes_client, token, run_jobs, mailbox
+):
     sweep_at, _ = chase
     rid = issue_return(outcomes_app, due_in_seconds=10)
     sweep_at(8.5)  # claimed; the send job has not run yet
-    outcomes_client.post(f"/api/v1/returns/{rid}/outcomes", json=outcome_body(status="final"),
-                         headers=token("GMP", "recipient"))
+    outcomes_client.post(
+        f"/api/v1/returns/{rid}/outcomes", json=outcome_body(status="final"), headers=token("GMP", "recipient")
+    )
     run_jobs("outcomes")
     assert [c["result"] for c in chases(outcomes_client, token, rid)] == ["cancelled"]
     assert mailbox() == []
@@ -142,9 +155,11 @@ def test_an_extension_replans_the_steps_not_yet_sent(chase, outcomes_app, outcom
     sweep_and_send(8.5)
     due = datetime.fromisoformat(outcomes_client.get(f"/api/v1/returns/{rid}", headers=token()).get_json()["due_at"])
     new_due = due + timedelta(days=2)
-    response = outcomes_client.post(f"/api/v1/returns/{rid}/extend",
-                                    json={"due_at": new_due.isoformat(), "reason": "Operation still live."},
-                                    headers=token())
+    response = outcomes_client.post(
+        f"/api/v1/returns/{rid}/extend",
+        json={"due_at": new_due.isoformat(), "reason": "Operation still live."},
+        headers=token(),
+    )
     assert response.status_code == 200 and response.get_json()["extensions"][0]["reason"] == "Operation still live."
     sweep_and_send(30)  # would have sent every step under the old due date
     assert [c["step"] for c in chases(outcomes_client, token, rid)] == ["reminder"]
@@ -152,19 +167,27 @@ def test_an_extension_replans_the_steps_not_yet_sent(chase, outcomes_app, outcom
 
 def test_extensions_in_working_days_skip_weekends_and_bank_holidays(chase, outcomes_app, outcomes_client, token):
     rid = issue_return(outcomes_app, due_in_seconds=10)
-    response = outcomes_client.post(f"/api/v1/returns/{rid}/extend", json={"working_days": 3, "reason": "More time"},
-                                    headers=token())
+    response = outcomes_client.post(
+        f"/api/v1/returns/{rid}/extend", json={"working_days": 3, "reason": "More time"}, headers=token()
+    )
     from shared.calendar import add_working_days
 
     old_due = datetime.fromisoformat(response.get_json()["extensions"][0]["from"])
     assert datetime.fromisoformat(response.get_json()["due_at"]) == add_working_days(old_due, 3, "North West")
     bad = outcomes_client.post(f"/api/v1/returns/{rid}/extend", json={"reason": "More time"}, headers=token())
     assert bad.status_code == 422 and "due_at" in bad.get_json()["errors"]["json"]
-    earlier = outcomes_client.post(f"/api/v1/returns/{rid}/extend",
-                                   json={"due_at": old_due.isoformat(), "reason": "Oops"}, headers=token())
+    earlier = outcomes_client.post(
+        f"/api/v1/returns/{rid}/extend", json={"due_at": old_due.isoformat(), "reason": "Oops"}, headers=token()
+    )
     assert earlier.status_code == 422
-    assert outcomes_client.post(f"/api/v1/returns/{rid}/extend", json={"working_days": 1, "reason": "x y"},
-                                headers=token("GMP", "recipient")).status_code == 403
+    assert (
+        outcomes_client.post(
+            f"/api/v1/returns/{rid}/extend",
+            json={"working_days": 1, "reason": "x y"},
+            headers=token("GMP", "recipient"),
+        ).status_code
+        == 403
+    )
 
 
 def test_the_working_day_calendar():
@@ -226,8 +249,9 @@ def test_two_sweeps_at_once_claim_each_step_once(chase, outcomes_app, outcomes_c
     assert len(mailbox()) == 5
 
 
-def test_a_redis_flush_between_claim_and_send_loses_no_step(chase, outcomes_app, outcomes_client, token, run_jobs,
-                                                               redis_conn, mailbox):
+def test_a_redis_flush_between_claim_and_send_loses_no_step(
+    chase, outcomes_app, outcomes_client, token, run_jobs, redis_conn, mailbox
+):
     sweep_at, _ = chase
     rid = issue_return(outcomes_app, due_in_seconds=10)
     sweep_at(8.5)

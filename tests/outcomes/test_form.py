@@ -81,8 +81,16 @@ def test_the_form_shows_the_package_and_asks_every_question(outcomes_client, tok
     assert response.status_code == 200
     assert response.mimetype == "text/html"
     text = page_text(response)
-    for shown in ("NCLCC-", "County line 'Dex' supplying Wigan", "County lines", "OFFICIAL-SENSITIVE",
-                  "Greater Manchester Police", "Return due", "Not filed yet", "Versions filed"):
+    for shown in (
+        "NCLCC-",
+        "County line 'Dex' supplying Wigan",
+        "County lines",
+        "OFFICIAL-SENSITIVE",
+        "Greater Manchester Police",
+        "Return due",
+        "Not filed yet",
+        "Versions filed",
+    ):
         assert shown in text, shown
     assert "amending" not in text
     body = response.get_data(as_text=True)
@@ -117,8 +125,9 @@ def test_the_form_is_not_in_the_api_document_and_its_css_is_unbranded(outcomes_c
 
 def test_opening_the_form_is_audited_against_the_return(outcomes_client, token, gmp_return):
     outcomes_client.get(form_path(outcomes_client, token, gmp_return))
-    entries = outcomes_client.get(f"/api/v1/audit?target_id={gmp_return}&action=GET%20/form/<token>",
-                                  headers=token(roles="admin")).get_json()
+    entries = outcomes_client.get(
+        f"/api/v1/audit?target_id={gmp_return}&action=GET%20/form/<token>", headers=token(roles="admin")
+    ).get_json()
     assert len(entries) == 1
     assert entries[0]["target_type"] == "return" and entries[0]["outcome"] == "allowed"
     assert entries[0]["detail"] == "web form"
@@ -173,8 +182,9 @@ def test_a_post_without_the_csrf_token_files_nothing(outcomes_client, token, gmp
 
 
 def test_the_token_authenticated_api_needs_no_csrf_token(outcomes_client, token, gmp_return):
-    response = outcomes_client.post(f"/api/v1/returns/{gmp_return}/outcomes", json=outcome_body(),
-                                    headers=token("GMP", "recipient"))
+    response = outcomes_client.post(
+        f"/api/v1/returns/{gmp_return}/outcomes", json=outcome_body(), headers=token("GMP", "recipient")
+    )
     assert response.status_code == 201, response.get_json()
 
 
@@ -204,8 +214,11 @@ def test_filing_through_the_form(outcomes_client, token, gmp_return):
     assert outcome["results"]["cash_seized_gbp"] == 4500
     assert outcome["results"]["drugs_seized_grams"] == 120.5
     assert outcome["results"]["charges"] == 0
-    assert outcome["intelligence_feedback"] == {"usefulness": 4, "accuracy": "confirmed",
-                                                "timeliness": "late_but_useful"}
+    assert outcome["intelligence_feedback"] == {
+        "usefulness": 4,
+        "accuracy": "confirmed",
+        "timeliness": "late_but_useful",
+    }
     assert outcome["comments"] == "Warrant executed on day 3."
 
     state = outcomes_client.get(f"/api/v1/returns/{gmp_return}", headers=token("GMP", "recipient")).get_json()
@@ -226,8 +239,9 @@ def test_sending_the_same_page_twice_files_once(outcomes_client, token, gmp_retu
 
 
 def test_filing_again_amends_and_the_form_is_prefilled(outcomes_client, token, gmp_return):
-    filed = outcomes_client.post(f"/api/v1/returns/{gmp_return}/outcomes", json=outcome_body(),
-                                 headers=token("GMP", "recipient"))
+    filed = outcomes_client.post(
+        f"/api/v1/returns/{gmp_return}/outcomes", json=outcome_body(), headers=token("GMP", "recipient")
+    )
     assert filed.status_code == 201
     path = form_path(outcomes_client, token, gmp_return)
     page = outcomes_client.get(path)
@@ -251,18 +265,33 @@ def test_filing_again_amends_and_the_form_is_prefilled(outcomes_client, token, g
 def test_an_empty_form_lists_every_problem_and_keeps_what_was_typed(outcomes_client, token, gmp_return):
     path = form_path(outcomes_client, token, gmp_return)
     csrf = csrf_token_of(outcomes_client.get(path))
-    response = outcomes_client.post(path, data={
-        "csrf_token": csrf, "results.arrests": "2", "results.weapons_seized": "two", "results.charges": "1.5",
-        "comments": "Typed <b>this</b>", "strands": ["prevent"],
-    })
+    response = outcomes_client.post(
+        path,
+        data={
+            "csrf_token": csrf,
+            "results.arrests": "2",
+            "results.weapons_seized": "two",
+            "results.charges": "1.5",
+            "comments": "Typed <b>this</b>",
+            "strands": ["prevent"],
+        },
+    )
     assert response.status_code == 422
     body = response.get_data(as_text=True)
     assert re.search(r"<title>\s*Error: ", body)
     assert "There is a problem" in body
     assert error_links(response) == [
-        "status", "actions", "priority", "results-charges", "results-weapons-seized", "attribution",
-        "intelligence-feedback-usefulness", "intelligence-feedback-accuracy", "intelligence-feedback-timeliness",
-        "filer-name", "filer-role",
+        "status",
+        "actions",
+        "priority",
+        "results-charges",
+        "results-weapons-seized",
+        "attribution",
+        "intelligence-feedback-usefulness",
+        "intelligence-feedback-accuracy",
+        "intelligence-feedback-timeliness",
+        "filer-name",
+        "filer-role",
     ]
     text = page_text(response)
     assert "Enter weapons seized as a number, like 3" in text
@@ -278,20 +307,32 @@ def test_an_empty_form_lists_every_problem_and_keeps_what_was_typed(outcomes_cli
     assert outcomes_of(outcomes_client, token, gmp_return) == []
 
 
-@pytest.mark.parametrize(("changes", "field_id", "message"), [
-    ({"results.children_safeguarded": "3"}, "results-children-safeguarded",
-     "Children safeguarded cannot be more than people safeguarded"),
-    ({"results.arrests": "-1"}, "results-arrests", "Arrests must be between 0 and 100,000"),
-    ({"actions": ["passed_on"]}, "passed-to", "Select the organisation you passed it to"),
-    ({"actions": ["passed_on"], "passed_to": "GMP"}, "passed-to", "Pass it to an organisation other than your own"),
-    ({"actions": ["no_action", "enforcement"], "no_action_reason": "None possible."}, "actions",
-     "Select ‘No action’ on its own, or untick it"),
-    ({"actions": ["no_action"]}, "no-action-reason", "Say why no action was taken"),
-    ({"tasking_forum": ""}, "tasking-forum", "Enter the tasking forum that set the priority"),
-    ({"intelligence_feedback.usefulness": "9"}, "intelligence-feedback-usefulness",
-     "Select how useful the intelligence was"),
-    ({"filer_role": "x" * 96}, "filer-role", "Your role or e-mail must be 95 characters or fewer"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field_id", "message"),
+    [
+        (
+            {"results.children_safeguarded": "3"},
+            "results-children-safeguarded",
+            "Children safeguarded cannot be more than people safeguarded",
+        ),
+        ({"results.arrests": "-1"}, "results-arrests", "Arrests must be between 0 and 100,000"),
+        ({"actions": ["passed_on"]}, "passed-to", "Select the organisation you passed it to"),
+        ({"actions": ["passed_on"], "passed_to": "GMP"}, "passed-to", "Pass it to an organisation other than your own"),
+        (
+            {"actions": ["no_action", "enforcement"], "no_action_reason": "None possible."},
+            "actions",
+            "Select ‘No action’ on its own, or untick it",
+        ),
+        ({"actions": ["no_action"]}, "no-action-reason", "Say why no action was taken"),
+        ({"tasking_forum": ""}, "tasking-forum", "Enter the tasking forum that set the priority"),
+        (
+            {"intelligence_feedback.usefulness": "9"},
+            "intelligence-feedback-usefulness",
+            "Select how useful the intelligence was",
+        ),
+        ({"filer_role": "x" * 96}, "filer-role", "Your role or e-mail must be 95 characters or fewer"),
+    ],
+)
 def test_each_rule_is_explained_next_to_its_field(outcomes_client, token, gmp_return, changes, field_id, message):
     path = form_path(outcomes_client, token, gmp_return)
     csrf = csrf_token_of(outcomes_client.get(path))
@@ -305,8 +346,13 @@ def test_each_rule_is_explained_next_to_its_field(outcomes_client, token, gmp_re
 def test_passing_it_on_names_the_organisation(outcomes_client, token, gmp_return):
     path = form_path(outcomes_client, token, gmp_return)
     csrf = csrf_token_of(outcomes_client.get(path))
-    data = form_data(csrf, actions=["passed_on"], passed_to="MPS", attribution=..., **{
-        f"results.{name}": "" for name in RESULT_FIELDS})
+    data = form_data(
+        csrf,
+        actions=["passed_on"],
+        passed_to="MPS",
+        attribution=...,
+        **{f"results.{name}": "" for name in RESULT_FIELDS},
+    )
     assert outcomes_client.post(path, data=data).status_code == 303
     [outcome] = outcomes_of(outcomes_client, token, gmp_return)
     assert outcome["passed_to"] == "MPS" and outcome["attribution"] is None
@@ -328,15 +374,20 @@ def test_after_a_final_return_an_amendment_must_be_final(outcomes_client, token,
 def test_a_withdrawn_package_needs_no_return(client, outcomes_client, token, gmp_return, pump_events):
     path = form_path(outcomes_client, token, gmp_return)
     csrf = csrf_token_of(outcomes_client.get(path))
-    package_id = outcomes_client.get(f"/api/v1/returns/{gmp_return}", headers=token("GMP", "recipient")
-                                     ).get_json()["package_id"]
-    withdrawn = client.post(f"/api/v1/packages/{package_id}/withdraw", json={"reason": "Source compromised."},
-                            headers=token())
+    package_id = outcomes_client.get(f"/api/v1/returns/{gmp_return}", headers=token("GMP", "recipient")).get_json()[
+        "package_id"
+    ]
+    withdrawn = client.post(
+        f"/api/v1/packages/{package_id}/withdraw", json={"reason": "Source compromised."}, headers=token()
+    )
     assert withdrawn.status_code == 200
     pump_events()
 
-    for response in (outcomes_client.get(path), outcomes_client.post(path, data=form_data(csrf)),
-                     outcomes_client.get(f"{path}/done")):
+    for response in (
+        outcomes_client.get(path),
+        outcomes_client.post(path, data=form_data(csrf)),
+        outcomes_client.get(f"{path}/done"),
+    ):
         assert response.status_code == 409
         text = page_text(response)
         assert "was withdrawn" in text and "no outcome return is needed" in text

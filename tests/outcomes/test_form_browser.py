@@ -76,8 +76,13 @@ def test_empty_form_shows_every_problem_first_and_keeps_what_was_typed(page, for
     links = summary.locator("a")
     hrefs = links.evaluate_all("links => links.map(a => a.getAttribute('href'))")
     assert hrefs[:4] == ["#status", "#actions", "#priority", "#results-weapons-seized"]
-    for expected_id in ("#attribution", "#intelligence-feedback-usefulness", "#intelligence-feedback-accuracy",
-                        "#intelligence-feedback-timeliness", "#filer-role"):
+    for expected_id in (
+        "#attribution",
+        "#intelligence-feedback-usefulness",
+        "#intelligence-feedback-accuracy",
+        "#intelligence-feedback-timeliness",
+        "#filer-role",
+    ):
         assert expected_id in hrefs
     assert "#filer-name" not in hrefs and "#tasking-forum" not in hrefs
     for href in hrefs:
@@ -89,7 +94,8 @@ def test_empty_form_shows_every_problem_first_and_keeps_what_was_typed(page, for
         message = summary.locator(f"a[href='{href}']").inner_text()
         expect(group.locator(".govuk-error-message")).to_contain_text(message)
     expect(summary.locator("a[href='#results-weapons-seized']")).to_have_text(
-        "Enter weapons seized as a number, like 3")
+        "Enter weapons seized as a number, like 3"
+    )
 
     page.screenshot(path="/tmp/form-errors.png", full_page=True)
 
@@ -153,8 +159,9 @@ def test_filling_it_in_files_a_final_return(page, form, outcomes_client, token):
 
 def test_the_same_link_amends_the_return(page, form, outcomes_client, token):
     return_id, url = form
-    filed = outcomes_client.post(f"/api/v1/returns/{return_id}/outcomes", json=outcome_body(),
-                                 headers=token("GMP", "recipient"))
+    filed = outcomes_client.post(
+        f"/api/v1/returns/{return_id}/outcomes", json=outcome_body(), headers=token("GMP", "recipient")
+    )
     assert filed.status_code == 201, filed.get_json()
 
     page.goto(url)
@@ -165,7 +172,8 @@ def test_the_same_link_amends_the_return(page, form, outcomes_client, token):
     expect(page.get_by_label("Recorded it only")).not_to_be_checked()
     expect(page.get_by_label("High", exact=True)).to_be_checked()
     expect(page.get_by_label("Which tasking forum set the priority?")).to_have_value(
-        "GMP Serious Organised Crime tasking")
+        "GMP Serious Organised Crime tasking"
+    )
     expect(page.get_by_label("Arrests")).to_have_value("3")
     expect(page.get_by_label("Weapons seized")).to_have_value("")
     expect(page.get_by_label("Drugs seized, in grams")).to_have_value("120.5")

@@ -45,10 +45,18 @@ def test_form_urls_that_match_no_route_are_audited_by_a_placeholder(outcomes_app
     assert outcomes_client.put(f"/form/{link_token}").status_code == 405
     assert outcomes_client.get(f"/form/{link_token}").status_code == 200
     rows = audit_text(outcomes_app)
-    assert [path for path, _, _ in rows] == ["/form/<unmatched>", "/form/<unmatched>", "/form/<unmatched>",
-                                             "/form/<token>"]
-    assert [action for _, action, _ in rows] == ["GET /form/<unmatched>", "GET /form/<unmatched>",
-                                                 "PUT /form/<unmatched>", "GET /form/<token>"]
+    assert [path for path, _, _ in rows] == [
+        "/form/<unmatched>",
+        "/form/<unmatched>",
+        "/form/<unmatched>",
+        "/form/<token>",
+    ]
+    assert [action for _, action, _ in rows] == [
+        "GET /form/<unmatched>",
+        "GET /form/<unmatched>",
+        "PUT /form/<unmatched>",
+        "GET /form/<token>",
+    ]
     assert not [row for row in rows if link_token in " ".join(row) or link_token[:20] in " ".join(row)]
 
 
@@ -74,9 +82,15 @@ def test_the_access_log_masks_form_tokens(link_token):
 
     logger.access_log.addHandler(Keep())
     path = f"/form/{link_token}/done"
-    environ = {"REQUEST_METHOD": "GET", "RAW_URI": f"{path}?from=%2Fform%2F{link_token}", "PATH_INFO": path,
-               "QUERY_STRING": f"from=%2Fform%2F{link_token}", "SERVER_PROTOCOL": "HTTP/1.1",
-               "REMOTE_ADDR": "203.0.113.9", "HTTP_REFERER": f"https://outcomes.example/form/{link_token}"}
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": f"{path}?from=%2Fform%2F{link_token}",
+        "PATH_INFO": path,
+        "QUERY_STRING": f"from=%2Fform%2F{link_token}",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "203.0.113.9",
+        "HTTP_REFERER": f"https://outcomes.example/form/{link_token}",
+    }
     response = SimpleNamespace(status="200 OK", sent=512, headers=[("Location", path)])
     request = SimpleNamespace(headers=[("REFERER", f"https://outcomes.example/form/{link_token}")])
     logger.access(response, request, environ, timedelta(milliseconds=12))
@@ -102,9 +116,23 @@ def test_gunicorn_run_as_the_procfile_runs_it_keeps_tokens_out_of_its_access_log
     assert options, "the Procfile's gunicorn commands name the configuration"
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", options[1], "--bind", f"127.0.0.1:{port}", "--workers", "1",
-         "tests.outcomes.test_form_tokens_not_logged:tiny_app"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ},
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            options[1],
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "tests.outcomes.test_form_tokens_not_logged:tiny_app",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ},
     )
     try:
         url = f"http://127.0.0.1:{port}/form/{link_token}/whatever"

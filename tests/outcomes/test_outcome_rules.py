@@ -46,9 +46,17 @@ def test_priority_must_be_known_and_prioritised_work_names_its_forum(refused):
     assert "tasking_forum" in refused(outcome_body(priority="medium", tasking_forum=None))
 
 
-@pytest.mark.parametrize("field,value", [("arrests", -1), ("arrests", 1.5), ("arrests", "3"),
-                                         ("cash_seized_gbp", -0.01), ("drugs_seized_grams", "lots"),
-                                         ("weapons_seized", None)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("arrests", -1),
+        ("arrests", 1.5),
+        ("arrests", "3"),
+        ("cash_seized_gbp", -0.01),
+        ("drugs_seized_grams", "lots"),
+        ("weapons_seized", None),
+    ],
+)
 def test_results_are_non_negative_numbers(refused, field, value):
     assert field in refused(outcome_body(results={field: value}))["results"]
 
@@ -71,15 +79,16 @@ def test_strands_are_the_4ps(refused):
     assert "strands" in refused(outcome_body(strands=["pursue", "punish"]))
 
 
-@pytest.mark.parametrize("feedback,field", [({"usefulness": 0, "accuracy": "confirmed", "timeliness": "timely"},
-                                             "usefulness"),
-                                            ({"usefulness": 6, "accuracy": "confirmed", "timeliness": "timely"},
-                                             "usefulness"),
-                                            ({"usefulness": 3, "accuracy": "maybe", "timeliness": "timely"},
-                                             "accuracy"),
-                                            ({"usefulness": 3, "accuracy": "false", "timeliness": "eventually"},
-                                             "timeliness"),
-                                            ({"accuracy": "false", "timeliness": "timely"}, "usefulness")])
+@pytest.mark.parametrize(
+    "feedback,field",
+    [
+        ({"usefulness": 0, "accuracy": "confirmed", "timeliness": "timely"}, "usefulness"),
+        ({"usefulness": 6, "accuracy": "confirmed", "timeliness": "timely"}, "usefulness"),
+        ({"usefulness": 3, "accuracy": "maybe", "timeliness": "timely"}, "accuracy"),
+        ({"usefulness": 3, "accuracy": "false", "timeliness": "eventually"}, "timeliness"),
+        ({"accuracy": "false", "timeliness": "timely"}, "usefulness"),
+    ],
+)
 def test_intelligence_feedback_is_complete_and_in_range(refused, feedback, field):
     assert field in refused(outcome_body(intelligence_feedback=feedback))["intelligence_feedback"]
 
@@ -94,8 +103,16 @@ def test_unknown_fields_are_refused(refused):
 
 def test_a_no_action_return_is_accepted_with_its_reason(client, token, pump_events, outcomes_client):
     rid = issued_returns(client, token, pump_events, recipients=("GMP",))["GMP"]
-    body = outcome_body(status="final", actions=["no_action"], no_action_reason="Subject already in custody.",
-                        priority="not_prioritised", tasking_forum=None, results={}, attribution=None, strands=[])
+    body = outcome_body(
+        status="final",
+        actions=["no_action"],
+        no_action_reason="Subject already in custody.",
+        priority="not_prioritised",
+        tasking_forum=None,
+        results={},
+        attribution=None,
+        strands=[],
+    )
     response = outcomes_client.post(f"/api/v1/returns/{rid}/outcomes", json=body, headers=token("GMP", "recipient"))
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["results"]["arrests"] == 0

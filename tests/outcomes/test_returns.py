@@ -15,8 +15,9 @@ def returns(client, token, pump_events, outcomes_client):
 
 
 def file(outcomes_client, token, return_id, org="GMP", **changes):
-    return outcomes_client.post(f"/api/v1/returns/{return_id}/outcomes", json=outcome_body(**changes),
-                                headers=token(org, "recipient"))
+    return outcomes_client.post(
+        f"/api/v1/returns/{return_id}/outcomes", json=outcome_body(**changes), headers=token(org, "recipient")
+    )
 
 
 def test_an_issued_package_makes_one_expected_return_per_dissemination(returns, outcomes_client, token, client):
@@ -59,15 +60,15 @@ def test_a_recipient_sees_and_files_only_its_own_returns(returns, outcomes_clien
     response = file(outcomes_client, token, returns["MPS"], org="GMP")
     assert response.status_code == 404
     assert outcomes_client.get(f"/api/v1/returns/{returns['MPS']}/outcomes", headers=token()).get_json() == []
-    refused = outcomes_client.get(f"/api/v1/audit?target_id={returns['MPS']}&outcome=refused",
-                                  headers=token(roles="admin")).get_json()
+    refused = outcomes_client.get(
+        f"/api/v1/audit?target_id={returns['MPS']}&outcome=refused", headers=token(roles="admin")
+    ).get_json()
     assert len(refused) == 2 and all(e["actor_org"] == "GMP" for e in refused)
     assert "belongs to MPS" in refused[0]["detail"]
 
 
 def test_only_recipients_file(returns, outcomes_client, token):
-    response = outcomes_client.post(f"/api/v1/returns/{returns['GMP']}/outcomes", json=outcome_body(),
-                                    headers=token())
+    response = outcomes_client.post(f"/api/v1/returns/{returns['GMP']}/outcomes", json=outcome_body(), headers=token())
     assert response.status_code == 403
 
 
@@ -78,12 +79,22 @@ def test_interim_then_final_then_amendment_keeps_every_version(returns, outcomes
     assert view["status"] == "interim_returned" and view["returned_at"] is None
     final = file(outcomes_client, token, rid, status="final", results={"arrests": 5}, attribution="contributed")
     assert final.status_code == 201 and final.get_json()["version"] == 2
-    amended = file(outcomes_client, token, rid, status="final", results={"arrests": 6}, attribution="contributed",
-                   comments="One more arrest after the warrant.")
+    amended = file(
+        outcomes_client,
+        token,
+        rid,
+        status="final",
+        results={"arrests": 6},
+        attribution="contributed",
+        comments="One more arrest after the warrant.",
+    )
     assert amended.get_json()["version"] == 3
     history = outcomes_client.get(f"/api/v1/returns/{rid}/outcomes", headers=token()).get_json()
     assert [(o["version"], o["status"], o["results"]["arrests"]) for o in history] == [
-        (1, "interim", 3), (2, "final", 5), (3, "final", 6)]
+        (1, "interim", 3),
+        (2, "final", 5),
+        (3, "final", 6),
+    ]
     view = outcomes_client.get(f"/api/v1/returns/{rid}", headers=token()).get_json()
     assert view["status"] == "returned" and view["versions"] == 3
     assert view["current"]["results"]["arrests"] == 6 and view["current"]["comments"].startswith("One more")
@@ -108,8 +119,9 @@ def test_filing_emits_outcome_filed_with_the_whole_return(returns, outcomes_clie
     assert payload["on_time"] is True
 
 
-def test_a_final_return_marks_the_dissemination_returned(returns, outcomes_client, outcomes_app, token, client,
-                                                         pump_events, app):
+def test_a_final_return_marks_the_dissemination_returned(
+    returns, outcomes_client, outcomes_app, token, client, pump_events, app
+):
     file(outcomes_client, token, returns["GMP"], status="final")
     pump_events(source=outcomes_app, target=app)
     row = client.get(f"/api/v1/disseminations/{returns['GMP']}", headers=token()).get_json()
@@ -137,8 +149,10 @@ def test_a_withdrawn_package_takes_no_return(returns, outcomes_client, token, cl
 
 def test_lists_filter_by_status_org_and_package(returns, outcomes_client, token):
     file(outcomes_client, token, returns["GMP"], status="final")
+
     def ids(query):
         return {r["id"] for r in outcomes_client.get(f"/api/v1/returns?{query}", headers=token()).get_json()}
+
     assert ids("status=returned") == {returns["GMP"]}
     assert ids("status=open") == {returns["MPS"]}
     assert ids("org=MPS") == {returns["MPS"]}

@@ -79,29 +79,56 @@ ROWS = [
     # -- dissemination ------------------------------------------------------------------------
     row("dissemination", "GET", "/api/v1/audit", ADMIN_ONLY),
     row("dissemination", "GET", "/api/v1/disseminations/{dissemination}", GMP_OS_READ),
-    row("dissemination", "POST", "/api/v1/disseminations/{dissemination}/acknowledge",
-        "401 403 403 403 403 200 404 404 200 403"),
+    row(
+        "dissemination",
+        "POST",
+        "/api/v1/disseminations/{dissemination}/acknowledge",
+        "401 403 403 403 403 200 404 404 200 403",
+    ),
     row("dissemination", "GET", "/api/v1/inbox", ANY_TOKEN),
     row("dissemination", "GET", "/api/v1/organisations", ANY_TOKEN),
-    row("dissemination", "POST", "/api/v1/organisations", ADMIN_ONLY.replace("200", "201"),
-        body={"code": "TESTORG", "name": "Test Organisation", "kind": "territorial_force",
-              "email": "duty@test.invalid"}),
+    row(
+        "dissemination",
+        "POST",
+        "/api/v1/organisations",
+        ADMIN_ONLY.replace("200", "201"),
+        body={
+            "code": "TESTORG",
+            "name": "Test Organisation",
+            "kind": "territorial_force",
+            "email": "duty@test.invalid",
+        },
+    ),
     row("dissemination", "GET", "/api/v1/organisations/GMP", ANY_TOKEN),
     row("dissemination", "PATCH", "/api/v1/organisations/GMP", ADMIN_ONLY, body={"region": "North West"}),
     row("dissemination", "POST", "/api/v1/organisations/GMP/webhook-secret", ADMIN_ONLY.replace("200", "201")),
     row("dissemination", "GET", "/api/v1/outbox", ADMIN_ONLY),
     row("dissemination", "POST", "/api/v1/outbox/{dissemination_delivery}/redeliver", ADMIN_ONLY),
     row("dissemination", "GET", "/api/v1/packages", ANY_TOKEN),
-    row("dissemination", "POST", "/api/v1/packages", "401 201 403 403 201 403 403 403 403 403",
-        body=package_body(classification="OFFICIAL", recipients=["GMP"])),
+    row(
+        "dissemination",
+        "POST",
+        "/api/v1/packages",
+        "401 201 403 403 201 403 403 403 403 403",
+        body=package_body(classification="OFFICIAL", recipients=["GMP"]),
+    ),
     row("dissemination", "GET", "/api/v1/packages/{package}", GMP_OS_READ),
-    row("dissemination", "PATCH", "/api/v1/packages/{draft}", "401 200 403 403 200 403 403 403 403 403",
-        body={"title": "Retitled draft"}),
-    row("dissemination", "GET", "/api/v1/packages/{package}/disseminations",
-        "401 200 200 200 404 403 403 403 403 403"),
+    row(
+        "dissemination",
+        "PATCH",
+        "/api/v1/packages/{draft}",
+        "401 200 403 403 200 403 403 403 403 403",
+        body={"title": "Retitled draft"},
+    ),
+    row("dissemination", "GET", "/api/v1/packages/{package}/disseminations", "401 200 200 200 404 403 403 403 403 403"),
     row("dissemination", "POST", "/api/v1/packages/{draft}/issue", "401 200 403 403 200 403 403 403 403 403"),
-    row("dissemination", "POST", "/api/v1/packages/{package}/withdraw", "401 200 403 403 404 403 403 403 403 403",
-        body={"reason": "Superseded by a newer package."}),
+    row(
+        "dissemination",
+        "POST",
+        "/api/v1/packages/{package}/withdraw",
+        "401 200 403 403 404 403 403 403 403 403",
+        body={"reason": "Superseded by a newer package."},
+    ),
     # -- outcomes -----------------------------------------------------------------------------
     row("outcomes", "GET", "/api/v1/audit", ADMIN_ONLY),
     row("outcomes", "GET", "/api/v1/chase-policy", "401 200 200 403 200 403 403 403 403 403"),
@@ -111,11 +138,21 @@ ROWS = [
     row("outcomes", "GET", "/api/v1/returns", ANY_TOKEN),
     row("outcomes", "GET", "/api/v1/returns/{return}", GMP_OS_READ),
     row("outcomes", "GET", "/api/v1/returns/{return}/chases", GMP_OS_READ),
-    row("outcomes", "POST", "/api/v1/returns/{return}/extend", "401 200 403 403 404 403 403 403 403 403",
-        body={"working_days": 5, "reason": "Operation still running."}),
+    row(
+        "outcomes",
+        "POST",
+        "/api/v1/returns/{return}/extend",
+        "401 200 403 403 404 403 403 403 403 403",
+        body={"working_days": 5, "reason": "Operation still running."},
+    ),
     row("outcomes", "GET", "/api/v1/returns/{return}/outcomes", GMP_OS_READ),
-    row("outcomes", "POST", "/api/v1/returns/{return}/outcomes", "401 403 403 403 403 201 404 404 201 403",
-        body=outcome_body()),
+    row(
+        "outcomes",
+        "POST",
+        "/api/v1/returns/{return}/outcomes",
+        "401 403 403 403 403 201 404 404 201 403",
+        body=outcome_body(),
+    ),
     # -- metrics ------------------------------------------------------------------------------
     row("metrics", "GET", "/api/v1/audit", ADMIN_ONLY),
     row("metrics", "GET", "/api/v1/metrics/export.csv", LEADERS),
@@ -188,26 +225,36 @@ class Harness:
     def build(self) -> World:
         client, outcomes = self.clients["dissemination"], self.clients["outcomes"]
         centre = self.token()
-        webhook = client.patch("/api/v1/organisations/GMP", json={"webhook_url": "https://hooks.gmp.example/nclcc"},
-                               headers=self.token("NCLCC", "admin"))
+        webhook = client.patch(
+            "/api/v1/organisations/GMP",
+            json={"webhook_url": "https://hooks.gmp.example/nclcc"},
+            headers=self.token("NCLCC", "admin"),
+        )
         assert webhook.status_code == 200, webhook.get_json()
         package = issue_package(client, centre, recipients=["GMP", "MPS"], classification="OFFICIAL-SENSITIVE")
         draft = create_package(client, centre, classification="OFFICIAL", recipients=["GMP"])
         rows = client.get(f"/api/v1/packages/{package['id']}/disseminations", headers=centre).get_json()
         disseminations = {r["organisation"]: r["id"] for r in rows}
         self.pump_events()
-        filed = outcomes.post(f"/api/v1/returns/{disseminations['MPS']}/outcomes", json=outcome_body(),
-                              headers=self.token("MPS", "recipient"))
+        filed = outcomes.post(
+            f"/api/v1/returns/{disseminations['MPS']}/outcomes",
+            json=outcome_body(),
+            headers=self.token("MPS", "recipient"),
+        )
         assert filed.status_code == 201, filed.get_json()
         policy = outcomes.get("/api/v1/chase-policy", headers=self.token("NCLCC", "admin")).get_json()
         self.pump_events(source=self.apps["dissemination"], target=self.apps["metrics"])
         self.pump_events(source=self.apps["outcomes"], target=self.apps["metrics"])
-        world = World({
-            "package": package["id"], "draft": draft["id"], "dissemination": disseminations["GMP"],
-            "return": disseminations["GMP"],
-            "dissemination_delivery": str(self.first_delivery("dissemination")),
-            "outcomes_delivery": str(self.first_delivery("outcomes")),
-        })
+        world = World(
+            {
+                "package": package["id"],
+                "draft": draft["id"],
+                "dissemination": disseminations["GMP"],
+                "return": disseminations["GMP"],
+                "dissemination_delivery": str(self.first_delivery("dissemination")),
+                "outcomes_delivery": str(self.first_delivery("outcomes")),
+            }
+        )
         world.ids["chase_policy"] = {"steps": policy["steps"]}
         return world
 
@@ -276,8 +323,9 @@ def test_authorisation_matrix(harness, matrix_row):
         body = response.get_json(silent=True) or {}
         assert body.get("code") == response.status_code and body.get("message"), "the one error shape"
         check_refusal(harness, row, caller, response)
-    assert {name: harness.count(name, "OutboxEvent") for name in harness.apps} == events_before, \
+    assert {name: harness.count(name, "OutboxEvent") for name in harness.apps} == events_before, (
         "a refused request changed something"
+    )
     for index, caller in enumerate(allowed):
         if row.writes and index:
             world = harness.fresh()

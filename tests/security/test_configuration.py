@@ -31,9 +31,18 @@ def production_env(**changes: str | None) -> dict[str, str]:
 @pytest.fixture
 def environment(monkeypatch):
     def set_env(env: dict[str, str]) -> None:
-        for name in (*SECRETS, "WEBHOOK_SECRETS_KEY", "WEBHOOK_SECRET",
-                     "APP_ENV", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_JWKS_URL", "JWT_PUBLIC_KEY",
-                     "SECRET_KEY", "JWT_ALGORITHMS"):
+        for name in (
+            *SECRETS,
+            "WEBHOOK_SECRETS_KEY",
+            "WEBHOOK_SECRET",
+            "APP_ENV",
+            "JWT_ISSUER",
+            "JWT_AUDIENCE",
+            "JWT_JWKS_URL",
+            "JWT_PUBLIC_KEY",
+            "SECRET_KEY",
+            "JWT_ALGORITHMS",
+        ):
             monkeypatch.delenv(name, raising=False)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
@@ -57,8 +66,9 @@ def test_production_refuses_a_missing_secret_by_name(environment, missing):
 
 
 def test_the_old_single_secret_key_is_no_fallback(environment):
-    environment(production_env(JWT_SECRET=None, EVENT_SECRET=None, FORM_SECRET=None, SESSION_SECRET=None,
-                               SECRET_KEY="s" * 64))
+    environment(
+        production_env(JWT_SECRET=None, EVENT_SECRET=None, FORM_SECRET=None, SESSION_SECRET=None, SECRET_KEY="s" * 64)
+    )
     with pytest.raises(ConfigurationError, match="JWT_SECRET"):
         settings_for("outcomes")
 
@@ -124,8 +134,14 @@ def test_a_service_process_refuses_to_start_naming_the_variable(service):
     """As gunicorn would load it: the app factory raises before serving anything."""
     env = {k: v for k, v in os.environ.items() if k not in (*SECRETS, "APP_ENV", "SECRET_KEY")}
     env.update(production_env(EVENT_SECRET="short"))
-    result = subprocess.run([sys.executable, "-c", f"from services.{service} import create_app; create_app()"],
-                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", f"from services.{service} import create_app; create_app()"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "EVENT_SECRET must be at least 32 bytes" in result.stderr
 
@@ -159,6 +175,12 @@ def test_the_interim_single_webhook_secret_is_gone(environment):
     assert not hasattr(settings_for("dissemination"), "webhook_secret")
     assert "webhook_secret" not in Settings.__dataclass_fields__
     pattern = re.compile(r"\bWEBHOOK_SECRET\b|settings\.webhook_secret\b")
-    for path in [*ROOT.glob("shared/*.py"), *ROOT.glob("services/**/*.py"), *ROOT.glob("tools/*.py"),
-                 ROOT / "README.md", ROOT / "docs" / "architecture.md", ROOT / "docker-compose.yml"]:
+    for path in [
+        *ROOT.glob("shared/*.py"),
+        *ROOT.glob("services/**/*.py"),
+        *ROOT.glob("tools/*.py"),
+        ROOT / "README.md",
+        ROOT / "docs" / "architecture.md",
+        ROOT / "docker-compose.yml",
+    ]:
         assert not pattern.search(path.read_text()), path

@@ -48,20 +48,33 @@ REFUSED = [
 ]
 REFUSED_IDS = [url.split("//", 1)[1].split("/", 1)[0] or url for url, _ in REFUSED]
 # Refused even with WEBHOOK_ALLOW_PRIVATE=true.
-ALWAYS_REFUSED = ["https://169.254.169.254/", "http://169.254.169.254/", "https://0x7f000001.0/", "https://0.0.0.0/",
-                  "http://[fe80::1]/", "http://224.0.0.1/", "http://[::ffff:169.254.169.254]/"]
+ALWAYS_REFUSED = [
+    "https://169.254.169.254/",
+    "http://169.254.169.254/",
+    "https://0x7f000001.0/",
+    "https://0.0.0.0/",
+    "http://[fe80::1]/",
+    "http://224.0.0.1/",
+    "http://[::ffff:169.254.169.254]/",
+]
 
 
 def organisation_events(session, code="GMP") -> int:
-    return session.scalar(select(func.count()).select_from(OutboxEvent).where(
-        OutboxEvent.type == "organisation.updated", OutboxEvent.aggregate_id == code))
+    return session.scalar(
+        select(func.count())
+        .select_from(OutboxEvent)
+        .where(OutboxEvent.type == "organisation.updated", OutboxEvent.aggregate_id == code)
+    )
 
 
 def legacy_webhook(app, session, url: str, code="GMP", email=None) -> None:
     """A webhook stored before the guard existed (with a signing secret, so only the guard stops it)."""
     sealed = webhook_secrets.new_sealed(app.extensions["settings"])
-    session.execute(update(Organisation).where(Organisation.code == code)
-                    .values(webhook_url=url, webhook_secret_sealed=sealed, email=email))
+    session.execute(
+        update(Organisation)
+        .where(Organisation.code == code)
+        .values(webhook_url=url, webhook_secret_sealed=sealed, email=email)
+    )
     session.commit()
 
 
@@ -75,8 +88,9 @@ def test_refused_when_set(client, token, session, resolver, url, resolves_to):
     if resolves_to:
         resolver[url.split("//")[1].split("/")[0].split(":")[0]] = resolves_to
     before = organisation_events(session)
-    response = client.patch("/api/v1/organisations/GMP", json={"webhook_url": url, "name": "Changed Name"},
-                            headers=token(roles="admin"))
+    response = client.patch(
+        "/api/v1/organisations/GMP", json={"webhook_url": url, "name": "Changed Name"}, headers=token(roles="admin")
+    )
     assert response.status_code == 422
     assert list(response.get_json()["errors"]["json"]) == ["webhook_url"]
     organisation = client.get("/api/v1/organisations/GMP", headers=token()).get_json()
@@ -96,8 +110,9 @@ def test_the_refusal_says_why(client, token, resolver):
     admin = token(roles="admin")
 
     def problem(url):
-        return client.patch("/api/v1/organisations/GMP", json={"webhook_url": url},
-                            headers=admin).get_json()["errors"]["json"]["webhook_url"][0]
+        return client.patch("/api/v1/organisations/GMP", json={"webhook_url": url}, headers=admin).get_json()["errors"][
+            "json"
+        ]["webhook_url"][0]
 
     assert "https" in problem("http://hooks.gmp.example/in")
     assert "public addresses" in problem("https://0x7f000001/")
@@ -122,11 +137,13 @@ def test_refused_when_sent(app, client, token, session, run_jobs, consumer, reso
 
 
 @responses.activate
-def test_a_name_that_turns_private_after_it_was_set_is_refused_when_sent(client, token, run_jobs, consumer,
-                                                                          resolver, mailbox):
+def test_a_name_that_turns_private_after_it_was_set_is_refused_when_sent(
+    client, token, run_jobs, consumer, resolver, mailbox
+):
     responses.add_passthru("http://127.0.0.1")
-    response = client.patch("/api/v1/organisations/GMP", json={"webhook_url": "https://hooks.gmp.example/in"},
-                            headers=token(roles="admin"))
+    response = client.patch(
+        "/api/v1/organisations/GMP", json={"webhook_url": "https://hooks.gmp.example/in"}, headers=token(roles="admin")
+    )
     assert response.status_code == 200
     resolver["hooks.gmp.example"] = "169.254.169.254"  # DNS changed since
     package = issue_package(client, token(), recipients=["GMP"])
@@ -138,8 +155,16 @@ def test_a_name_that_turns_private_after_it_was_set_is_refused_when_sent(client,
 
 
 @responses.activate
-@pytest.mark.parametrize("url", ["https://0x7f000001/chase", "https://169.254.169.254/chase", "https://[::1]/chase",
-                                 "https://2130706433/chase", "https://0177.0.0.1/chase"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://0x7f000001/chase",
+        "https://169.254.169.254/chase",
+        "https://[::1]/chase",
+        "https://2130706433/chase",
+        "https://0177.0.0.1/chase",
+    ],
+)
 def test_chases_are_refused_when_sent(chase, outcomes_app, outcomes_client, token, consumer, mailbox, url):  # noqa: F811
     responses.add_passthru("http://127.0.0.1")
     seed_organisation(outcomes_app, webhook_url=url)
@@ -173,8 +198,13 @@ def test_the_request_goes_to_the_address_that_was_checked(resolver, monkeypatch)
     monkeypatch.setattr(urllib3.util.connection, "create_connection", create_connection)
     settings = settings_for("dissemination")
     with pytest.raises(NotificationError) as raised:
-        send_webhook(settings, "https://rebind.gmp.example/in", {"event": "test"},
-                     sealed_secret=webhook_secrets.new_sealed(settings), message_id="msg_1")
+        send_webhook(
+            settings,
+            "https://rebind.gmp.example/in",
+            {"event": "test"},
+            sealed_secret=webhook_secrets.new_sealed(settings),
+            message_id="msg_1",
+        )
     assert str(raised.value) == "webhook unreachable"
     assert connected == [("93.184.216.34", 443)] and len(lookups) == 1
 
@@ -190,8 +220,10 @@ def test_a_failed_delivery_records_a_generic_reason_never_what_answered(client, 
     responses.add(responses.POST, other, body=requests.ConnectionError("SSH-2.0-OpenSSH_9.6 banner"))
     package = issue_package(client, token(), recipients=["GMP", "MPS"])
     run_jobs()
-    rows = {r["organisation"]: r for r in client.get(f"/api/v1/packages/{package['id']}/disseminations",
-                                                     headers=token()).get_json()}
+    rows = {
+        r["organisation"]: r
+        for r in client.get(f"/api/v1/packages/{package['id']}/disseminations", headers=token()).get_json()
+    }
     assert rows["GMP"]["delivery_error"] == "webhook: webhook answered HTTP 500"
     assert rows["MPS"]["delivery_error"] == "webhook: webhook unreachable"
 
@@ -245,16 +277,26 @@ def test_with_webhook_allow_private_a_loopback_http_webhook_is_allowed(app, clie
 
 
 def test_without_it_the_same_loopback_webhook_is_refused(client, token):
-    response = client.patch("/api/v1/organisations/GMP", json={"webhook_url": "http://127.0.0.1:8080/nclcc"},
-                            headers=token(roles="admin"))
+    response = client.patch(
+        "/api/v1/organisations/GMP", json={"webhook_url": "http://127.0.0.1:8080/nclcc"}, headers=token(roles="admin")
+    )
     assert response.status_code == 422
 
 
-@pytest.mark.parametrize(("spelling", "address"), [
-    ("0x7f000001", "127.0.0.1"), ("2130706433", "127.0.0.1"), ("0177.0.0.1", "127.0.0.1"), ("127.1", "127.0.0.1"),
-    ("0x7f.0.0.1", "127.0.0.1"), ("0xa9fea9fe", "169.254.169.254"), ("2852039166", "169.254.169.254"),
-    ("0251.0376.0251.0376", "169.254.169.254"), ("93.184.216.34", "93.184.216.34"),
-])
+@pytest.mark.parametrize(
+    ("spelling", "address"),
+    [
+        ("0x7f000001", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("0x7f.0.0.1", "127.0.0.1"),
+        ("0xa9fea9fe", "169.254.169.254"),
+        ("2852039166", "169.254.169.254"),
+        ("0251.0376.0251.0376", "169.254.169.254"),
+        ("93.184.216.34", "93.184.216.34"),
+    ],
+)
 def test_integer_hex_and_octal_spellings_are_read_as_the_resolver_reads_them(spelling, address):
     assert str(netguard.literal_address(spelling)) == address
 

@@ -56,14 +56,26 @@ class IdentityProvider:
 
     def add_key(self, kind: str = "rsa") -> str:
         kid = uuid.uuid4().hex[:12]
-        self.keys[kid] = (rsa.generate_private_key(public_exponent=65537, key_size=2048) if kind == "rsa"
-                          else ec.generate_private_key(ec.SECP256R1()))
+        self.keys[kid] = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            if kind == "rsa"
+            else ec.generate_private_key(ec.SECP256R1())
+        )
         return kid
 
     def token(self, kid: str, *, lifetime: int = 3600, **claims) -> str:
         now = int(time.time())
-        body = {"sub": "officer@gmp", "org": "GMP", "roles": ["recipient"], "clearance": "OFFICIAL",
-                "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + lifetime, **claims}
+        body = {
+            "sub": "officer@gmp",
+            "org": "GMP",
+            "roles": ["recipient"],
+            "clearance": "OFFICIAL",
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": now + lifetime,
+            **claims,
+        }
         body = {name: value for name, value in body.items() if value is not None}
         key = self.keys[kid]
         algorithm = "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256"
@@ -85,8 +97,14 @@ def idp(monkeypatch):
 
 def idp_settings(provider: IdentityProvider, **changes):
     settings = settings_for("dissemination")
-    values = dict(jwt_jwks_url=provider.jwks_url, jwt_secret=None, jwt_algorithms=["RS256", "ES256"],
-                  jwt_issuer=ISSUER, jwt_audience=AUDIENCE, app_env="production")
+    values = dict(
+        jwt_jwks_url=provider.jwks_url,
+        jwt_secret=None,
+        jwt_algorithms=["RS256", "ES256"],
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
+        app_env="production",
+    )
     return replace(settings, **{**values, **changes})
 
 
@@ -127,9 +145,15 @@ def test_unknown_keys_are_refused_and_cannot_hammer_the_provider(idp, monkeypatc
         stranger.stop()
 
 
-@pytest.mark.parametrize("claims", [
-    {"aud": "some-other-system"}, {"iss": "https://evil.invalid"}, {"aud": None}, {"iss": None},
-])
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"aud": "some-other-system"},
+        {"iss": "https://evil.invalid"},
+        {"aud": None},
+        {"iss": None},
+    ],
+)
 def test_audience_and_issuer_are_required_and_checked(idp, claims):
     settings = idp_settings(idp)
     with pytest.raises(TokenError):
@@ -161,8 +185,11 @@ def test_an_hs256_token_signed_with_the_public_key_is_refused(idp):
 
     settings = idp_settings(idp, jwt_algorithms=["RS256", "HS256"], jwt_secret="the-real-hmac-secret-" + "z" * 20)
     kid = idp.add_key()
-    public_pem = idp.keys[kid].public_key().public_bytes(serialization.Encoding.PEM,
-                                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = (
+        idp.keys[kid]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     import base64
     import hashlib
     import hmac
@@ -173,8 +200,19 @@ def test_an_hs256_token_signed_with_the_public_key_is_refused(idp):
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
     header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode())
-    payload = b64(json.dumps({"sub": "x", "org": "NCLCC", "roles": ["admin"], "iss": ISSUER, "aud": AUDIENCE,
-                              "iat": now, "exp": now + 60}).encode())
+    payload = b64(
+        json.dumps(
+            {
+                "sub": "x",
+                "org": "NCLCC",
+                "roles": ["admin"],
+                "iss": ISSUER,
+                "aud": AUDIENCE,
+                "iat": now,
+                "exp": now + 60,
+            }
+        ).encode()
+    )
     signature = b64(hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest())
     forged = f"{header}.{payload}.{signature}"
     with pytest.raises(TokenError, match="token is not valid"):
@@ -190,8 +228,11 @@ def test_mixed_algorithms_and_a_mismatched_token_give_401_not_500(app, client, t
     from cryptography.hazmat.primitives import serialization
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     settings = replace(app.extensions["settings"], jwt_public_key=pem, jwt_algorithms=["RS256", "HS256"])
     app.extensions["settings"] = settings
     now = int(time.time())
@@ -237,10 +278,17 @@ def test_organisation_codes_are_compared_in_upper_case(app):
     assert not force.is_centre and force.roles == frozenset({"recipient"})
 
 
-@pytest.mark.parametrize("claims, problem", [
-    ({"sub": "x" * 201}, "sub"), ({"sub": "a\x00b"}, "sub"), ({"sub": ""}, "sub"),
-    ({"org": "G" * 17}, "org"), ({"org": "GMP; DROP"}, "org"), ({"org": "GMP\x00"}, "org"),
-])
+@pytest.mark.parametrize(
+    "claims, problem",
+    [
+        ({"sub": "x" * 201}, "sub"),
+        ({"sub": "a\x00b"}, "sub"),
+        ({"sub": ""}, "sub"),
+        ({"org": "G" * 17}, "org"),
+        ({"org": "GMP; DROP"}, "org"),
+        ({"org": "GMP\x00"}, "org"),
+    ],
+)
 def test_claims_that_could_not_be_recorded_are_refused(app, client, claims, problem):
     """Finding from beyond the list: a 300-character ``sub`` or a long ``org`` reached 200- and
     16-character columns and failed on PostgreSQL (500, and no audit entry)."""

@@ -78,8 +78,9 @@ def test_rotation_returns_a_new_secret_once_and_the_old_one_stops_verifying(clie
         Webhook(old).verify(request.body, dict(request.headers))
     # Never shown again: not by GET, not by a PATCH that leaves the URL as it is.
     assert "webhook_secret" not in client.get("/api/v1/organisations/GMP", headers=token(roles="admin")).get_json()
-    same = client.patch("/api/v1/organisations/GMP", json={"webhook_url": GMP_HOOK, "name": "GMP Police"},
-                        headers=token(roles="admin"))
+    same = client.patch(
+        "/api/v1/organisations/GMP", json={"webhook_url": GMP_HOOK, "name": "GMP Police"}, headers=token(roles="admin")
+    )
     assert same.status_code == 200 and "webhook_secret" not in same.get_json()
 
 
@@ -103,24 +104,36 @@ def test_rotation_honours_the_idempotency_key_and_is_for_admins_only(client, tok
 
 def test_create_with_a_webhook_returns_its_secret_once_and_removing_the_webhook_drops_it(client, token, session):
     admin = token(roles="admin")
-    body = {"code": "NCA", "name": "National Crime Agency", "kind": "national", "webhook_url": "https://hooks.nca.example/in"}
+    body = {
+        "code": "NCA",
+        "name": "National Crime Agency",
+        "kind": "national",
+        "webhook_url": "https://hooks.nca.example/in",
+    }
     created = client.post("/api/v1/organisations", json=body, headers=admin)
     assert created.status_code == 201 and created.get_json()["webhook_secret"].startswith("whsec_")
     assert created.get_json()["webhook_secret_created_at"]
-    without = client.post("/api/v1/organisations", json={"code": "NCA2", "name": "Another", "kind": "other"},
-                          headers=admin)
+    without = client.post(
+        "/api/v1/organisations", json={"code": "NCA2", "name": "Another", "kind": "other"}, headers=admin
+    )
     assert without.status_code == 201 and "webhook_secret" not in without.get_json()
     cleared = client.patch("/api/v1/organisations/NCA", json={"webhook_url": None}, headers=admin)
     assert cleared.status_code == 200 and cleared.get_json()["webhook_secret_created_at"] is None
     assert session.get(Organisation, "NCA").webhook_secret_sealed is None
 
 
-def test_the_secret_appears_nowhere_but_in_the_answer_that_made_it(client, token, run_jobs, consumer, session, app,
-                                                                    caplog):
+def test_the_secret_appears_nowhere_but_in_the_answer_that_made_it(
+    client, token, run_jobs, consumer, session, app, caplog
+):
     caplog.set_level(logging.DEBUG)
     admin = token(roles="admin")
     secrets = [set_webhook(client, token, "GMP", GMP_HOOK), rotate(client, token, "GMP").get_json()["webhook_secret"]]
-    body = {"code": "NCA", "name": "National Crime Agency", "kind": "national", "webhook_url": "https://hooks.nca.example/in"}
+    body = {
+        "code": "NCA",
+        "name": "National Crime Agency",
+        "kind": "national",
+        "webhook_url": "https://hooks.nca.example/in",
+    }
     secrets.append(client.post("/api/v1/organisations", json=body, headers=admin).get_json()["webhook_secret"])
     run_jobs()
     seen = {
@@ -130,16 +143,18 @@ def test_the_secret_appears_nowhere_but_in_the_answer_that_made_it(client, token
         "the outbox": client.get("/api/v1/outbox?per_page=100", headers=admin).get_data(as_text=True),
         "events sent to subscribers": json.dumps(consumer.received),
         "the logs": "\n".join(record.getMessage() for record in caplog.records),
-        "the organisations table": json.dumps([row._asdict() for row in session.execute(
-            text("SELECT * FROM organisations")).all()], default=str),
+        "the organisations table": json.dumps(
+            [row._asdict() for row in session.execute(text("SELECT * FROM organisations")).all()], default=str
+        ),
     }
     # The event log the metrics service reads (and rebuilds from), signed like events.
     path = "/internal/events/log?after=0&limit=5000"
     log = client.get(path, headers=signing.signed_headers(app.extensions["settings"].event_secret, path.encode()))
     assert log.status_code == 200
     seen["the event log"] = log.get_data(as_text=True)
-    updates = [e for e in log.get_json()["events"]
-               if e["type"] == "organisation.updated" and e["aggregate_id"] == "GMP"]
+    updates = [
+        e for e in log.get_json()["events"] if e["type"] == "organisation.updated" and e["aggregate_id"] == "GMP"
+    ]
     assert updates and updates[-1]["payload"]["webhook_secret_sealed"]  # sealed: useless without the key
     for secret in secrets:
         raw = secret.removeprefix("whsec_")
@@ -157,14 +172,22 @@ def test_the_metrics_service_keeps_no_webhook_secret(client, token, metrics_app,
         for table in inspector.get_table_names(schema=schema):
             names = [column["name"] for column in inspector.get_columns(table, schema=schema)]
             assert not [name for name in names if "webhook" in name or "secret" in name], table
-            rows = json.dumps([list(row) for row in connection.execute(
-                text(f'SELECT * FROM "{schema}"."{table}"' if schema else f'SELECT * FROM "{table}"'))], default=str)
+            rows = json.dumps(
+                [
+                    list(row)
+                    for row in connection.execute(
+                        text(f'SELECT * FROM "{schema}"."{table}"' if schema else f'SELECT * FROM "{table}"')
+                    )
+                ],
+                default=str,
+            )
             assert secret.removeprefix("whsec_") not in rows and "gAAAAA" not in rows, table
 
 
 @responses.activate
-def test_a_webhook_from_before_per_organisation_secrets_gets_one_on_first_use(client, token, run_jobs, session,
-                                                                                consumer, app):
+def test_a_webhook_from_before_per_organisation_secrets_gets_one_on_first_use(
+    client, token, run_jobs, session, consumer, app
+):
     responses.add_passthru("http://127.0.0.1")
     session.execute(update(Organisation).where(Organisation.code == "GMP").values(webhook_url=GMP_HOOK))
     session.commit()
@@ -181,8 +204,14 @@ def test_a_webhook_from_before_per_organisation_secrets_gets_one_on_first_use(cl
 
 
 @responses.activate
-def test_chases_are_signed_with_the_secret_the_dissemination_service_announced(
-        chase, client, token, pump_events, outcomes_app, outcomes_client):  # noqa: F811
+def test_chases_are_signed_with_the_secret_the_dissemination_service_announced(  # noqa: F811 - chase is a fixture
+    chase,  # noqa: F811
+    client,
+    token,
+    pump_events,
+    outcomes_app,
+    outcomes_client,
+):
     responses.add_passthru("http://127.0.0.1")
     secret = set_webhook(client, token, "GMP", GMP_HOOK)
     other = set_webhook(client, token, "MPS", MPS_HOOK)
@@ -200,8 +229,9 @@ def test_chases_are_signed_with_the_secret_the_dissemination_service_announced(
     new = rotate(client, token, "GMP").get_json()["webhook_secret"]
     pump_events()
     outcomes_session = outcomes_app.extensions["database"].session()
-    entry = chasing.ChaseEntry(return_id=uuid.UUID(return_id), step="manual", notify="recipient",
-                               planned_at=chasing.utcnow(), result="pending")
+    entry = chasing.ChaseEntry(
+        return_id=uuid.UUID(return_id), step="manual", notify="recipient", planned_at=chasing.utcnow(), result="pending"
+    )
     outcomes_session.add(entry)
     outcomes_session.commit()
     assert chasing.send_chase(outcomes_session, outcomes_app.extensions["settings"], entry.id) == "sent"

@@ -17,14 +17,27 @@ blp = Blueprint("inbox", __name__, url_prefix="/api/v1/inbox", description="Your
 STATUS_FILTERS = {
     "withdrawn": lambda: Package.status == "withdrawn",
     "returned": lambda: (Package.status != "withdrawn") & Dissemination.returned_at.is_not(None),
-    "acknowledged": lambda: (Package.status != "withdrawn") & Dissemination.returned_at.is_(None)
-    & Dissemination.acknowledged_at.is_not(None),
-    "delivered": lambda: (Package.status != "withdrawn") & Dissemination.returned_at.is_(None)
-    & Dissemination.acknowledged_at.is_(None) & Dissemination.delivered_at.is_not(None),
-    "delivery_failed": lambda: (Package.status != "withdrawn") & Dissemination.delivered_at.is_(None)
-    & (Dissemination.delivery_status == "failed"),
-    "pending_delivery": lambda: (Package.status != "withdrawn") & Dissemination.delivered_at.is_(None)
-    & (Dissemination.delivery_status == "pending"),
+    "acknowledged": lambda: (
+        (Package.status != "withdrawn")
+        & Dissemination.returned_at.is_(None)
+        & Dissemination.acknowledged_at.is_not(None)
+    ),
+    "delivered": lambda: (
+        (Package.status != "withdrawn")
+        & Dissemination.returned_at.is_(None)
+        & Dissemination.acknowledged_at.is_(None)
+        & Dissemination.delivered_at.is_not(None)
+    ),
+    "delivery_failed": lambda: (
+        (Package.status != "withdrawn")
+        & Dissemination.delivered_at.is_(None)
+        & (Dissemination.delivery_status == "failed")
+    ),
+    "pending_delivery": lambda: (
+        (Package.status != "withdrawn")
+        & Dissemination.delivered_at.is_(None)
+        & (Dissemination.delivery_status == "pending")
+    ),
 }
 
 
@@ -40,10 +53,13 @@ class Inbox(MethodView):
         query = (
             select(Dissemination)
             .join(Package)
-            .where(Dissemination.organisation == principal.org,
-                   Package.classification.in_(principal.allowed_classifications))
+            .where(
+                Dissemination.organisation == principal.org,
+                Package.classification.in_(principal.allowed_classifications),
+            )
         )
         if "status" in args:
             query = query.where(STATUS_FILTERS[args["status"]]())
-        return page_of(get_session(), query, pagination_parameters,
-                       order_by=(Dissemination.created_at.desc(), Dissemination.id))
+        return page_of(
+            get_session(), query, pagination_parameters, order_by=(Dissemination.created_at.desc(), Dissemination.id)
+        )

@@ -29,6 +29,7 @@ from shared.vocabulary import CENTRE_ROLES
 
 blp = Blueprint("packages", __name__, url_prefix="/api/v1/packages", description="Intelligence packages.")
 
+
 def _settings():
     return current_app.extensions["settings"]
 
@@ -53,8 +54,9 @@ class Packages(MethodView):
         if "q" in args:
             pattern = f"%{args['q']}%"
             query = query.where(or_(Package.reference.ilike(pattern), Package.title.ilike(pattern)))
-        return page_of(get_session(), query, pagination_parameters,
-                       order_by=(Package.created_at.desc(), Package.reference.desc()))
+        return page_of(
+            get_session(), query, pagination_parameters, order_by=(Package.created_at.desc(), Package.reference.desc())
+        )
 
     @require("issuer")
     @idempotent

@@ -30,6 +30,7 @@ from shared.db import get_session
 
 blp = Blueprint("metrics", __name__, url_prefix="/api/v1/metrics", description="Outcome and benefit metrics.")
 
+
 @blp.route("/packages")
 class PackageList(MethodView):
     @require()
@@ -77,8 +78,10 @@ class OrganisationMetrics(MethodView):
         require_organisation(code)
         session = get_session()
         classifications = cleared()
-        if session.get(Organisation, code) is None and not figures.facts_for(session, "org", [code],
-                                                                             classifications)[code]:
+        if (
+            session.get(Organisation, code) is None
+            and not figures.facts_for(session, "org", [code], classifications)[code]
+        ):
             abort(404, message=f"No organisation {code}.")
         return figures.organisation_metrics(session, code, classifications)
 
@@ -92,8 +95,7 @@ def period_of(args: dict):
     from shared.api import invalid
 
     if start > end:
-        invalid({"to": "Must not be before 'from' (January of this year when 'from' is not given)."},
-                location="query")
+        invalid({"to": "Must not be before 'from' (January of this year when 'from' is not given)."}, location="query")
     if len(figures.months_between(start, end)) > 120:
         invalid({"from": "Ask for ten years at most."}, location="query")
     return start, end
@@ -112,8 +114,14 @@ class Summary(MethodView):
             organisation = organisation or current_principal().org
             require_organisation(organisation.upper())
         start, end = period_of(args)
-        return figures.summary(get_session(), start, end, args.get("threat_area"),
-                               organisation.upper() if organisation else None, cleared())
+        return figures.summary(
+            get_session(),
+            start,
+            end,
+            args.get("threat_area"),
+            organisation.upper() if organisation else None,
+            cleared(),
+        )
 
 
 @blp.route("/grading")
@@ -128,8 +136,22 @@ class Grading(MethodView):
 
 
 CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
-CSV_COLUMNS = ("reference", "title", "threat_area", "classification", "grading", "issued_at", "due_at", "verdict",
-               "verdict_reason", "recipients", "final_returns", "actioned_returns", "arrests", "withdrawn_at")
+CSV_COLUMNS = (
+    "reference",
+    "title",
+    "threat_area",
+    "classification",
+    "grading",
+    "issued_at",
+    "due_at",
+    "verdict",
+    "verdict_reason",
+    "recipients",
+    "final_returns",
+    "actioned_returns",
+    "arrests",
+    "withdrawn_at",
+)
 
 
 @blp.route("/export.csv")
@@ -162,7 +184,8 @@ class Export(MethodView):
 
         stamp = datetime.now(UTC).strftime("%Y%m%d")
         return Response(
-            "".join(rows()), mimetype="text/csv",
+            "".join(rows()),
+            mimetype="text/csv",
             headers={"Content-Disposition": f'attachment; filename="nclcc-package-outcomes-{stamp}.csv"'},
         )
 

@@ -38,11 +38,25 @@ def return_view(expected: ExpectedReturn) -> dict:
     """The return as its reader sees it: the form link only for the recipient organisation."""
     principal = current_principal()
     return {
-        **{name: getattr(expected, name) for name in (
-            "id", "package_id", "reference", "title", "threat_area", "classification", "organisation",
-            "issued_at", "due_at", "acknowledged_at", "final_returned_at", "first_returned_at", "closed_at",
-            "extensions",
-        )},
+        **{
+            name: getattr(expected, name)
+            for name in (
+                "id",
+                "package_id",
+                "reference",
+                "title",
+                "threat_area",
+                "classification",
+                "organisation",
+                "issued_at",
+                "due_at",
+                "acknowledged_at",
+                "final_returned_at",
+                "first_returned_at",
+                "closed_at",
+                "extensions",
+            )
+        },
         "status": expected.status_at(clock.now()),
         "versions": len(expected.outcomes),
         "current": expected.current,
@@ -53,10 +67,12 @@ def return_view(expected: ExpectedReturn) -> dict:
 STATUS_FILTERS = {
     "returned": lambda now: ExpectedReturn.final_returned_at.is_not(None),
     "withdrawn": lambda now: ExpectedReturn.close_reason == "withdrawn",
-    "overdue": lambda now: and_(ExpectedReturn.final_returned_at.is_(None), ExpectedReturn.closed_at.is_(None),
-                                ExpectedReturn.due_at < now),
-    "open": lambda now: and_(ExpectedReturn.final_returned_at.is_(None), ExpectedReturn.closed_at.is_(None),
-                             ExpectedReturn.due_at >= now),
+    "overdue": lambda now: and_(
+        ExpectedReturn.final_returned_at.is_(None), ExpectedReturn.closed_at.is_(None), ExpectedReturn.due_at < now
+    ),
+    "open": lambda now: and_(
+        ExpectedReturn.final_returned_at.is_(None), ExpectedReturn.closed_at.is_(None), ExpectedReturn.due_at >= now
+    ),
 }
 
 
@@ -106,8 +122,9 @@ class ReturnOutcomes(MethodView):
         if expected.organisation != current_principal().org:
             abort(403, message="Only the receiving organisation files its return.")
         session = get_session()
-        outcome = filing.file_outcome(session, _settings(), expected, values, filed_by=current_principal().sub,
-                                      via="api")
+        outcome = filing.file_outcome(
+            session, _settings(), expected, values, filed_by=current_principal().sub, via="api"
+        )
         commit(session)
         return outcome
 
@@ -134,6 +151,8 @@ class ReturnChases(MethodView):
     def get(self, return_id: uuid.UUID):
         """The chase log of this return: each step, when it went, to whom, and how it went."""
         find_return(return_id)
-        return get_session().scalars(
-            select(ChaseEntry).where(ChaseEntry.return_id == return_id).order_by(ChaseEntry.planned_at)
-        ).all()
+        return (
+            get_session()
+            .scalars(select(ChaseEntry).where(ChaseEntry.return_id == return_id).order_by(ChaseEntry.planned_at))
+            .all()
+        )
