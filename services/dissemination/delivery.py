@@ -108,8 +108,11 @@ def notify_recipient(session: Session, settings: Settings, kind: str, disseminat
     Raises ``NotificationError`` to have RQ retry; on the last try, or when the webhook
     refuses for good, it falls back to e-mail and records the failure if that fails too.
     """
+    # Wait for the row rather than skip it: another transaction holding it (a retry of this same
+    # job, or anything else writing the dissemination) must not make this notice silently wait
+    # for the next sweep. Whoever comes second sees what the first did and sends nothing twice.
     dissemination = session.scalars(
-        select(Dissemination).where(Dissemination.id == uuid.UUID(dissemination_id)).with_for_update(skip_locked=True)
+        select(Dissemination).where(Dissemination.id == uuid.UUID(dissemination_id)).with_for_update()
     ).first()
     if dissemination is None:
         return "nothing to do"

@@ -7,6 +7,8 @@ import json
 import time
 import uuid
 
+import pytest
+
 from shared import signing
 from tests.dissemination.helpers import issue_package
 
@@ -166,3 +168,32 @@ def test_relay_and_sweep_jobs_queued_before_the_outbox_moved_still_run():
 
     assert import_attribute("shared.events.relay_event") is outbox.relay_event
     assert import_attribute("shared.events.sweep_outbox") is outbox.sweep_outbox
+
+
+def test_a_notice_whose_row_is_busy_waits_for_it_instead_of_skipping(app, client, token, mailbox):
+    """Seen in the end-to-end test on PostgreSQL: the notification job skipped a dissemination
+    row another transaction held (``SKIP LOCKED``) and answered "nothing to do", so the notice
+    waited minutes for the sweep. It now waits for the row and sends once."""
+    import threading
+
+    from sqlalchemy import select
+
+    from services.dissemination import jobs
+    from services.dissemination.models import Dissemination
+
+    if not app.extensions["settings"].on_postgres:
+        pytest.skip("row locks need PostgreSQL (SQLite locks the whole file)")
+    package = issue_package(client, token(), recipients=["MPS"])
+    holder = app.extensions["database"].session()
+    row = holder.scalars(select(Dissemination).where(Dissemination.package_id == package["id"]).with_for_update()).one()
+    result = {}
+    job = threading.Thread(target=lambda: result.update(answer=jobs.notify_recipient("deliver", str(row.id))))
+    job.start()
+    job.join(timeout=1.0)
+    assert job.is_alive(), "the job waits while another transaction holds the row"
+    holder.commit()
+    holder.close()
+    job.join(timeout=30)
+    assert result["answer"] == "sent by email"
+    assert len(mailbox()) == 1
+    assert jobs.notify_recipient("deliver", str(row.id)) == "already delivered"

@@ -274,6 +274,15 @@ def _close_the_loop(base, env, redis_conn, mailbox):
         return any(row["step"] == step and row["result"] == "sent" for row in log_rows)
 
     wait_for(lambda: step_sent(mps_return, "reminder"), timeout=30)
+
+    # Both recipients have their delivery notice first: this flush is about the chase ladder. (A
+    # notice lost with Redis is re-sent by the notification sweep, minutes later: see
+    # tests/dissemination/test_events.py.)
+    def both_delivered():
+        rows = requests.get(f"{base}/api/v1/packages/{package['id']}/disseminations", headers=issuer, timeout=5)
+        return all(row["delivery_status"] == "delivered" for row in rows.json())
+
+    wait_for(both_delivered, timeout=30)
     redis_conn.flushdb()
 
     def ladder_done():
