@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.dissemination import delivery
-from services.dissemination.drafting import due_date_problem
+from services.dissemination.drafting import check_rules, due_date_problem, merged_values
 from services.dissemination.models import Dissemination, Organisation, Package, shared_models
 from services.dissemination.payloads import dissemination_event, package_event
 from shared.auth import Principal
@@ -34,6 +34,8 @@ class RuleBroken(Invalid):
 
 
 def issue_package(session: Session, settings: Settings, package: Package, principal: Principal) -> Package:
+    # The draft must still keep every package rule (the directory or clearance may have changed).
+    check_rules(session, settings, principal, merged_values(package, {}))
     if package.status != "draft":
         raise StateConflict(f"Package {package.reference} is {package.status}; only a draft can be issued.")
     now = utcnow()
