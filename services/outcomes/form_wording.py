@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 
-from marshmallow import validate
+from marshmallow import Schema, fields, validate
 
-from services.outcomes.schemas import RULE_MESSAGES, ResultsSchema
+from services.outcomes.schemas import RULE_MESSAGES, OutcomeInputSchema
 from shared.vocabulary import RESULT_KINDS, USEFULNESS_SCORES, Choice
 
 USEFULNESS_CHOICES = tuple(Choice(str(n), str(n)) for n in USEFULNESS_SCORES)  # the legend's hint says 1 to 5
@@ -94,16 +94,40 @@ def human(key: str, message: str) -> str:
         # A choice the form offers: anything wrong with it means no offered answer was picked.
         return ANSWER_NEEDED[key]
     label = LABELS.get(key, key.rsplit(".", 1)[-1].replace("_", " ").capitalize())
-    if message.startswith("Longer than maximum length"):
-        return f"{label} must be {message.rstrip('.').rsplit(' ', 1)[-1]} characters or fewer"
-    if key.startswith("results.") and message.startswith("Must be greater"):
-        return f"{label} must be between 0 and {_result_maximum(key.split('.', 1)[1]):,}"
+    broken = _broken_validator(key, message)
+    if isinstance(broken, validate.Length) and broken.max is not None:
+        return f"{label} must be {broken.max:,} characters or fewer"
+    if isinstance(broken, validate.Range):
+        return f"{label} must be between {_number(broken.min or 0)} and {_number(broken.max or math.inf)}"
     return message.rstrip(".")
 
 
-def _result_maximum(name: str) -> float:
-    for validator in ResultsSchema().fields[name].validators:
-        if isinstance(validator, validate.Range) and validator.max is not None:
-            maximum = validator.max
-            return int(maximum) if float(maximum).is_integer() else maximum
-    return math.inf
+def _broken_validator(key: str, message: str) -> validate.Validator | None:
+    """Which of the field's own validators gave ``message``: each validator's messages, filled
+    in with its own limits, are compared whole (the rule, not the start of its wording)."""
+    schema: Schema = OutcomeInputSchema()
+    *parents, name = key.split(".")
+    for parent in parents:
+        nested = schema.fields.get(parent)
+        if not isinstance(nested, fields.Nested) or not isinstance(nested.schema, Schema):
+            return None
+        schema = nested.schema
+    field = schema.fields.get(name)
+    for validator in getattr(field, "validators", []):
+        templates = [
+            getattr(validator, attribute, None)
+            for attribute in ("error", "message_min", "message_max", "message_all", "message_equal")
+        ]
+        limits = {
+            "min": getattr(validator, "min", None),
+            "max": getattr(validator, "max", None),
+            "equal": getattr(validator, "equal", None),
+            "input": "",
+        }
+        if any(isinstance(template, str) and template.format(**limits) == message for template in templates):
+            return validator
+    return None
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,}"
