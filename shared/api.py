@@ -14,6 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import flask_smorest.arguments
 import flask_smorest.pagination
 import marshmallow as ma
 from apispec.ext.marshmallow import MarshmallowPlugin
@@ -26,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
+from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 from werkzeug.routing import IntegerConverter, UnicodeConverter
 
@@ -89,6 +91,21 @@ def _pagination_parameters_schema_factory(def_page, def_page_size, def_max_page_
 # flask-smorest offers no setting for the parameter's name; its paginate() looks the factory up
 # in its module at call time, so replacing it there renames the parameter and its docs.
 flask_smorest.pagination._pagination_parameters_schema_factory = _pagination_parameters_schema_factory
+
+
+class GuardedParser(FlaskParser):
+    """webargs' parser, taking the JSON body ``shared.guard`` has already parsed and checked,
+    so a body is parsed once per request, not twice."""
+
+    def _raw_load_json(self, req):
+        if is_json_request(req) and guard.JSON_BODY in req.environ:
+            return req.environ[guard.JSON_BODY]
+        return super()._raw_load_json(req)
+
+
+# Like the pagination factory above: flask-smorest's blueprints take their parser from this
+# class attribute when a view is decorated, and every service imports this module first.
+flask_smorest.arguments.ArgumentsMixin.ARGUMENTS_PARSER = GuardedParser()
 
 
 class BaseSchema(ma.Schema):

@@ -40,6 +40,11 @@ BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 READS_OWN_BODY = {"/internal/events"}
 
 
+# Where the parsed JSON body is kept for the rest of this request (not in ``g``, which a test
+# client may share between requests).
+JSON_BODY = "shared.guard.json_body"
+
+
 def init_app(app: Flask) -> None:
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
     # First of the app's before_request hooks, so nothing reads the request before it is checked.
@@ -65,7 +70,8 @@ def guard_request() -> None:
     elif request.is_json:
         data = request.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH, chunked or not
         if data.strip():
-            load_json(data)
+            # Parsed once: the views' argument parser reads this value (shared.api.GuardedParser).
+            request.environ[JSON_BODY] = load_json(data)
 
 
 def load_json(data: bytes):
