@@ -2,15 +2,29 @@
 ``send_with_fallback``, which tries an organisation's contacts in turn.
 
 Each send makes one attempt and raises ``NotificationError`` on failure; the RQ job that calls
-it retries with backoff and records the outcome. Without ``SMTP_URL`` e-mail goes to a
-development sink: one ``.eml`` file per message under ``MAIL_SINK_DIR`` (``var/mail``), readable
-with any mail client or ``read_sink()``.
+it retries with backoff and records the outcome.
+
+E-mail goes by the backend ``EMAIL_BACKEND`` chooses (docs/email.md):
+
+- ``sink`` (development default): one ``.eml`` file per message under ``MAIL_SINK_DIR``
+  (``var/mail``), readable with any mail client or ``read_sink()``;
+- ``smtp``: the server of ``SMTP_URL``; with ``starttls=1`` nothing is sent, not even the
+  password, unless the server takes STARTTLS and shows a certificate that checks (against
+  ``SMTP_CA_FILE`` when set, else the system's trusted authorities);
+- ``notify``: GOV.UK Notify, through one e-mail template whose subject is ``((subject))`` and
+  whose body is ``((body))``.
+
+An e-mail failure is ``permanent`` when the other end refused this message for good (an SMTP 5xx
+reply, a Notify 4xx other than 429), so the next contact is tried at once; else it is retryable
+(down, timed out, STARTTLS not offered, certificate not trusted, SMTP 4xx, Notify 429 or 5xx).
+Error messages say what happened, never a password or an API key.
 """
 
 from __future__ import annotations
 
 import json
 import smtplib
+import ssl
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,14 +33,15 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlparse
 
 import requests
+from notifications_python_client.errors import HTTPError, InvalidResponse
+from notifications_python_client.notifications import NotificationsAPIClient
 from standardwebhooks import Webhook
 
 from shared import netguard, webhook_secrets
 from shared.db import utcnow
-from shared.settings import Settings
+from shared.settings import Settings, SmtpServer
 
 USER_AGENT = "nclcc-outcome-feedback/1"
 
@@ -152,6 +167,23 @@ def send_with_fallback(
     return sending
 
 
+# Enough of the other end's answer to act on, without copying a whole page into a record.
+MAX_REPLY_CHARS = 200
+
+
+def send_email(settings: Settings, to: str, subject: str, body: str) -> str:
+    """Send one e-mail by the configured backend; the message's id (Notify's, or our
+    ``Message-ID``)."""
+    if settings.email_backend == "notify":
+        return _send_by_notify(settings, to, subject, body)
+    message = build_email(settings, to, subject, body)
+    if settings.email_backend == "sink":
+        return _write_to_sink(settings.mail_sink_dir, message)
+    assert settings.smtp is not None  # the settings refuse EMAIL_BACKEND=smtp without SMTP_URL
+    _send_by_smtp(settings, settings.smtp, message)
+    return message["Message-ID"]
+
+
 def build_email(settings: Settings, to: str, subject: str, body: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.mail_from
@@ -163,28 +195,58 @@ def build_email(settings: Settings, to: str, subject: str, body: str) -> EmailMe
     return message
 
 
-def send_email(settings: Settings, to: str, subject: str, body: str) -> str:
-    """Send by SMTP when ``SMTP_URL`` is set, else keep the message in the development sink."""
-    message = build_email(settings, to, subject, body)
-    if not settings.smtp_url:
-        return _write_to_sink(settings.mail_sink_dir, message)
-    url = urlparse(settings.smtp_url)
-    options = {k: v[-1] for k, v in parse_qs(url.query).items()}
-    use_ssl = url.scheme == "smtps"
-    port = url.port or (465 if use_ssl else 587 if options.get("starttls") == "1" else 25)
+# --- SMTP ----------------------------------------------------------------------------------
+
+
+def _send_by_smtp(settings: Settings, server: SmtpServer, message: EmailMessage) -> None:
+    timeout = settings.email_timeout_seconds
+    # Certificates and host names are checked: smtplib's own default for STARTTLS checks neither.
+    context = ssl.create_default_context(cafile=settings.smtp_ca_file)
     try:
-        client_class = smtplib.SMTP_SSL if use_ssl else smtplib.SMTP
-        with client_class(url.hostname or "", port, timeout=15) as client:
-            if options.get("starttls") == "1":
-                client.starttls()
-            if url.username:
-                client.login(unquote(url.username), unquote(url.password or ""))
+        client: smtplib.SMTP
+        if server.implicit_tls:
+            client = smtplib.SMTP_SSL(server.host, server.port, timeout=timeout, context=context)
+        else:
+            client = smtplib.SMTP(server.host, server.port, timeout=timeout)
+        with client:
+            if server.starttls:
+                client.ehlo()
+                if not client.has_extn("starttls"):
+                    # Retryable: a server misconfigured for a while, or someone on the path
+                    # removing STARTTLS from its answer, may both pass; the job's last try
+                    # falls back to the next contact. Never sent in clear meanwhile.
+                    raise NotificationError(
+                        "e-mail not sent: the SMTP server does not offer STARTTLS, as SMTP_URL asks"
+                    )
+                client.starttls(context=context)
+            if server.username:
+                client.login(server.username, server.password or "")
             client.send_message(message)
     except smtplib.SMTPRecipientsRefused as error:
-        raise NotificationError(f"e-mail refused for {to}", permanent=True) from error
+        code, reply = next(iter(error.recipients.values()), (0, b""))
+        raise _smtp_refusal(f"e-mail refused for {message['To']}", code, reply) from error
+    except smtplib.SMTPResponseException as error:
+        raise _smtp_refusal("e-mail not sent", error.smtp_code, error.smtp_error) from error
+    except smtplib.SMTPNotSupportedError as error:
+        # AUTH not offered: the URL's credentials cannot be used here.
+        raise NotificationError(f"e-mail not sent: {error}") from error
+    except ssl.SSLCertVerificationError as error:
+        raise NotificationError(
+            f"e-mail not sent: the SMTP server's TLS certificate is not trusted ({error.verify_message});"
+            " see SMTP_CA_FILE"
+        ) from error
+    except TimeoutError as error:
+        raise NotificationError(f"e-mail not sent: the SMTP server did not answer within {timeout} s") from error
+    except ConnectionRefusedError as error:
+        raise NotificationError("e-mail not sent: the SMTP server refused the connection (down?)") from error
     except (smtplib.SMTPException, OSError) as error:
         raise NotificationError(f"e-mail not sent: {type(error).__name__}: {error}") from error
-    return message["Message-ID"]
+
+
+def _smtp_refusal(what: str, code: int, reply: bytes | str) -> NotificationError:
+    """A 5xx reply is the server's final word on this message; anything else may pass."""
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+    return NotificationError(f"{what}: SMTP {code} {text[:MAX_REPLY_CHARS]}", permanent=500 <= code < 600)
 
 
 def _write_to_sink(directory: Path, message: EmailMessage) -> str:
@@ -200,3 +262,41 @@ def read_sink(directory: Path) -> list[EmailMessage]:
         return []
     parser = BytesParser(policy=policy.default)
     return [parser.parsebytes(path.read_bytes()) for path in sorted(directory.glob("*.eml"))]
+
+
+# --- GOV.UK Notify -------------------------------------------------------------------------
+
+
+def _send_by_notify(settings: Settings, to: str, subject: str, body: str) -> str:
+    """One e-mail through the Notify template; ``MAIL_FROM`` does not apply (Notify sends from
+    the service's own address and reply-to set in Notify)."""
+    client = NotificationsAPIClient(settings.notify_api_key, timeout=settings.email_timeout_seconds)
+    try:
+        answer = client.send_email_notification(
+            email_address=to,
+            template_id=settings.notify_email_template_id,
+            personalisation={"subject": subject, "body": body},
+        )
+    except InvalidResponse:
+        # A 2xx whose body would not parse: Notify took the message, and a retry would send it twice.
+        return ""
+    except HTTPError as error:
+        raise _notify_refusal(error) from error
+    finally:
+        client.request_session.close()
+    return str(answer.get("id", ""))
+
+
+def _notify_refusal(error: HTTPError) -> NotificationError:
+    if error.response is None:
+        return NotificationError("e-mail not sent: GOV.UK Notify unreachable")
+    status = error.status_code
+    # Notify answers {"errors": [{"error": "BadRequestError", "message": "..."}], ...}.
+    details = error.message
+    if isinstance(details, list):
+        details = "; ".join(f"{item.get('error', '')}: {item.get('message', '')}" for item in details)
+    retryable = status == 429 or status >= 500
+    return NotificationError(
+        f"e-mail not sent: GOV.UK Notify answered HTTP {status} {str(details)[:MAX_REPLY_CHARS]}",
+        permanent=not retryable,
+    )

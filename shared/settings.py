@@ -7,10 +7,13 @@ Redis (started by ``make run`` / the tests, which then export ``REDIS_URL``).
 from __future__ import annotations
 
 import os
+import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, overload
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from shared.vocabulary import CLASSIFICATIONS
 
@@ -36,6 +39,12 @@ SUPPORTED_JWT_ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "RS384
 RELAY_RETRY_INTERVALS = (5, 15, 60, 300, 900, 1800, 3600, 3600, 3600)
 NOTIFY_RETRY_INTERVALS = (10, 30, 120, 600, 1800)
 CHASE_RETRY_INTERVALS = (30, 120, 600, 1800)
+
+
+EMAIL_BACKENDS = ("sink", "smtp", "notify")
+# A GOV.UK Notify API key is "<key name>-<service id>-<secret id>", the two ids UUIDs.
+_UUID = r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}"
+NOTIFY_API_KEY_FORMAT = re.compile(rf".+-{_UUID}-{_UUID}", re.I)
 
 
 class Declared(Protocol):
@@ -101,6 +110,58 @@ def _intervals(name: str) -> tuple[int, ...] | None:
         raise ConfigurationError(f"{name} must be whole numbers of seconds separated by commas") from None
 
 
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where ``SMTP_URL`` sends e-mail: ``smtp://[user:password@]host[:port][?starttls=1]``, or
+    ``smtps://...`` for TLS from the first byte. With ``starttls=1`` nothing (no password, no
+    message) is sent unless the server takes STARTTLS and shows a certificate that checks."""
+
+    host: str
+    port: int
+    implicit_tls: bool = False
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def encrypted(self) -> bool:
+        return self.implicit_tls or self.starttls
+
+
+def smtp_server(url: str | None) -> SmtpServer | None:
+    """``SMTP_URL`` read; its errors never repeat the URL, which may hold a password."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ConfigurationError(f"SMTP_URL must start smtp:// or smtps://, not {parts.scheme or '(none)'}://")
+    options = parse_qs(parts.query, keep_blank_values=True)
+    unknown = set(options) - {"starttls"}
+    if unknown:
+        raise ConfigurationError(f"SMTP_URL has unknown options {', '.join(sorted(unknown))}; only starttls=1")
+    starttls = (options.get("starttls") or ["0"])[-1].lower()
+    if starttls not in ("0", "1", "true", "false", "yes", "no"):
+        raise ConfigurationError("SMTP_URL's starttls must be 1 or 0")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError("SMTP_URL has a port that is not a number from 1 to 65535") from None
+    if not parts.hostname:
+        raise ConfigurationError("SMTP_URL names no host")
+    implicit_tls = parts.scheme == "smtps"
+    if implicit_tls and starttls in ("1", "true", "yes"):
+        raise ConfigurationError("SMTP_URL: smtps:// is TLS already; starttls=1 is for smtp://")
+    wants_starttls = starttls in ("1", "true", "yes")
+    return SmtpServer(
+        host=parts.hostname,
+        port=port or (465 if implicit_tls else 587 if wants_starttls else 25),
+        implicit_tls=implicit_tls,
+        starttls=wants_starttls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+    )
+
+
 def database_url_for(service: str) -> str:
     """The service's own database URL.
 
@@ -142,7 +203,13 @@ class Settings:
     centre_org: str
     webhook_allow_private: bool
     max_classification: str
-    smtp_url: str | None
+    # Which sender e-mail goes by: "sink" (files under MAIL_SINK_DIR), "smtp" or "notify".
+    email_backend: str
+    smtp: SmtpServer | None
+    smtp_ca_file: str | None
+    email_timeout_seconds: int
+    notify_api_key: str | None = field(repr=False)
+    notify_email_template_id: str | None
     mail_from: str
     mail_sink_dir: Path
     centre_email: str
@@ -217,7 +284,14 @@ def load_settings(service: str, services: Sequence[Declared], overrides: dict | 
         # Only for local work: lets webhooks go to http:// and loopback or private addresses.
         webhook_allow_private=_bool("WEBHOOK_ALLOW_PRIVATE"),
         max_classification=_env("MAX_CLASSIFICATION", "OFFICIAL-SENSITIVE"),
-        smtp_url=_env("SMTP_URL"),
+        # Without EMAIL_BACKEND: SMTP when SMTP_URL is set, else the development sink.
+        email_backend=(_env("EMAIL_BACKEND") or ("smtp" if _env("SMTP_URL") else "sink")).lower(),
+        smtp=smtp_server(_env("SMTP_URL")),
+        smtp_ca_file=_env("SMTP_CA_FILE"),
+        # Bounds each wait on the mail server or on Notify (connect, each reply), not a whole send.
+        email_timeout_seconds=_int("EMAIL_TIMEOUT_SECONDS", 10),
+        notify_api_key=_env("NOTIFY_API_KEY"),
+        notify_email_template_id=_env("NOTIFY_EMAIL_TEMPLATE_ID"),
         mail_from=_env("MAIL_FROM", "nclcc-outcomes@localhost"),
         mail_sink_dir=Path(_env("MAIL_SINK_DIR", str(Path(_env("VAR_DIR", str(ROOT / "var"))) / "mail"))),
         centre_email=_env("CENTRE_EMAIL", "returns@nclcc.invalid"),
@@ -242,7 +316,42 @@ def load_settings(service: str, services: Sequence[Declared], overrides: dict | 
         raise ConfigurationError(f"JWT_ALGORITHMS must name some of {', '.join(sorted(SUPPORTED_JWT_ALGORITHMS))}")
     settings = Settings(**values)
     check_secrets(settings)
+    check_email(settings)
     return settings
+
+
+def check_email(settings: Settings) -> None:
+    """Refuse an e-mail backend that could not send (in any environment: choosing one without
+    what it needs is a mistake everywhere), and, in production, a password sent in clear."""
+    backend = settings.email_backend
+    if backend not in EMAIL_BACKENDS:
+        raise ConfigurationError(f"EMAIL_BACKEND must be one of {', '.join(EMAIL_BACKENDS)}, not {backend!r}")
+    if settings.email_timeout_seconds <= 0:
+        raise ConfigurationError("EMAIL_TIMEOUT_SECONDS must be more than 0")
+    if backend == "smtp":
+        if settings.smtp is None:
+            raise ConfigurationError("SMTP_URL must be set when EMAIL_BACKEND=smtp; see docs/email.md")
+        if settings.production and settings.smtp.password is not None and not settings.smtp.encrypted:
+            raise ConfigurationError(
+                "SMTP_URL would send its password in clear: use smtps:// or ?starttls=1; see docs/email.md"
+            )
+    if settings.smtp_ca_file and not Path(settings.smtp_ca_file).is_file():
+        raise ConfigurationError("SMTP_CA_FILE must name a file of PEM certificates")
+    if backend == "notify":
+        key, template_id = settings.notify_api_key, settings.notify_email_template_id
+        if not key:
+            raise ConfigurationError("NOTIFY_API_KEY must be set when EMAIL_BACKEND=notify; see docs/email.md")
+        if not NOTIFY_API_KEY_FORMAT.fullmatch(key):
+            # The value itself is never repeated: it is a secret.
+            raise ConfigurationError("NOTIFY_API_KEY is not a GOV.UK Notify API key (name-serviceid-secretid)")
+        if not template_id:
+            raise ConfigurationError(
+                "NOTIFY_EMAIL_TEMPLATE_ID must be set when EMAIL_BACKEND=notify; see docs/email.md"
+            )
+        try:
+            uuid.UUID(template_id)
+        except ValueError:
+            raise ConfigurationError("NOTIFY_EMAIL_TEMPLATE_ID must be a Notify template's id (a UUID)") from None
 
 
 def check_secrets(settings: Settings) -> None:

@@ -104,7 +104,12 @@ def print_welcome(services: tuple[Service, ...]) -> None:
         print(f"\nLeadership dashboard: {dashboard} (sign in with the leadership token)")
     if "outcomes" in names:
         print(f"Recipients' web form: the form_url of each return, {settings.service_urls['outcomes']}/api/v1/returns")
-    print(f"\nE-mail (no SMTP_URL set) is kept in {settings.mail_sink_dir}\nCtrl-C stops everything.\n")
+    mail = (
+        f"is kept in {settings.mail_sink_dir}"
+        if settings.email_backend == "sink"
+        else f"goes by {settings.email_backend}"
+    )
+    print(f"\nE-mail {mail}\nCtrl-C stops everything.\n")
 
 
 if __name__ == "__main__":
