@@ -235,8 +235,11 @@ def _send_by_smtp(settings: Settings, server: SmtpServer, message: EmailMessage)
             f"e-mail not sent: the SMTP server's TLS certificate is not trusted ({error.verify_message});"
             " see SMTP_CA_FILE"
         ) from error
-    except TimeoutError as error:
-        raise NotificationError(f"e-mail not sent: the SMTP server did not answer within {timeout} s") from error
+    except (TimeoutError, smtplib.SMTPServerDisconnected) as error:
+        # smtplib reports a reply that never came (a timeout) as the server hanging up.
+        timed_out = isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError)
+        reason = f"did not answer within {timeout} s" if timed_out else "closed the connection"
+        raise NotificationError(f"e-mail not sent: the SMTP server {reason}") from error
     except ConnectionRefusedError as error:
         raise NotificationError("e-mail not sent: the SMTP server refused the connection (down?)") from error
     except (smtplib.SMTPException, OSError) as error:
