@@ -132,6 +132,12 @@ class Sending:
     def fallback(self) -> bool:
         return self.sent_to is not None and bool(self.failures)
 
+    @property
+    def worth_retrying(self) -> bool:
+        """Whether another try could do better: some contact failed for a reason that may pass
+        (every one refused for good, or none to try: retrying sends the same refusals)."""
+        return any(not failure.permanent for _, failure in self.failures)
+
 
 def send_with_fallback(
     settings: Settings,

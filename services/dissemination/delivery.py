@@ -106,7 +106,8 @@ def notify_recipient(session: Session, settings: Settings, kind: str, disseminat
     """Send one notification (delivery or withdrawal) and record what happened.
 
     Raises ``NotificationError`` to have RQ retry; on the last try, or when the webhook
-    refuses for good, it falls back to e-mail and records the failure if that fails too.
+    refuses for good, it falls back to e-mail and records the failure if that fails too. When
+    every contact refused for good (or there is none) the failure is recorded at once.
     """
     # Wait for the row rather than skip it: another transaction holding it (a retry of this same
     # job, or anything else writing the dissemination) must not make this notice silently wait
@@ -140,14 +141,17 @@ def notify_recipient(session: Session, settings: Settings, kind: str, disseminat
         "; ".join(f"{contact.channel}: {failure}" for contact, failure in sending.failures)
         or "no e-mail address in the directory"
     )
+    gave_up = final_try or not sending.worth_retrying
     if kind == "deliver":
         dissemination.delivery_error = error
-        if final_try:
+        if gave_up:
             dissemination.delivery_status = "failed"
             payload = dissemination_event(dissemination)
             payload.update(error=error, attempts=dissemination.delivery_attempts)
             emit(session, shared_models, settings, "dissemination.delivery_failed", dissemination.id, payload)
     session.commit()
+    if not final_try and gave_up:
+        return "failed for good"  # no retry: it would meet the same refusals
     raise NotificationError(error)
 
 

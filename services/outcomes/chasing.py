@@ -283,7 +283,7 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
     if not contacts:
         errors.append("no contact for this step in the directory")
     entry.error = "; ".join(errors)
-    if final_try or not contacts:
+    if final_try or not sending.worth_retrying:
         entry.result = "failed"
     session.commit()
     if entry.result == "failed":

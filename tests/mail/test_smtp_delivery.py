@@ -224,3 +224,17 @@ def test_a_mail_server_down_on_every_try_gets_the_fallback_contact_tried_on_the_
     entry = chase_entry(outcomes_client, token, return_id)
     assert entry["result"] == "failed" and entry["attempts"] == 3
     assert f"{ESCALATION}: e-mail not sent" in entry["error"] and f"{GMP}: e-mail not sent" in entry["error"]
+
+
+def test_a_step_whose_every_contact_is_refused_for_good_fails_at_once_without_retrying(
+    escalation_due, outcomes_client, token, redis_conn, run_jobs, mail_env, stopped_afterwards
+):
+    refused = "550 5.1.1 No such mailbox"
+    server = MailServer(refuse={ESCALATION: refused, GMP: refused}).start()
+    stopped_afterwards.append(server)
+    mail_env(server.url())
+    return_id = escalation_due()
+    run_jobs("outcomes")
+    entry = chase_entry(outcomes_client, token, return_id)
+    assert entry["result"] == "failed" and entry["attempts"] == 1
+    assert entry["error"].count("SMTP 550") == 2 and server.received == []

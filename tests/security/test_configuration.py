@@ -15,6 +15,14 @@ from services import settings_for
 from shared.settings import DEV_SECRETS, ROOT, ConfigurationError
 
 SECRETS = ("JWT_SECRET", "EVENT_SECRET", "FORM_SECRET", "SESSION_SECRET")
+EMAIL_VARIABLES = (
+    "EMAIL_BACKEND",
+    "SMTP_URL",
+    "SMTP_CA_FILE",
+    "EMAIL_TIMEOUT_SECONDS",
+    "NOTIFY_API_KEY",
+    "NOTIFY_EMAIL_TEMPLATE_ID",
+)
 
 
 def production_env(**changes: str | None) -> dict[str, str]:
@@ -42,6 +50,7 @@ def environment(monkeypatch):
             "JWT_PUBLIC_KEY",
             "SECRET_KEY",
             "JWT_ALGORITHMS",
+            *EMAIL_VARIABLES,
         ):
             monkeypatch.delenv(name, raising=False)
         for name, value in env.items():
@@ -184,3 +193,93 @@ def test_the_interim_single_webhook_secret_is_gone(environment):
         ROOT / "docker-compose.yml",
     ]:
         assert not pattern.search(path.read_text()), path
+
+
+# --- e-mail: a backend chosen without what it needs is refused, naming the variable ----------
+
+NOTIFY_KEY = "nclcc_live-26785a09-ab16-4eb0-8407-a37497a57506-3d844edf-8d35-48ac-975b-e847b4f122b0"
+NOTIFY_TEMPLATE = "f33517ff-2a88-4f6e-b855-c550268ce08a"
+
+
+def test_email_goes_to_the_sink_unless_smtp_url_or_email_backend_says_otherwise(environment):
+    environment(production_env())
+    assert settings_for("outcomes").email_backend == "sink"
+    environment(production_env(SMTP_URL="smtp://mail.example:25"))
+    settings = settings_for("outcomes")
+    assert settings.email_backend == "smtp" and settings.smtp is not None and settings.smtp.port == 25
+
+
+def test_production_with_notify_and_its_key_and_template_starts_and_hides_the_key(environment):
+    environment(
+        production_env(EMAIL_BACKEND="notify", NOTIFY_API_KEY=NOTIFY_KEY, NOTIFY_EMAIL_TEMPLATE_ID=NOTIFY_TEMPLATE)
+    )
+    settings = settings_for("dissemination")
+    assert settings.email_backend == "notify" and settings.notify_email_template_id == NOTIFY_TEMPLATE
+    assert NOTIFY_KEY not in repr(settings) and NOTIFY_KEY[-36:] not in repr(settings)
+
+
+@pytest.mark.parametrize("missing", ["NOTIFY_API_KEY", "NOTIFY_EMAIL_TEMPLATE_ID"])
+def test_production_with_notify_needs_its_key_and_template(environment, missing):
+    env = {"EMAIL_BACKEND": "notify", "NOTIFY_API_KEY": NOTIFY_KEY, "NOTIFY_EMAIL_TEMPLATE_ID": NOTIFY_TEMPLATE}
+    env.pop(missing)
+    environment(production_env(**env))
+    with pytest.raises(ConfigurationError, match=f"{missing} must be set when EMAIL_BACKEND=notify"):
+        settings_for("dissemination")
+
+
+def test_a_malformed_notify_key_or_template_is_refused_without_repeating_the_key(environment):
+    almost = NOTIFY_KEY[:-1]
+    environment(production_env(EMAIL_BACKEND="notify", NOTIFY_API_KEY=almost, NOTIFY_EMAIL_TEMPLATE_ID=NOTIFY_TEMPLATE))
+    with pytest.raises(ConfigurationError, match="NOTIFY_API_KEY is not a GOV.UK Notify API key") as raised:
+        settings_for("dissemination")
+    assert almost[-20:] not in str(raised.value)
+    environment(production_env(EMAIL_BACKEND="notify", NOTIFY_API_KEY=NOTIFY_KEY, NOTIFY_EMAIL_TEMPLATE_ID="welcome"))
+    with pytest.raises(ConfigurationError, match="NOTIFY_EMAIL_TEMPLATE_ID must be a Notify template's id"):
+        settings_for("dissemination")
+
+
+def test_an_unknown_backend_or_smtp_without_its_url_is_refused(environment):
+    environment(production_env(EMAIL_BACKEND="pigeon"))
+    with pytest.raises(ConfigurationError, match="EMAIL_BACKEND must be one of sink, smtp, notify"):
+        settings_for("outcomes")
+    environment(production_env(EMAIL_BACKEND="smtp"))
+    with pytest.raises(ConfigurationError, match="SMTP_URL must be set when EMAIL_BACKEND=smtp"):
+        settings_for("outcomes")
+
+
+def test_production_refuses_an_smtp_password_sent_in_clear(environment):
+    environment(production_env(SMTP_URL="smtp://mailer:hunter2-secret@mail.example:587"))
+    with pytest.raises(ConfigurationError, match="SMTP_URL would send its password in clear") as raised:
+        settings_for("outcomes")
+    assert "hunter2-secret" not in str(raised.value)
+    for url in (
+        "smtp://mailer:hunter2-secret@mail.example:587?starttls=1",
+        "smtps://mailer:hunter2-secret@mail.example",
+    ):
+        environment(production_env(SMTP_URL=url))
+        assert settings_for("outcomes").smtp.encrypted
+    environment({"APP_ENV": "development", "SMTP_URL": "smtp://mailer:hunter2-secret@127.0.0.1:2525"})
+    assert settings_for("outcomes").smtp.password == "hunter2-secret"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("smtp+starttls://mailer:hunter2-secret@mail.example", "SMTP_URL must start smtp:// or smtps://"),
+        ("smtp://mailer:hunter2-secret@mail.example?tls=yes", "SMTP_URL has unknown options tls"),
+        ("smtp://mailer:hunter2-secret@mail.example?starttls=maybe", "SMTP_URL's starttls must be 1 or 0"),
+        ("smtps://mailer:hunter2-secret@mail.example?starttls=1", "smtps:// is TLS already"),
+        ("smtp://mailer:hunter2-secret@mail.example:smtp", "SMTP_URL has a port that is not a number"),
+    ],
+)
+def test_a_malformed_smtp_url_is_refused_without_repeating_its_password(environment, url, problem):
+    environment(production_env(SMTP_URL=url))
+    with pytest.raises(ConfigurationError, match=re.escape(problem)) as raised:
+        settings_for("outcomes")
+    assert "hunter2-secret" not in str(raised.value)
+
+
+def test_smtp_ca_file_must_exist(environment, tmp_path):
+    environment(production_env(SMTP_URL="smtp://mail.example?starttls=1", SMTP_CA_FILE=str(tmp_path / "none.pem")))
+    with pytest.raises(ConfigurationError, match="SMTP_CA_FILE must name a file"):
+        settings_for("outcomes")
