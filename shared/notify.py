@@ -208,26 +208,24 @@ def _send_by_smtp(settings: Settings, server: SmtpServer, message: EmailMessage)
     timeout = settings.email_timeout_seconds
     # Certificates and host names are checked: smtplib's own default for STARTTLS checks neither.
     context = ssl.create_default_context(cafile=settings.smtp_ca_file)
+    client: smtplib.SMTP | None = None
     try:
-        client: smtplib.SMTP
         if server.implicit_tls:
             client = smtplib.SMTP_SSL(server.host, server.port, timeout=timeout, context=context)
         else:
             client = smtplib.SMTP(server.host, server.port, timeout=timeout)
-        with client:
-            if server.starttls:
-                client.ehlo()
-                if not client.has_extn("starttls"):
-                    # Retryable: a server misconfigured for a while, or someone on the path
-                    # removing STARTTLS from its answer, may both pass; the job's last try
-                    # falls back to the next contact. Never sent in clear meanwhile.
-                    raise NotificationError(
-                        "e-mail not sent: the SMTP server does not offer STARTTLS, as SMTP_URL asks"
-                    )
-                client.starttls(context=context)
-            if server.username:
-                client.login(server.username, server.password or "")
-            client.send_message(message)
+        if server.starttls:
+            client.ehlo()
+            if not client.has_extn("starttls"):
+                # Retryable: a server misconfigured for a while, or someone on the path removing
+                # STARTTLS from its answer, may both pass; the job's last try falls back to the
+                # next contact. Never sent in clear meanwhile.
+                raise NotificationError("e-mail not sent: the SMTP server does not offer STARTTLS, as SMTP_URL asks")
+            client.starttls(context=context)
+        if server.username:
+            client.login(server.username, server.password or "")
+        client.send_message(message)
+        _say_goodbye(client)
     except smtplib.SMTPRecipientsRefused as error:
         code, reply = next(iter(error.recipients.values()), (0, b""))
         raise _smtp_refusal(f"e-mail refused for {message['To']}", code, reply) from error
@@ -250,6 +248,18 @@ def _send_by_smtp(settings: Settings, server: SmtpServer, message: EmailMessage)
         raise NotificationError("e-mail not sent: the SMTP server refused the connection (down?)") from error
     except (smtplib.SMTPException, OSError) as error:
         raise NotificationError(f"e-mail not sent: {type(error).__name__}: {error}") from error
+    finally:
+        if client is not None:
+            client.close()  # after a failure, without waiting on the server for a QUIT
+
+
+def _say_goodbye(client: smtplib.SMTP) -> None:
+    """QUIT once the server took the message: whatever it answers, the message is sent, and
+    reporting a failure here would have it sent twice."""
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        pass
 
 
 def _smtp_refusal(what: str, code: int, reply: bytes | str) -> NotificationError:

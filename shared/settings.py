@@ -134,14 +134,15 @@ def smtp_server(url: str | None) -> SmtpServer | None:
         return None
     parts = urlsplit(url)
     if parts.scheme not in ("smtp", "smtps"):
-        raise ConfigurationError(f"SMTP_URL must start smtp:// or smtps://, not {parts.scheme or '(none)'}://")
+        raise ConfigurationError("SMTP_URL must start smtp:// or smtps://")
     options = parse_qs(parts.query, keep_blank_values=True)
     unknown = set(options) - {"starttls"}
     if unknown:
         raise ConfigurationError(f"SMTP_URL has unknown options {', '.join(sorted(unknown))}; only starttls=1")
-    starttls = (options.get("starttls") or ["0"])[-1].lower()
-    if starttls not in ("0", "1", "true", "false", "yes", "no"):
+    flag = (options.get("starttls") or ["0"])[-1].lower()
+    if flag not in ("0", "1", "true", "false", "yes", "no"):
         raise ConfigurationError("SMTP_URL's starttls must be 1 or 0")
+    starttls = flag in ("1", "true", "yes")
     try:
         port = parts.port
     except ValueError:
@@ -149,14 +150,13 @@ def smtp_server(url: str | None) -> SmtpServer | None:
     if not parts.hostname:
         raise ConfigurationError("SMTP_URL names no host")
     implicit_tls = parts.scheme == "smtps"
-    if implicit_tls and starttls in ("1", "true", "yes"):
+    if implicit_tls and starttls:
         raise ConfigurationError("SMTP_URL: smtps:// is TLS already; starttls=1 is for smtp://")
-    wants_starttls = starttls in ("1", "true", "yes")
     return SmtpServer(
         host=parts.hostname,
-        port=port or (465 if implicit_tls else 587 if wants_starttls else 25),
+        port=port or (465 if implicit_tls else 587 if starttls else 25),
         implicit_tls=implicit_tls,
-        starttls=wants_starttls,
+        starttls=starttls,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
     )

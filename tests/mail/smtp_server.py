@@ -119,13 +119,15 @@ class Received:
 class MailServer:
     """One aiosmtpd server. ``starttls``: a context to offer STARTTLS with; ``implicit_tls``: a
     context to speak TLS from the first byte; ``password``: logins are checked against
-    ``user``/``password`` and required before mail; ``refuse``: recipient -> SMTP reply."""
+    ``user``/``password`` and required before mail; ``refuse``: recipient -> SMTP reply;
+    ``quit_reply``: the answer to QUIT."""
 
     starttls: ssl.SSLContext | None = None
     implicit_tls: ssl.SSLContext | None = None
     user: str = "mailer"
     password: str | None = None
     refuse: dict[str, str] = field(default_factory=dict)
+    quit_reply: str = "221 Bye"
     port: int = field(default_factory=free_port)
     received: list[Received] = field(default_factory=list)
     logins: list[tuple[str, bool]] = field(default_factory=list)  # (login, over TLS) of each try
@@ -196,3 +198,6 @@ class _Handler:
             )
         )
         return "250 Message accepted for delivery"
+
+    async def handle_QUIT(self, server, session, envelope) -> str:
+        return self.owner.quit_reply

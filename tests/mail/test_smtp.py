@@ -182,6 +182,13 @@ def test_a_refused_recipient_is_permanent_on_5xx_and_retryable_on_4xx(servers, s
     assert server.received == []
 
 
+def test_a_message_taken_is_sent_whatever_the_server_answers_to_quit(servers, smtp_settings):
+    """A failure reported after the server took the message would have the job send it twice."""
+    server = servers(quit_reply="421 4.3.0 Closing, shutting down")
+    send_email(smtp_settings(server.url()), TO, "Subject", "Text")
+    assert len(server.received) == 1
+
+
 def test_the_password_is_not_in_the_settings_repr(smtp_settings):
     settings = smtp_settings(f"smtp://mailer:{PASSWORD_IN_URL}@{HOST}:2525?starttls=1")
     assert settings.smtp is not None and settings.smtp.password == PASSWORD
