@@ -252,7 +252,17 @@ def probe_subscriber(service_name: str, subscriber: str) -> str:
         return "nothing waiting"
     if not subscriber_answers(rt.settings, subscriber):
         return "down"
-    return relay_event(service_name, str(candidate), subscriber, probing=True)
+    result = relay_event(service_name, str(candidate), subscriber, probing=True)
+    if result == "delivered":
+        # Its own retry, still scheduled, would only find nothing to do.
+        job_id = relay_job_id(service_name, candidate, subscriber)
+        try:
+            ScheduledJobRegistry(EVENTS_QUEUE, connection=redis_connection(rt.settings.redis_url)).remove(
+                job_id, delete_job=True
+            )
+        except NoSuchJobError:
+            pass
+    return result
 
 
 def sweep_outbox(service_name: str) -> int:
