@@ -5,6 +5,8 @@ applied exactly once."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import signal
 import subprocess
@@ -36,6 +38,7 @@ class Subscriber:
         self.state = "up"
         self.posts = 0
         self.hang_next_event = False
+        self.refused: set[str] = set()  # event ids answered 422, as a bug in its handler would
         self.hanging = threading.Event()
         self.release = threading.Event()
         self.server = make_server("127.0.0.1", 0, self, threaded=True)
@@ -55,6 +58,12 @@ class Subscriber:
             self.release.wait(timeout=30)
             start_response("503 Service Unavailable", [("Content-Length", "0")])
             return [b""]
+        if is_event and self.refused:
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+            if json.loads(body)["id"] in self.refused:
+                start_response("422 Unprocessable Entity", [("Content-Length", "0")])
+                return [b""]
         if self.state == "down" or (self.state == "sick" and is_event):
             start_response("503 Service Unavailable", [("Content-Length", "0")])
             return [b""]
@@ -257,3 +266,20 @@ def test_a_subscriber_back_with_no_new_event_is_noticed_by_the_sweep(
     assert inbox_counts(outcomes_app, waiting) == [1] * 4
     assert len(ScheduledJobRegistry("events", connection=redis_conn)) == 0
     print(f"\ncaught up: 4 waiting deliveries applied {took:.2f} s after the sweep found the subscriber back")
+
+
+def test_an_event_the_subscriber_refuses_keeps_its_retry_ladder_while_others_get_through(
+    app, outcomes_app, subscriber, redis_conn, run_jobs
+):
+    """Only an outage releases waiting deliveries: a delivery refused for its own sake must not
+    have its retries rushed by every other event that gets through."""
+    settings = point_jobs_at(app, subscriber, relay_retry_intervals=(60, 300, 900))
+    [refused] = emit_pings(app, settings, 1)
+    subscriber.refused.add(refused)
+    run_jobs()
+    scheduled = ScheduledJobRegistry("events", connection=redis_conn)
+    assert len(scheduled) == 1 and deliveries(app, [refused]) == [("pending", 1)]
+    others = emit_pings(app, settings, 3)
+    run_jobs()
+    assert deliveries(app, others) == [("delivered", 1)] * 3
+    assert len(scheduled) == 1 and deliveries(app, [refused]) == [("pending", 1)]  # still a minute away
