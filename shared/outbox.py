@@ -14,11 +14,13 @@ scheduled jobs, minutes apart by the end). A relay that finds it unavailable (no
 every pending delivery of it at once (``release_waiting``: its scheduled retries moved to the
 queue, any without a job enqueued; one release per subscriber per ``RELEASE_LOCK_SECONDS``). A
 delivery refused for its own sake (a 4xx, a 500) marks no outage, so other events getting
-through never rush its retries. So that catch-up happens with no new event too, each sweep
-probes a subscriber that has retried deliveries waiting: if its ``/healthz`` answers, one of
-them is sent as a **probe** (a try that costs no retry and records nothing if it fails), and its
-success releases the rest. A subscriber that answers ``/healthz`` but cannot take events (its
-database down) thus costs one POST per sweep, never a retry of every waiting delivery each time.
+through never rush its retries. So that catch-up happens with no new event too, a subscriber
+found unavailable is **watched** (one ``watch_probe`` job at a time, every ``WATCH_SECONDS``,
+for an hour at most) and each sweep probes every subscriber with retried deliveries waiting: a
+probe asks its ``/healthz`` and, if it answers, sends one waiting delivery as a try that costs no
+retry and records nothing if it fails; its success releases the rest. A subscriber that answers
+``/healthz`` but cannot take events (its database down) thus costs one POST per probe, never a
+retry of every waiting delivery each time.
 
 **Exactly once.** The relay locks its delivery row (``SKIP LOCKED``: a second copy of the same
 job, or a probe, already holds it and will finish it) and does nothing to a row that is no
@@ -51,7 +53,7 @@ from shared.auth import require
 from shared.db import after_commit, commit, get_session, utcnow
 from shared.health import record_sweep
 from shared.models import DELIVERY_STATUSES, SharedModels
-from shared.queue import enqueue, is_final_try, job_statuses, redis_connection, retry
+from shared.queue import enqueue, is_final_try, job_statuses, queue, redis_connection, retry
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,11 @@ POST_TIMEOUT = (3, 10)
 PROBE_TIMEOUT = (1, 2)
 RELEASE_LOCK_SECONDS = 10
 OUTAGE_MEMORY = 24 * 3600  # longer than the retry ladder
+# While a subscriber is unavailable one probe job at a time watches it, every WATCH_SECONDS, for
+# at most WATCH_LINKS probes (an hour); the sweep probes it too, every sweep, however long.
+WATCH_SECONDS = 5
+WATCH_LINKS = 720
+WATCH_CLAIM_SECONDS = 120  # a watch whose next probe has not run by then is given up for a new one
 RELEASE_BATCH = 1000
 SWEEP_BATCH = 1000
 PROBES_PER_SWEEP = 10  # subscribers probed by one sweep (there are two or three)
@@ -168,6 +175,7 @@ def relay_event(service_name: str, event_id: str, subscriber: str, probing: bool
         session.commit()
         if failure.unavailable:
             redis_connection(rt.settings.redis_url).set(_outage_key(service_name, subscriber), "1", ex=OUTAGE_MEMORY)
+            watch_subscriber(rt.settings, subscriber)
         log.warning(
             "relay %s to %s failed (attempt %s%s): %s",
             event_id,
@@ -296,6 +304,57 @@ def probe_subscriber(service_name: str, subscriber: str) -> str:
     return result
 
 
+STILL_AWAY = {"down", "still failing"}
+
+
+def _watch_key(service_name: str, subscriber: str) -> str:
+    return f"outbox:watch:{service_name}:{subscriber}"
+
+
+def watch_subscriber(settings: Settings, subscriber: str) -> bool:
+    """Probe ``subscriber`` every ``WATCH_SECONDS`` until it is back, unless a watch is already on
+    it: catch-up then starts within seconds of its return, not at the next sweep or retry.
+    Returns whether this call started one."""
+    connection = redis_connection(settings.redis_url)
+    token = uuid.uuid4().hex
+    if not connection.set(_watch_key(settings.service, subscriber), token, nx=True, ex=WATCH_CLAIM_SECONDS):
+        return False
+    _next_watch(settings, subscriber, token, link=1)
+    return True
+
+
+def _next_watch(settings: Settings, subscriber: str, token: str, link: int) -> None:
+    queue(settings.redis_url, settings.service).enqueue_in(
+        timedelta(seconds=WATCH_SECONDS),
+        watch_probe,
+        settings.service,
+        subscriber,
+        token,
+        link,
+        job_timeout=60,
+        result_ttl=60,
+        failure_ttl=3600,
+    )
+
+
+def watch_probe(service_name: str, subscriber: str, token: str, link: int) -> str:
+    """RQ job, one link of a watch: probe, and if the subscriber is still away, come again."""
+    from shared.service import runtime
+
+    rt = runtime(service_name)
+    connection = redis_connection(rt.settings.redis_url)
+    key = _watch_key(service_name, subscriber)
+    if connection.get(key) != token.encode():
+        return "another watch took over"
+    result = probe_subscriber(service_name, subscriber)
+    if result in STILL_AWAY and link < WATCH_LINKS:
+        connection.set(key, token, ex=WATCH_CLAIM_SECONDS)
+        _next_watch(rt.settings, subscriber, token, link + 1)
+        return result
+    connection.delete(key)
+    return result
+
+
 def sweep_outbox(service_name: str) -> int:
     """RQ cron job: re-enqueue pending deliveries whose relay job is lost or abandoned, probe the
     subscribers that have deliveries waiting on retries, and record the sweep (``/readyz``).
@@ -329,8 +388,8 @@ def sweep_outbox(service_name: str) -> int:
         if status not in WAITING_ITS_TURN and enqueue_relay_job(rt.settings, event_id, subscriber) is not None:
             enqueued += 1
     for subscriber in waiting_on_retries:
-        if subscriber in rt.settings.service_urls:
-            probe_subscriber(service_name, subscriber)
+        if subscriber in rt.settings.service_urls and probe_subscriber(service_name, subscriber) in STILL_AWAY:
+            watch_subscriber(rt.settings, subscriber)  # a watch lost with Redis, or never started
     record_sweep(connection, service_name)
     return enqueued
 

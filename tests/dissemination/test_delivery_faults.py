@@ -283,3 +283,39 @@ def test_an_event_the_subscriber_refuses_keeps_its_retry_ladder_while_others_get
     run_jobs()
     assert deliveries(app, others) == [("delivered", 1)] * 3
     assert len(scheduled) == 1 and deliveries(app, [refused]) == [("pending", 1)]  # still a minute away
+
+
+def test_one_watch_probes_an_unavailable_subscriber_until_it_is_back(
+    app, outcomes_app, subscriber, redis_conn, run_jobs
+):
+    """With no new event and no sweep due, a watch job probing every few seconds notices the
+    subscriber back; however many relays failed, one watch runs at a time."""
+    settings = point_jobs_at(app, subscriber, relay_retry_intervals=(60, 300, 900))
+    subscriber.state = "down"
+    waiting = emit_pings(app, settings, 3)
+    run_jobs()
+    watches = ScheduledJobRegistry("dissemination", connection=redis_conn)
+    assert len(watches) == 1
+
+    def next_watch_is_due():
+        """What RQ's scheduler does WATCH_SECONDS later: move the watch to the queue, and run it."""
+        [job_id] = watches.get_job_ids()
+        watches.requeue(job_id)
+        run_jobs()
+
+    next_watch_is_due()  # still down: it comes again, and sends nothing
+    assert len(watches) == 1
+    assert deliveries(app, waiting) == [("pending", 1)] * 3
+
+    subscriber.state = "up"
+    back = time.monotonic()
+    next_watch_is_due()
+    took = time.monotonic() - back
+    assert deliveries(app, waiting) == [("delivered", 2)] * 3
+    assert inbox_counts(outcomes_app, waiting) == [1] * 3
+    assert len(watches) == 0 and not redis_conn.exists(outbox._watch_key("dissemination", "outcomes"))
+    assert len(ScheduledJobRegistry("events", connection=redis_conn)) == 0
+    print(
+        f"\ncaught up: 3 waiting deliveries applied {took:.2f} s after the watch probed "
+        f"(it probes every {outbox.WATCH_SECONDS} s; the retry was 60 s)"
+    )
