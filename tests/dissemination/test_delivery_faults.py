@@ -23,7 +23,7 @@ from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import func, select, update
 from werkzeug.serving import make_server
 
-from shared import outbox
+from shared import catchup, outbox
 from shared.service import Runtime, set_runtime
 from shared.settings import ROOT
 
@@ -313,9 +313,9 @@ def test_one_watch_probes_an_unavailable_subscriber_until_it_is_back(
     took = time.monotonic() - back
     assert deliveries(app, waiting) == [("delivered", 2)] * 3
     assert inbox_counts(outcomes_app, waiting) == [1] * 3
-    assert len(watches) == 0 and not redis_conn.exists(outbox._watch_key("dissemination", "outcomes"))
+    assert len(watches) == 0 and not redis_conn.exists(catchup._watch_key("dissemination", "outcomes"))
     assert len(ScheduledJobRegistry("events", connection=redis_conn)) == 0
     print(
         f"\ncaught up: 3 waiting deliveries applied {took:.2f} s after the watch probed "
-        f"(it probes every {outbox.WATCH_SECONDS} s; the retry was 60 s)"
+        f"(it probes every {catchup.WATCH_SECONDS} s; the retry was 60 s)"
     )
