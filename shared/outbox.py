@@ -4,8 +4,16 @@
 after commit a relay job per delivery is enqueued. The relay POSTs the signed event to the
 subscriber's ``/internal/events`` (``shared.inbox``), retried with backoff; after the last try
 the delivery is ``dead`` and listed at ``/api/v1/outbox`` until an admin redelivers it. A
-periodic sweep re-enqueues pending deliveries whose job was lost (Redis down or flushed), so a
-lost Redis delays delivery and never loses it.
+periodic sweep re-enqueues pending deliveries whose job was lost (Redis down or flushed) or
+abandoned by a worker that died mid-relay (``shared.queue``), so a lost Redis or a killed worker
+delays delivery and never loses it.
+
+**Catching up** when a subscriber answers again after an outage: ``shared.catchup``.
+
+**Exactly once.** The relay locks its delivery row (``SKIP LOCKED``: a second copy of the same
+job, or a probe, already holds it and will finish it) and does nothing to a row that is no
+longer pending; the subscriber's inbox ignores an event id it has applied. A released, repeated
+or probing relay therefore never applies an event twice.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 import requests
@@ -20,15 +29,17 @@ from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Api, Blueprint, abort
 from marshmallow import fields, validate
+from rq.job import JobStatus
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared import signing
+from shared import catchup, signing
 from shared.api import BaseSchema
 from shared.auth import require
 from shared.db import after_commit, commit, get_session, utcnow
+from shared.health import record_sweep
 from shared.models import DELIVERY_STATUSES, SharedModels
-from shared.queue import enqueue, is_final_try, retry
+from shared.queue import enqueue, is_final_try, job_statuses, redis_connection, retry
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +47,14 @@ log = logging.getLogger(__name__)
 # Relays have a queue of their own, listened to after the services' queues, so that a burst of
 # events (seeding the directory, a rebuild) never holds up notifications and chases.
 EVENTS_QUEUE = "events"
+# A relay's POST gives up after 3 s connecting and 10 s waiting for the answer; its time limit
+# leaves room for the row's transaction, and is how long a started relay may stay silent before
+# it is judged abandoned (``shared.queue.abandoned``) when its worker ran on another host.
+RELAY_JOB_TIMEOUT = 30
+POST_TIMEOUT = (3, 10)
+SWEEP_BATCH = 1000
+PROBES_PER_SWEEP = 10  # subscribers probed by one sweep (there are two or three)
+WAITING_ITS_TURN = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
 def relay_job_id(service: str, event_id: uuid.UUID | str, subscriber: str) -> str:
@@ -72,8 +91,9 @@ def _enqueue_relay_later(settings: Settings, event_id: uuid.UUID, subscriber: st
     return enqueue_relay
 
 
-def enqueue_relay_job(settings: Settings, event_id: uuid.UUID | str, subscriber: str) -> None:
-    enqueue(
+def enqueue_relay_job(settings: Settings, event_id: uuid.UUID | str, subscriber: str):
+    """Enqueue the delivery's relay unless its job is already waiting or running; the job or None."""
+    return enqueue(
         settings.redis_url,
         EVENTS_QUEUE,
         relay_event,
@@ -82,6 +102,7 @@ def enqueue_relay_job(settings: Settings, event_id: uuid.UUID | str, subscriber:
         subscriber,
         job_id=relay_job_id(settings.service, event_id, subscriber),
         retry=retry(settings.relay_retry_intervals),
+        job_timeout=RELAY_JOB_TIMEOUT,
     )
 
 
@@ -89,8 +110,12 @@ class DeliveryFailed(Exception):
     pass
 
 
-def relay_event(service_name: str, event_id: str, subscriber: str) -> str:
-    """RQ job: deliver one event to one subscriber. Raises to make RQ retry it."""
+def relay_event(service_name: str, event_id: str, subscriber: str, probing: bool = False) -> str:
+    """RQ job: deliver one event to one subscriber. Raises to make RQ retry it.
+
+    ``probing``: a try to see whether the subscriber is back (``probe_subscriber``); when it
+    fails nothing is recorded and nothing raised, so it costs the delivery no retry.
+    """
     from shared.service import runtime
 
     rt = runtime(service_name)
@@ -107,52 +132,75 @@ def relay_event(service_name: str, event_id: str, subscriber: str) -> str:
         if delivery is None or delivery.status != "pending":
             return "nothing to do"
         message = delivery.event.as_message(service_name)
-        error = post_event(rt.settings, subscriber, message)
+        failure = post_event(rt.settings, subscriber, message)
+        if failure is not None and probing:
+            session.rollback()
+            return "still failing"
         delivery.attempts += 1
         delivery.last_attempt_at = utcnow()
-        if error is None:
+        if failure is None:
             delivery.status = "delivered"
             delivery.delivered_at = utcnow()
             delivery.last_error = None
             session.commit()
+            catchup.release_waiting(service_name, subscriber, after_probe=probing)
             return "delivered"
-        delivery.last_error = error
+        delivery.last_error = failure.reason
         final_try = is_final_try()
         if final_try:
             delivery.status = "dead"
         session.commit()
+        if failure.unavailable:
+            catchup.note_outage(rt.settings, subscriber)
         log.warning(
             "relay %s to %s failed (attempt %s%s): %s",
             event_id,
             subscriber,
             delivery.attempts,
             ", dead" if final_try else "",
-            error,
+            failure.reason,
         )
-        raise DeliveryFailed(error)
+        raise DeliveryFailed(failure.reason)
 
 
-def post_event(settings: Settings, subscriber: str, message: dict) -> str | None:
-    """POST a signed event; None on success, else the reason it failed."""
+@dataclass(frozen=True)
+class PostFailure:
+    reason: str
+    # The subscriber is not there (no answer, or 429, 502, 503, 504), as against refusing this
+    # event: only an outage earns its waiting deliveries a release when it answers again.
+    unavailable: bool
+
+
+UNAVAILABLE_STATUSES = {429, 502, 503, 504}
+
+
+def post_event(settings: Settings, subscriber: str, message: dict) -> PostFailure | None:
+    """POST a signed event; None on success, else why it failed."""
     url = settings.service_urls[subscriber] + "/internal/events"
     body = json.dumps(message).encode()
     try:
         response = requests.post(
-            url, data=body, headers=signing.signed_headers(settings.event_secret, body), timeout=10
+            url, data=body, headers=signing.signed_headers(settings.event_secret, body), timeout=POST_TIMEOUT
         )
     except requests.RequestException as error:
-        return f"{type(error).__name__}: {error}"
+        return PostFailure(f"{type(error).__name__}: {error}", unavailable=True)
     if 200 <= response.status_code < 300:
         return None
-    return f"HTTP {response.status_code}: {response.text[:300]}"
+    return PostFailure(
+        f"HTTP {response.status_code}: {response.text[:300]}",
+        unavailable=response.status_code in UNAVAILABLE_STATUSES,
+    )
 
 
 def sweep_outbox(service_name: str) -> int:
-    """RQ cron job: re-enqueue pending deliveries whose relay job is not in Redis any more."""
+    """RQ cron job: re-enqueue pending deliveries whose relay job is lost or abandoned, probe the
+    subscribers that have deliveries waiting on retries, and record the sweep (``/readyz``).
+    Returns how many relays it enqueued."""
     from shared.service import runtime
 
     rt = runtime(service_name)
     models = rt.service.models
+    connection = redis_connection(rt.settings.redis_url)
     # Leave fresh events to the job enqueued after their commit.
     settle = utcnow() - timedelta(seconds=5)
     with rt.database.job_session() as session:
@@ -161,11 +209,26 @@ def sweep_outbox(service_name: str) -> int:
             .join(models.OutboxEvent)
             .where(models.OutboxDelivery.status == "pending", models.OutboxEvent.occurred_at < settle)
             .order_by(models.OutboxDelivery.id)
-            .limit(1000)
+            .limit(SWEEP_BATCH)
         ).all()
-    for event_id, subscriber in rows:
-        enqueue_relay_job(rt.settings, event_id, subscriber)
-    return len(rows)
+        waiting_on_retries = session.scalars(
+            select(models.OutboxDelivery.subscriber)
+            .where(models.OutboxDelivery.status == "pending", models.OutboxDelivery.attempts > 0)
+            .group_by(models.OutboxDelivery.subscriber)
+            .limit(PROBES_PER_SWEEP)
+        ).all()
+    statuses = job_statuses(connection, [relay_job_id(service_name, event_id, sub) for event_id, sub in rows])
+    enqueued = 0
+    for (event_id, subscriber), status in zip(rows, statuses, strict=True):
+        # One read for all; only a job that is missing, finished or started (perhaps by a worker
+        # that died) is looked at closer.
+        if status not in WAITING_ITS_TURN and enqueue_relay_job(rt.settings, event_id, subscriber) is not None:
+            enqueued += 1
+    for subscriber in waiting_on_retries:
+        if subscriber in rt.settings.service_urls:
+            catchup.probe_and_watch(service_name, subscriber)
+    record_sweep(connection, service_name)
+    return enqueued
 
 
 # --- for admins -------------------------------------------------------------------
