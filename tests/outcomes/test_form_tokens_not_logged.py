@@ -136,7 +136,7 @@ def test_gunicorn_run_as_the_procfile_runs_it_keeps_tokens_out_of_its_access_log
     )
     try:
         url = f"http://127.0.0.1:{port}/form/{link_token}/whatever"
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a worker boots in seconds, or tens of them on a busy machine
         while True:
             try:
                 urllib.request.urlopen(url, timeout=2)
