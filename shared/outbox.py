@@ -4,8 +4,24 @@
 after commit a relay job per delivery is enqueued. The relay POSTs the signed event to the
 subscriber's ``/internal/events`` (``shared.inbox``), retried with backoff; after the last try
 the delivery is ``dead`` and listed at ``/api/v1/outbox`` until an admin redelivers it. A
-periodic sweep re-enqueues pending deliveries whose job was lost (Redis down or flushed), so a
-lost Redis delays delivery and never loses it.
+periodic sweep re-enqueues pending deliveries whose job was lost (Redis down or flushed) or
+abandoned by a worker that died mid-relay (``shared.queue``), so a lost Redis or a killed worker
+delays delivery and never loses it.
+
+**Catching up.** While a subscriber is down its deliveries climb the retry ladder (RQ's
+scheduled jobs, minutes apart by the end). When a relay to it succeeds again and it still has
+retried deliveries waiting, every pending delivery of it is sent at once (``release_waiting``:
+its scheduled retries moved to the queue, any without a job enqueued; once per subscriber per
+``RELEASE_LOCK_SECONDS``). So that this happens with no new event too, each sweep probes a
+subscriber that has retried deliveries waiting: if its ``/healthz`` answers, one of them is sent
+as a **probe** (a try that costs no retry and records nothing if it fails), and its success
+releases the rest. A subscriber that answers ``/healthz`` but cannot take events (its database
+down) thus costs one POST per sweep, never a retry of every waiting delivery each time.
+
+**Exactly once.** The relay locks its delivery row (``SKIP LOCKED``: a second copy of the same
+job, or a probe, already holds it and will finish it) and does nothing to a row that is no
+longer pending; the subscriber's inbox ignores an event id it has applied. A released, repeated
+or probing relay therefore never applies an event twice.
 """
 
 from __future__ import annotations
@@ -20,6 +36,9 @@ from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Api, Blueprint, abort
 from marshmallow import fields, validate
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import JobStatus
+from rq.registry import ScheduledJobRegistry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -27,8 +46,9 @@ from shared import signing
 from shared.api import BaseSchema
 from shared.auth import require
 from shared.db import after_commit, commit, get_session, utcnow
+from shared.health import record_sweep
 from shared.models import DELIVERY_STATUSES, SharedModels
-from shared.queue import enqueue, is_final_try, retry
+from shared.queue import enqueue, is_final_try, job_statuses, redis_connection, retry
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +56,16 @@ log = logging.getLogger(__name__)
 # Relays have a queue of their own, listened to after the services' queues, so that a burst of
 # events (seeding the directory, a rebuild) never holds up notifications and chases.
 EVENTS_QUEUE = "events"
+# A relay's POST gives up after 3 s connecting and 10 s waiting for the answer; its time limit
+# leaves room for the row's transaction, and is how long a started relay may stay silent before
+# it is judged abandoned (``shared.queue.abandoned``) when its worker ran on another host.
+RELAY_JOB_TIMEOUT = 30
+POST_TIMEOUT = (3, 10)
+PROBE_TIMEOUT = (1, 2)
+RELEASE_LOCK_SECONDS = 10
+RELEASE_BATCH = 1000
+SWEEP_BATCH = 1000
+WAITING_ITS_TURN = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
 def relay_job_id(service: str, event_id: uuid.UUID | str, subscriber: str) -> str:
@@ -72,8 +102,9 @@ def _enqueue_relay_later(settings: Settings, event_id: uuid.UUID, subscriber: st
     return enqueue_relay
 
 
-def enqueue_relay_job(settings: Settings, event_id: uuid.UUID | str, subscriber: str) -> None:
-    enqueue(
+def enqueue_relay_job(settings: Settings, event_id: uuid.UUID | str, subscriber: str):
+    """Enqueue the delivery's relay unless its job is already waiting or running; the job or None."""
+    return enqueue(
         settings.redis_url,
         EVENTS_QUEUE,
         relay_event,
@@ -82,6 +113,7 @@ def enqueue_relay_job(settings: Settings, event_id: uuid.UUID | str, subscriber:
         subscriber,
         job_id=relay_job_id(settings.service, event_id, subscriber),
         retry=retry(settings.relay_retry_intervals),
+        job_timeout=RELAY_JOB_TIMEOUT,
     )
 
 
@@ -89,8 +121,12 @@ class DeliveryFailed(Exception):
     pass
 
 
-def relay_event(service_name: str, event_id: str, subscriber: str) -> str:
-    """RQ job: deliver one event to one subscriber. Raises to make RQ retry it."""
+def relay_event(service_name: str, event_id: str, subscriber: str, probing: bool = False) -> str:
+    """RQ job: deliver one event to one subscriber. Raises to make RQ retry it.
+
+    ``probing``: a try to see whether the subscriber is back (``probe_subscriber``); when it
+    fails nothing is recorded and nothing raised, so it costs the delivery no retry.
+    """
     from shared.service import runtime
 
     rt = runtime(service_name)
@@ -108,6 +144,9 @@ def relay_event(service_name: str, event_id: str, subscriber: str) -> str:
             return "nothing to do"
         message = delivery.event.as_message(service_name)
         error = post_event(rt.settings, subscriber, message)
+        if error is not None and probing:
+            session.rollback()
+            return "still failing"
         delivery.attempts += 1
         delivery.last_attempt_at = utcnow()
         if error is None:
@@ -115,6 +154,7 @@ def relay_event(service_name: str, event_id: str, subscriber: str) -> str:
             delivery.delivered_at = utcnow()
             delivery.last_error = None
             session.commit()
+            release_waiting(service_name, subscriber)
             return "delivered"
         delivery.last_error = error
         final_try = is_final_try()
@@ -132,13 +172,50 @@ def relay_event(service_name: str, event_id: str, subscriber: str) -> str:
         raise DeliveryFailed(error)
 
 
+def release_waiting(service_name: str, subscriber: str) -> int:
+    """After a relay to ``subscriber`` succeeded: if it has retried deliveries still waiting, send
+    every pending delivery of it now instead of at its next retry. Returns how many were sent on."""
+    from shared.service import runtime
+
+    rt = runtime(service_name)
+    deliveries = rt.service.models.OutboxDelivery
+    pending = (deliveries.status == "pending", deliveries.subscriber == subscriber)
+    with rt.database.job_session() as session:
+        if session.scalar(select(deliveries.id).where(*pending, deliveries.attempts > 0).limit(1)) is None:
+            return 0
+        event_ids = session.scalars(
+            select(deliveries.event_id).where(*pending).order_by(deliveries.id).limit(RELEASE_BATCH)
+        ).all()
+    connection = redis_connection(rt.settings.redis_url)
+    # Every success of the catch-up would come here: one release per subscriber at a time.
+    if not connection.set(f"outbox:release:{service_name}:{subscriber}", "1", nx=True, ex=RELEASE_LOCK_SECONDS):
+        return 0
+    scheduled = ScheduledJobRegistry(EVENTS_QUEUE, connection=connection)
+    job_ids = [relay_job_id(service_name, event_id, subscriber) for event_id in event_ids]
+    released = 0
+    for event_id, job_id, status in zip(event_ids, job_ids, job_statuses(connection, job_ids), strict=True):
+        if status == JobStatus.SCHEDULED:
+            try:
+                scheduled.requeue(job_id)  # keeps the job's retries left
+                released += 1
+                continue
+            except (InvalidJobOperation, NoSuchJobError):
+                pass  # RQ's scheduler moved it first
+        elif status in WAITING_ITS_TURN:
+            continue
+        if enqueue_relay_job(rt.settings, event_id, subscriber) is not None:
+            released += 1
+    log.info("%s answers again: %s of its waiting deliveries sent now", subscriber, released)
+    return released
+
+
 def post_event(settings: Settings, subscriber: str, message: dict) -> str | None:
     """POST a signed event; None on success, else the reason it failed."""
     url = settings.service_urls[subscriber] + "/internal/events"
     body = json.dumps(message).encode()
     try:
         response = requests.post(
-            url, data=body, headers=signing.signed_headers(settings.event_secret, body), timeout=10
+            url, data=body, headers=signing.signed_headers(settings.event_secret, body), timeout=POST_TIMEOUT
         )
     except requests.RequestException as error:
         return f"{type(error).__name__}: {error}"
@@ -147,12 +224,46 @@ def post_event(settings: Settings, subscriber: str, message: dict) -> str | None
     return f"HTTP {response.status_code}: {response.text[:300]}"
 
 
+def subscriber_answers(settings: Settings, subscriber: str) -> bool:
+    try:
+        response = requests.get(settings.service_urls[subscriber] + "/healthz", timeout=PROBE_TIMEOUT)
+    except requests.RequestException:
+        return False
+    return response.status_code == 200
+
+
+def probe_subscriber(service_name: str, subscriber: str) -> str:
+    """If ``subscriber`` has retried deliveries waiting and answers ``/healthz``, send one of them
+    now as a probe (it costs no retry); its success sends the rest (``release_waiting``)."""
+    from shared.service import runtime
+
+    rt = runtime(service_name)
+    deliveries = rt.service.models.OutboxDelivery
+    with rt.database.job_session() as session:
+        # The least-tried one: a delivery the subscriber refuses for its own sake keeps failing and
+        # climbs the ladder; it must not be the one every probe tries.
+        candidate = session.scalar(
+            select(deliveries.event_id)
+            .where(deliveries.status == "pending", deliveries.subscriber == subscriber, deliveries.attempts > 0)
+            .order_by(deliveries.attempts, deliveries.id)
+            .limit(1)
+        )
+    if candidate is None:
+        return "nothing waiting"
+    if not subscriber_answers(rt.settings, subscriber):
+        return "down"
+    return relay_event(service_name, str(candidate), subscriber, probing=True)
+
+
 def sweep_outbox(service_name: str) -> int:
-    """RQ cron job: re-enqueue pending deliveries whose relay job is not in Redis any more."""
+    """RQ cron job: re-enqueue pending deliveries whose relay job is lost or abandoned, probe the
+    subscribers that have deliveries waiting on retries, and record the sweep (``/readyz``).
+    Returns how many relays it enqueued."""
     from shared.service import runtime
 
     rt = runtime(service_name)
     models = rt.service.models
+    connection = redis_connection(rt.settings.redis_url)
     # Leave fresh events to the job enqueued after their commit.
     settle = utcnow() - timedelta(seconds=5)
     with rt.database.job_session() as session:
@@ -161,11 +272,25 @@ def sweep_outbox(service_name: str) -> int:
             .join(models.OutboxEvent)
             .where(models.OutboxDelivery.status == "pending", models.OutboxEvent.occurred_at < settle)
             .order_by(models.OutboxDelivery.id)
-            .limit(1000)
+            .limit(SWEEP_BATCH)
         ).all()
-    for event_id, subscriber in rows:
-        enqueue_relay_job(rt.settings, event_id, subscriber)
-    return len(rows)
+        waiting_on_retries = session.scalars(
+            select(models.OutboxDelivery.subscriber)
+            .where(models.OutboxDelivery.status == "pending", models.OutboxDelivery.attempts > 0)
+            .group_by(models.OutboxDelivery.subscriber)
+        ).all()
+    statuses = job_statuses(connection, [relay_job_id(service_name, event_id, sub) for event_id, sub in rows])
+    enqueued = 0
+    for (event_id, subscriber), status in zip(rows, statuses, strict=True):
+        # One read for all; only a job that is missing, finished or started (perhaps by a worker
+        # that died) is looked at closer.
+        if status not in WAITING_ITS_TURN and enqueue_relay_job(rt.settings, event_id, subscriber) is not None:
+            enqueued += 1
+    for subscriber in waiting_on_retries:
+        if subscriber in rt.settings.service_urls:
+            probe_subscriber(service_name, subscriber)
+    record_sweep(connection, service_name)
+    return enqueued
 
 
 # --- for admins -------------------------------------------------------------------

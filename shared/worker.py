@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from rq import SimpleWorker
 
 from shared.outbox import EVENTS_QUEUE
-from shared.queue import redis_connection
+from shared.queue import WORKER_TTL, redis_connection
 from shared.service import Service, runtime, service_named
 
 
@@ -33,5 +33,6 @@ def main(services: Sequence[Service], argv: list[str] | None = None) -> None:
     worker = SimpleWorker(
         [*(service.name for service in chosen), EVENTS_QUEUE],
         connection=redis_connection(runtimes[0].settings.redis_url),
+        worker_ttl=WORKER_TTL,  # heartbeats often enough for /readyz to see a dead worker soon
     )
     worker.work(with_scheduler=True, burst=args.burst)

@@ -87,6 +87,10 @@ class EventConsumer:
 
         app = Flask("event-consumer")
 
+        @app.get("/healthz")
+        def healthz():
+            return {"status": "ok"}
+
         @app.post("/internal/events")
         def receive():
             body = request.get_data()
@@ -312,6 +316,22 @@ def run_jobs(redis_conn):
         worker.work(burst=True, with_scheduler=False, max_jobs=500)
 
     return run
+
+
+@pytest.fixture
+def live_worker(redis_conn):
+    """A worker in RQ's registry with a fresh heartbeat on every service's queue and the events
+    queue, as ``python -m services worker`` registers itself, so ``/readyz`` finds one. It takes
+    no job: tests run jobs with ``run_jobs``."""
+    from rq import SimpleWorker
+
+    from services import SERVICES
+    from shared.outbox import EVENTS_QUEUE
+
+    worker = SimpleWorker([*(service.name for service in SERVICES), EVENTS_QUEUE], connection=redis_conn)
+    worker.register_birth()
+    yield worker
+    worker.register_death()
 
 
 PUBLIC_TEST_ADDRESS = "93.184.216.34"  # a public address; nothing connects to it in these tests

@@ -21,11 +21,13 @@ def test_interactive_docs_are_served(client):
     assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
 
 
-def test_health_and_readiness_check_database_and_redis(client):
+def test_health_and_readiness_check_database_redis_workers_and_sweep(client, live_worker):
     assert client.get("/healthz").get_json()["status"] == "ok"
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.get_json()["checks"] == {"database": "ok", "redis": "ok"}
+    checks = ready.get_json()["checks"]
+    assert list(checks) == ["database", "redis", "workers", "sweep"]
+    assert all(check["ok"] for check in checks.values())
 
 
 def test_no_token_is_401_with_the_error_shape(client):
