@@ -51,7 +51,7 @@ DUE_AFTER_SECONDS = 14
 # that catches up sooner than 60 s after it is back did so because it was noticed.
 DRILL_SETTINGS = {
     "CHASE_SWEEP_SECONDS": "1",
-    "OUTBOX_SWEEP_SECONDS": "2",
+    "OUTBOX_SWEEP_SECONDS": "5",
     "NOTIFY_SWEEP_SECONDS": "5",
     "MIN_DUE_SECONDS": "5",
     "NOTIFY_RETRY_INTERVALS": "2,4,8,16,30",
