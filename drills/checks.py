@@ -309,7 +309,7 @@ class Counts:
         notices = Counter(key[0] for key in self.notices)
         webhook_repeats = sum(n - 1 for n in self.webhook_copies.values() if n > 1)
         repeats = sum(n - 1 for n in self.notices.values() if n > 1)
-        arrests = str(sum(f["results"]["totals"]["arrests"] for f in api)) if api and all(api) else "-"
+        arrests = str(int(sum(f["results"]["totals"]["arrests"] for f in api))) if api and all(api) else "-"
         return [
             (
                 "packages issued",

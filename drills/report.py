@@ -40,7 +40,7 @@ class Section:
             shown = self.problems[:20]
             more = len(self.problems) - len(shown)
             parts += ["", "Problems:", *[f"- {p}" for p in shown], *([f"- ... and {more} more"] if more else [])]
-        else:
+        elif self.counts:
             parts += ["", "Nothing lost, nothing doubled."]
         return "\n".join(parts)
 
