@@ -29,10 +29,16 @@ SETTLE_WITHIN = 240.0
 CATCH_UP_BOUND = float(os.environ.get("DRILL_CATCH_UP_SECONDS", "10"))
 PACKAGES = 5
 EVERY = 3.0
+# No drill starts this long after the first one did: a run where everything goes wrong still ends.
+BUDGET = float(os.environ.get("DRILL_BUDGET_SECONDS", "900"))
+_FIRST_STARTED: list[float] = []
 
 
 def ready_now(system: System) -> None:
-    """Every drill starts from a healthy system, or says why it cannot."""
+    """Every drill starts from a healthy system, within the run's budget, or says why it cannot."""
+    _FIRST_STARTED[:] = _FIRST_STARTED or [time.monotonic()]
+    if time.monotonic() - _FIRST_STARTED[0] > BUDGET:
+        pytest.fail(f"not started: the drills' budget of {BUDGET:.0f} s is spent (DRILL_BUDGET_SECONDS)")
     if not system.alive():
         pytest.fail(f"make run is not running any more (an earlier drill stopped it):\n{system.log_tail(2000)}")
     if not wait_until(lambda: all_ready(system), timeout=120, every=0.5):
