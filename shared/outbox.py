@@ -8,15 +8,7 @@ periodic sweep re-enqueues pending deliveries whose job was lost (Redis down or 
 abandoned by a worker that died mid-relay (``shared.queue``), so a lost Redis or a killed worker
 delays delivery and never loses it.
 
-**Catching up.** While a subscriber is down its deliveries climb the retry ladder (RQ's
-scheduled jobs, minutes apart by the end). When a relay to it succeeds again and it still has
-retried deliveries waiting, every pending delivery of it is sent at once (``release_waiting``:
-its scheduled retries moved to the queue, any without a job enqueued; once per subscriber per
-``RELEASE_LOCK_SECONDS``). So that this happens with no new event too, each sweep probes a
-subscriber that has retried deliveries waiting: if its ``/healthz`` answers, one of them is sent
-as a **probe** (a try that costs no retry and records nothing if it fails), and its success
-releases the rest. A subscriber that answers ``/healthz`` but cannot take events (its database
-down) thus costs one POST per sweep, never a retry of every waiting delivery each time.
+**Catching up** when a subscriber answers again after an outage: ``shared.catchup``.
 
 **Exactly once.** The relay locks its delivery row (``SKIP LOCKED``: a second copy of the same
 job, or a probe, already holds it and will finish it) and does nothing to a row that is no
@@ -29,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 import requests
@@ -36,13 +29,11 @@ from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Api, Blueprint, abort
 from marshmallow import fields, validate
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import JobStatus
-from rq.registry import ScheduledJobRegistry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared import signing
+from shared import catchup, signing
 from shared.api import BaseSchema
 from shared.auth import require
 from shared.db import after_commit, commit, get_session, utcnow
@@ -61,10 +52,8 @@ EVENTS_QUEUE = "events"
 # it is judged abandoned (``shared.queue.abandoned``) when its worker ran on another host.
 RELAY_JOB_TIMEOUT = 30
 POST_TIMEOUT = (3, 10)
-PROBE_TIMEOUT = (1, 2)
-RELEASE_LOCK_SECONDS = 10
-RELEASE_BATCH = 1000
 SWEEP_BATCH = 1000
+PROBES_PER_SWEEP = 10  # subscribers probed by one sweep (there are two or three)
 WAITING_ITS_TURN = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
@@ -143,74 +132,50 @@ def relay_event(service_name: str, event_id: str, subscriber: str, probing: bool
         if delivery is None or delivery.status != "pending":
             return "nothing to do"
         message = delivery.event.as_message(service_name)
-        error = post_event(rt.settings, subscriber, message)
-        if error is not None and probing:
+        failure = post_event(rt.settings, subscriber, message)
+        if failure is not None and probing:
             session.rollback()
             return "still failing"
         delivery.attempts += 1
         delivery.last_attempt_at = utcnow()
-        if error is None:
+        if failure is None:
             delivery.status = "delivered"
             delivery.delivered_at = utcnow()
             delivery.last_error = None
             session.commit()
-            release_waiting(service_name, subscriber)
+            catchup.release_waiting(service_name, subscriber, after_probe=probing)
             return "delivered"
-        delivery.last_error = error
+        delivery.last_error = failure.reason
         final_try = is_final_try()
         if final_try:
             delivery.status = "dead"
         session.commit()
+        if failure.unavailable:
+            catchup.note_outage(rt.settings, subscriber)
         log.warning(
             "relay %s to %s failed (attempt %s%s): %s",
             event_id,
             subscriber,
             delivery.attempts,
             ", dead" if final_try else "",
-            error,
+            failure.reason,
         )
-        raise DeliveryFailed(error)
+        raise DeliveryFailed(failure.reason)
 
 
-def release_waiting(service_name: str, subscriber: str) -> int:
-    """After a relay to ``subscriber`` succeeded: if it has retried deliveries still waiting, send
-    every pending delivery of it now instead of at its next retry. Returns how many were sent on."""
-    from shared.service import runtime
-
-    rt = runtime(service_name)
-    deliveries = rt.service.models.OutboxDelivery
-    pending = (deliveries.status == "pending", deliveries.subscriber == subscriber)
-    with rt.database.job_session() as session:
-        if session.scalar(select(deliveries.id).where(*pending, deliveries.attempts > 0).limit(1)) is None:
-            return 0
-        event_ids = session.scalars(
-            select(deliveries.event_id).where(*pending).order_by(deliveries.id).limit(RELEASE_BATCH)
-        ).all()
-    connection = redis_connection(rt.settings.redis_url)
-    # Every success of the catch-up would come here: one release per subscriber at a time.
-    if not connection.set(f"outbox:release:{service_name}:{subscriber}", "1", nx=True, ex=RELEASE_LOCK_SECONDS):
-        return 0
-    scheduled = ScheduledJobRegistry(EVENTS_QUEUE, connection=connection)
-    job_ids = [relay_job_id(service_name, event_id, subscriber) for event_id in event_ids]
-    released = 0
-    for event_id, job_id, status in zip(event_ids, job_ids, job_statuses(connection, job_ids), strict=True):
-        if status == JobStatus.SCHEDULED:
-            try:
-                scheduled.requeue(job_id)  # keeps the job's retries left
-                released += 1
-                continue
-            except (InvalidJobOperation, NoSuchJobError):
-                pass  # RQ's scheduler moved it first
-        elif status in WAITING_ITS_TURN:
-            continue
-        if enqueue_relay_job(rt.settings, event_id, subscriber) is not None:
-            released += 1
-    log.info("%s answers again: %s of its waiting deliveries sent now", subscriber, released)
-    return released
+@dataclass(frozen=True)
+class PostFailure:
+    reason: str
+    # The subscriber is not there (no answer, or 429, 502, 503, 504), as against refusing this
+    # event: only an outage earns its waiting deliveries a release when it answers again.
+    unavailable: bool
 
 
-def post_event(settings: Settings, subscriber: str, message: dict) -> str | None:
-    """POST a signed event; None on success, else the reason it failed."""
+UNAVAILABLE_STATUSES = {429, 502, 503, 504}
+
+
+def post_event(settings: Settings, subscriber: str, message: dict) -> PostFailure | None:
+    """POST a signed event; None on success, else why it failed."""
     url = settings.service_urls[subscriber] + "/internal/events"
     body = json.dumps(message).encode()
     try:
@@ -218,41 +183,13 @@ def post_event(settings: Settings, subscriber: str, message: dict) -> str | None
             url, data=body, headers=signing.signed_headers(settings.event_secret, body), timeout=POST_TIMEOUT
         )
     except requests.RequestException as error:
-        return f"{type(error).__name__}: {error}"
+        return PostFailure(f"{type(error).__name__}: {error}", unavailable=True)
     if 200 <= response.status_code < 300:
         return None
-    return f"HTTP {response.status_code}: {response.text[:300]}"
-
-
-def subscriber_answers(settings: Settings, subscriber: str) -> bool:
-    try:
-        response = requests.get(settings.service_urls[subscriber] + "/healthz", timeout=PROBE_TIMEOUT)
-    except requests.RequestException:
-        return False
-    return response.status_code == 200
-
-
-def probe_subscriber(service_name: str, subscriber: str) -> str:
-    """If ``subscriber`` has retried deliveries waiting and answers ``/healthz``, send one of them
-    now as a probe (it costs no retry); its success sends the rest (``release_waiting``)."""
-    from shared.service import runtime
-
-    rt = runtime(service_name)
-    deliveries = rt.service.models.OutboxDelivery
-    with rt.database.job_session() as session:
-        # The least-tried one: a delivery the subscriber refuses for its own sake keeps failing and
-        # climbs the ladder; it must not be the one every probe tries.
-        candidate = session.scalar(
-            select(deliveries.event_id)
-            .where(deliveries.status == "pending", deliveries.subscriber == subscriber, deliveries.attempts > 0)
-            .order_by(deliveries.attempts, deliveries.id)
-            .limit(1)
-        )
-    if candidate is None:
-        return "nothing waiting"
-    if not subscriber_answers(rt.settings, subscriber):
-        return "down"
-    return relay_event(service_name, str(candidate), subscriber, probing=True)
+    return PostFailure(
+        f"HTTP {response.status_code}: {response.text[:300]}",
+        unavailable=response.status_code in UNAVAILABLE_STATUSES,
+    )
 
 
 def sweep_outbox(service_name: str) -> int:
@@ -278,6 +215,7 @@ def sweep_outbox(service_name: str) -> int:
             select(models.OutboxDelivery.subscriber)
             .where(models.OutboxDelivery.status == "pending", models.OutboxDelivery.attempts > 0)
             .group_by(models.OutboxDelivery.subscriber)
+            .limit(PROBES_PER_SWEEP)
         ).all()
     statuses = job_statuses(connection, [relay_job_id(service_name, event_id, sub) for event_id, sub in rows])
     enqueued = 0
@@ -288,7 +226,7 @@ def sweep_outbox(service_name: str) -> int:
             enqueued += 1
     for subscriber in waiting_on_retries:
         if subscriber in rt.settings.service_urls:
-            probe_subscriber(service_name, subscriber)
+            catchup.probe_and_watch(service_name, subscriber)
     record_sweep(connection, service_name)
     return enqueued
 

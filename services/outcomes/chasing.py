@@ -1,9 +1,11 @@
 """The chaser: a ladder of steps relative to each return's due date, applied by a periodic
 sweep. The database is the source of truth: a step is claimed by inserting its chase-log row
-(unique per return and step) under a row lock that other sweeps skip, and only then sent by an
-RQ job. A flushed Redis loses no step (the sweep re-enqueues pending ones) and a step is never
-claimed twice. A final return or a withdrawal stops the ladder; extending the due date moves
-the steps not yet sent, because each sweep plans from the current due date.
+(unique per return and step) under a row lock that other sweeps skip (a return held by another
+sweep is claimed by that one; one held by a filing waits a sweep, a delay of no account on a
+ladder of days), and only then sent by an RQ job, which waits for the step's row. A flushed
+Redis loses no step (the sweep re-enqueues pending ones) and a step is never claimed twice. A
+final return or a withdrawal stops the ladder; extending the due date moves the steps not yet
+sent, because each sweep plans from the current due date.
 """
 
 from __future__ import annotations
@@ -232,9 +234,10 @@ def chase_message(settings: Settings, expected: ExpectedReturn, entry: ChaseEntr
 
 
 def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
-    entry = session.scalars(
-        select(ChaseEntry).where(ChaseEntry.id == entry_id).with_for_update(skip_locked=True)
-    ).first()
+    # Wait for the row rather than skip it: a transaction holding it (a filing that cancels the
+    # step, a second copy of this job, or one that gives up) must not leave the step pending with
+    # no job until the next requeue. Whoever comes second sees what the first did.
+    entry = session.scalars(select(ChaseEntry).where(ChaseEntry.id == entry_id).with_for_update()).first()
     if entry is None or entry.result != "pending":
         return "nothing to do"
     expected = session.get(ExpectedReturn, entry.return_id)

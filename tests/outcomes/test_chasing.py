@@ -269,6 +269,39 @@ def test_a_redis_flush_between_claim_and_send_loses_no_step(
     assert len(mailbox()) == 1  # and never twice
 
 
+def test_a_send_whose_step_row_is_busy_waits_for_it_instead_of_skipping(chase, outcomes_app, mailbox):
+    """A transaction holding the step's row (here one that then gives up) once made send_chase
+    skip it (``SKIP LOCKED``) and answer "nothing to do": the step waited minutes for
+    ``requeue_lost_sends``. It now waits for the row, and whoever comes second sends nothing."""
+    import uuid
+
+    from sqlalchemy import select
+
+    from services.outcomes import jobs
+    from services.outcomes.models import ChaseEntry
+
+    if not outcomes_app.extensions["settings"].on_postgres:
+        pytest.skip("row locks need PostgreSQL (SQLite locks the whole file)")
+    sweep_at, _ = chase
+    rid = issue_return(outcomes_app, due_in_seconds=10)
+    sweep_at(8.5)  # the reminder is claimed; its send job has not run
+    holder = outcomes_app.extensions["database"].session()
+    entry = holder.scalars(select(ChaseEntry).where(ChaseEntry.return_id == uuid.UUID(rid)).with_for_update()).one()
+    entry_id = entry.id
+    result = {}
+    send = threading.Thread(target=lambda: result.update(answer=jobs.send_chase(entry_id)))
+    send.start()
+    send.join(timeout=1.0)
+    assert send.is_alive(), "the send waits while another transaction holds the step"
+    holder.rollback()
+    holder.close()
+    send.join(timeout=30)
+    assert result["answer"] == "sent"
+    assert len(mailbox()) == 1
+    assert jobs.send_chase(entry_id) == "nothing to do"
+    assert len(mailbox()) == 1
+
+
 @responses.activate
 def test_a_failed_send_is_retried_and_recorded(chase, outcomes_app, outcomes_client, token):
     responses.add_passthru("http://127.0.0.1")

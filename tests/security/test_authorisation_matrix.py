@@ -173,7 +173,7 @@ NOT_IN_THE_MATRIX = {
     "/docs/assets/<path:filename>": "Swagger UI's files, public",
     "/openapi.json": "the API's description, public",
     "/healthz": "liveness, public, says nothing",
-    "/readyz": "readiness, public, names only which dependency is down",
+    "/readyz": "readiness, public, names each check and whether it holds; no host, no secret",
     "/internal/events": "between services: HMAC-signed with EVENT_SECRET (tests/dissemination/test_events.py)",
     "/internal/events/log": "between services: HMAC-signed with EVENT_SECRET (tests/metrics/test_rebuild.py)",
     "/form/<token>": "the recipients' form: the signed link is the credential (tests/outcomes/test_form.py)",

@@ -1,0 +1,321 @@
+"""Deliveries through faults, against the real outcomes service's inbox on a loopback port: a relay
+whose worker is SIGKILLed mid-POST is sent again by the next sweep, and a subscriber that was down
+gets its waiting deliveries as soon as it answers again, not at its next retry; each event is
+applied exactly once."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from sqlalchemy import func, select, update
+from werkzeug.serving import make_server
+
+from shared import catchup, outbox
+from shared.service import Runtime, set_runtime
+from shared.settings import ROOT
+
+
+class Subscriber:
+    """The real outcomes app on a loopback port, behind a switch: ``up`` (serves), ``down``
+    (503 to everything, /healthz included), ``sick`` (/healthz 200, events 503: its database is
+    away). ``hang_next_event`` holds the next event POST unanswered until ``release`` is set."""
+
+    def __init__(self, app):
+        self.app = app
+        self.state = "up"
+        self.posts = 0
+        self.hang_next_event = False
+        self.refused: set[str] = set()  # event ids answered 422, as a bug in its handler would
+        self.hanging = threading.Event()
+        self.release = threading.Event()
+        self.server = make_server("127.0.0.1", 0, self, threaded=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def __call__(self, environ, start_response):
+        is_event = environ["PATH_INFO"] == "/internal/events"
+        if is_event:
+            self.posts += 1
+        if is_event and self.hang_next_event:
+            self.hang_next_event = False
+            self.hanging.set()
+            self.release.wait(timeout=30)
+            start_response("503 Service Unavailable", [("Content-Length", "0")])
+            return [b""]
+        if is_event and self.refused:
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+            if json.loads(body)["id"] in self.refused:
+                start_response("422 Unprocessable Entity", [("Content-Length", "0")])
+                return [b""]
+        if self.state == "down" or (self.state == "sick" and is_event):
+            start_response("503 Service Unavailable", [("Content-Length", "0")])
+            return [b""]
+        return self.app(environ, start_response)
+
+    def stop(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def subscriber(app, outcomes_app, redis_conn):
+    """The outcomes service as the dissemination service's subscriber, with the seeded directory's
+    events already delivered so that only the test's own events are in flight."""
+    models = app.extensions["service"].models
+    with app.extensions["database"].job_session() as session:
+        session.execute(update(models.OutboxDelivery).values(status="delivered"))
+        session.commit()
+    redis_conn.flushdb()
+    server = Subscriber(outcomes_app)
+    yield server
+    server.stop()
+    set_runtime("dissemination", None)
+
+
+def point_jobs_at(app, subscriber: Subscriber, **changes):
+    """The dissemination service's jobs, sending to ``subscriber``."""
+    settings = app.extensions["settings"]
+    settings = replace(settings, service_urls={**settings.service_urls, "outcomes": subscriber.url}, **changes)
+    set_runtime("dissemination", Runtime(app.extensions["service"], settings, app.extensions["database"]))
+    return settings
+
+
+def emit_pings(app, settings, count: int) -> list[str]:
+    """Events of a type the outcomes service records in its inbox and otherwise ignores; their
+    relays are enqueued after the commit, as every event's are."""
+    models = app.extensions["service"].models
+    with app.extensions["database"].job_session() as session:
+        events = [outbox.emit(session, models, settings, "drill.ping", uuid.uuid4(), {"n": n}) for n in range(count)]
+        ids = [str(event.id) for event in events]
+        session.commit()
+    return ids
+
+
+def deliveries(app, event_ids: list[str]) -> list[tuple[str, int]]:
+    models = app.extensions["service"].models
+    with app.extensions["database"].job_session() as session:
+        rows = session.execute(
+            select(models.OutboxDelivery.status, models.OutboxDelivery.attempts).where(
+                models.OutboxDelivery.event_id.in_([uuid.UUID(i) for i in event_ids])
+            )
+        ).all()
+    return [tuple(row) for row in rows]
+
+
+def inbox_counts(outcomes_app, event_ids: list[str]) -> list[int]:
+    """How many times the outcomes service recorded each event in its inbox."""
+    models = outcomes_app.extensions["service"].models
+    with outcomes_app.extensions["database"].job_session() as session:
+        return [
+            session.scalar(select(func.count()).where(models.InboxEvent.event_id == uuid.UUID(i))) for i in event_ids
+        ]
+
+
+@pytest.fixture
+def sweep_later(monkeypatch):
+    """The sweep leaves events younger than a few seconds to their own job: let a minute pass."""
+    real_utcnow = outbox.utcnow
+
+    def sweep() -> int:
+        with monkeypatch.context() as patch:
+            patch.setattr(outbox, "utcnow", lambda: real_utcnow() + timedelta(minutes=1))
+            return outbox.sweep_outbox("dissemination")
+
+    return sweep
+
+
+WORKER = (
+    "import os, services; from rq import SimpleWorker; from shared.queue import redis_connection; "
+    "SimpleWorker(['events'], connection=redis_connection(os.environ['REDIS_URL'])).work(with_scheduler=False)"
+)
+
+
+def wait_until_row_is_free(app, event_id: str) -> None:
+    """PostgreSQL ends the killed worker's backend, and its row lock, when it sees the socket
+    close: at once in practice, waited for here so that a slow machine cannot fail the test."""
+    models = app.extensions["service"].models
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with app.extensions["database"].job_session() as session:
+            row = session.scalar(
+                select(models.OutboxDelivery.id)
+                .where(models.OutboxDelivery.event_id == uuid.UUID(event_id))
+                .with_for_update(skip_locked=True)
+            )
+            if row is not None:
+                return
+        time.sleep(0.05)
+    pytest.fail("the killed worker's row lock was never released")
+
+
+def test_a_relay_killed_mid_post_is_sent_again_by_one_sweep_and_applied_once(
+    app, outcomes_app, subscriber, redis_conn, run_jobs, sweep_later
+):
+    from shared.queue import ABANDON_GRACE, abandoned
+
+    settings = point_jobs_at(app, subscriber)
+    subscriber.hang_next_event = True
+    [event_id] = emit_pings(app, settings, 1)
+    job_id = outbox.relay_job_id("dissemination", event_id, "outcomes")
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER],
+        cwd=ROOT,
+        env={**os.environ, "OUTCOMES_URL": subscriber.url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert subscriber.hanging.wait(timeout=60), "the worker never started the relay"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(timeout=10)
+    subscriber.release.set()  # the held POST ends unanswered, never applied
+    wait_until_row_is_free(app, event_id)
+
+    # What the SIGKILL left: the job started, in the started registry, its worker's key in Redis.
+    job = Job.fetch(job_id, connection=redis_conn)
+    assert job.get_status() == JobStatus.STARTED
+    assert job_id in StartedJobRegistry("events", connection=redis_conn).get_job_ids(cleanup=False)
+    assert redis_conn.exists(f"rq:worker:{job.worker_name}")
+    # Seen from another machine only the heartbeat tells, once the job's time limit has passed.
+    redis_conn.hset(f"rq:worker:{job.worker_name}", "hostname", "elsewhere")
+    assert abandoned(redis_conn, job) is None
+    later = job.last_heartbeat + timedelta(seconds=outbox.RELAY_JOB_TIMEOUT + ABANDON_GRACE + 1)
+    assert "past its time limit" in abandoned(redis_conn, job, now=later)
+    redis_conn.hset(f"rq:worker:{job.worker_name}", "hostname", __import__("socket").gethostname())
+    assert "process of its worker" in abandoned(redis_conn, job)
+
+    assert sweep_later() == 1  # one sweep enqueues it again
+    assert Job.fetch(job_id, connection=redis_conn).get_status() == JobStatus.QUEUED
+    assert StartedJobRegistry("events", connection=redis_conn).get_job_ids(cleanup=False) == []
+    run_jobs()
+    assert deliveries(app, [event_id]) == [("delivered", 1)]
+    assert inbox_counts(outcomes_app, [event_id]) == [1]
+    assert subscriber.posts == 2  # the one the kill cut short, and the one applied
+    assert sweep_later() == 0
+    run_jobs()
+    assert subscriber.posts == 2 and inbox_counts(outcomes_app, [event_id]) == [1]
+
+
+def test_a_subscriber_back_gets_its_waiting_deliveries_with_the_next_success(
+    app, outcomes_app, subscriber, redis_conn, run_jobs
+):
+    settings = point_jobs_at(app, subscriber, relay_retry_intervals=(60, 300, 900))
+    subscriber.state = "down"
+    waiting = emit_pings(app, settings, 5)
+    run_jobs()  # each first try fails; RQ schedules the retries a minute on
+    scheduled = ScheduledJobRegistry("events", connection=redis_conn)
+    assert len(scheduled) == 5
+    assert deliveries(app, waiting) == [("pending", 1)] * 5
+
+    subscriber.state = "up"
+    back = time.monotonic()
+    fresh = emit_pings(app, settings, 1)
+    run_jobs()  # the new event gets through, and its success sends the waiting ones now
+    took = time.monotonic() - back
+    assert len(scheduled) == 0
+    assert deliveries(app, waiting) == [("delivered", 2)] * 5
+    assert inbox_counts(outcomes_app, waiting + fresh) == [1] * 6
+    print(f"\ncaught up: 5 waiting deliveries applied {took:.2f} s after the subscriber answered (retry was 60 s)")
+
+
+def test_a_subscriber_back_with_no_new_event_is_noticed_by_the_sweep(
+    app, outcomes_app, subscriber, redis_conn, run_jobs, sweep_later
+):
+    settings = point_jobs_at(app, subscriber, relay_retry_intervals=(60, 300, 900))
+    subscriber.state = "down"
+    waiting = emit_pings(app, settings, 4)
+    run_jobs()
+    assert deliveries(app, waiting) == [("pending", 1)] * 4
+
+    sweep_later()  # its /healthz fails: nothing is sent
+    posts = subscriber.posts
+    subscriber.state = "sick"  # /healthz answers, events still fail
+    sweep_later()
+    assert subscriber.posts == posts + 1  # one probe...
+    assert deliveries(app, waiting) == [("pending", 1)] * 4  # ...which cost no delivery a retry
+    assert len(ScheduledJobRegistry("events", connection=redis_conn)) == 4
+
+    subscriber.state = "up"
+    back = time.monotonic()
+    sweep_later()  # the probe gets through and sends the rest now
+    run_jobs()
+    took = time.monotonic() - back
+    assert sorted(status for status, _ in deliveries(app, waiting)) == ["delivered"] * 4
+    assert inbox_counts(outcomes_app, waiting) == [1] * 4
+    assert len(ScheduledJobRegistry("events", connection=redis_conn)) == 0
+    print(f"\ncaught up: 4 waiting deliveries applied {took:.2f} s after the sweep found the subscriber back")
+
+
+def test_an_event_the_subscriber_refuses_keeps_its_retry_ladder_while_others_get_through(
+    app, outcomes_app, subscriber, redis_conn, run_jobs
+):
+    """Only an outage releases waiting deliveries: a delivery refused for its own sake must not
+    have its retries rushed by every other event that gets through."""
+    settings = point_jobs_at(app, subscriber, relay_retry_intervals=(60, 300, 900))
+    [refused] = emit_pings(app, settings, 1)
+    subscriber.refused.add(refused)
+    run_jobs()
+    scheduled = ScheduledJobRegistry("events", connection=redis_conn)
+    assert len(scheduled) == 1 and deliveries(app, [refused]) == [("pending", 1)]
+    others = emit_pings(app, settings, 3)
+    run_jobs()
+    assert deliveries(app, others) == [("delivered", 1)] * 3
+    assert len(scheduled) == 1 and deliveries(app, [refused]) == [("pending", 1)]  # still a minute away
+
+
+def test_one_watch_probes_an_unavailable_subscriber_until_it_is_back(
+    app, outcomes_app, subscriber, redis_conn, run_jobs
+):
+    """With no new event and no sweep due, a watch job probing every few seconds notices the
+    subscriber back; however many relays failed, one watch runs at a time."""
+    settings = point_jobs_at(app, subscriber, relay_retry_intervals=(60, 300, 900))
+    subscriber.state = "down"
+    waiting = emit_pings(app, settings, 3)
+    run_jobs()
+    watches = ScheduledJobRegistry("dissemination", connection=redis_conn)
+    assert len(watches) == 1
+
+    def next_watch_is_due():
+        """What RQ's scheduler does WATCH_SECONDS later: move the watch to the queue, and run it."""
+        [job_id] = watches.get_job_ids()
+        watches.requeue(job_id)
+        run_jobs()
+
+    next_watch_is_due()  # still down: it comes again, and sends nothing
+    assert len(watches) == 1
+    assert deliveries(app, waiting) == [("pending", 1)] * 3
+
+    subscriber.state = "up"
+    back = time.monotonic()
+    next_watch_is_due()
+    took = time.monotonic() - back
+    assert deliveries(app, waiting) == [("delivered", 2)] * 3
+    assert inbox_counts(outcomes_app, waiting) == [1] * 3
+    assert len(watches) == 0 and not redis_conn.exists(catchup._watch_key("dissemination", "outcomes"))
+    assert len(ScheduledJobRegistry("events", connection=redis_conn)) == 0
+    print(
+        f"\ncaught up: 3 waiting deliveries applied {took:.2f} s after the watch probed "
+        f"(it probes every {catchup.WATCH_SECONDS} s; the retry was 60 s)"
+    )
