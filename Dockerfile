@@ -34,7 +34,8 @@ USER app
 EXPOSE 5001
 
 # No curl in the slim image: python's urllib fails (exit 1) on a refused connection, a
-# timeout or any non-2xx answer.
+# timeout or any non-2xx answer. This is the image's liveness check; docker-compose.yml checks
+# each web service's /readyz instead (its dependencies too).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5001/healthz', timeout=3)"]
 

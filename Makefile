@@ -24,6 +24,8 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install --quiet -e '.[test]' >&2
 	@rm -f $(VENV)/.installed-*; touch $@
 
+# Under supervisord (docs/operations.md); its control socket and configuration are in
+# RUN_DIR (var/run): `.venv/bin/supervisorctl -c var/run/supervisord.conf status`.
 run: $(STAMP)
 	$(PY) -m tools.run
 

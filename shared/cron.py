@@ -96,6 +96,8 @@ def run(scheduler: CronScheduler) -> None:
     except StopRequested:
         pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut this short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             scheduler.register_death()
         except (redis.exceptions.RedisError, SchedulerNotFound):

@@ -12,7 +12,7 @@ of this process, not as the child process RQ forks for ``with_scheduler``. A for
 outlived a SIGKILLed worker, held its pipes open and kept the scheduler lock, and died for
 good on a Redis error until the worker's 10-minute maintenance started another; a thread dies
 with its process, and rides out Redis like the rest. The lock a dead worker's scheduler held
-is taken over once it has gone 15 s without a heartbeat (RQ's own lease lasts 61 s), so a
+is taken over once it has gone 10 s without a heartbeat (RQ's own lease lasts 61 s), so a
 restarted worker schedules again within seconds. The scheduler's work, a few Redis calls a
 second, does not slow the jobs down.
 """
@@ -176,7 +176,7 @@ class SchedulerThread(threading.Thread):
     """RQ's scheduler (``RQScheduler``), run as a thread of the worker: see the module's notes."""
 
     # A lock holder silent for this long is dead: it refreshes its lock every second.
-    STALE_AFTER = 15.0
+    STALE_AFTER = 10.0
     # How often to try for the locks it does not hold (another worker's scheduler has them).
     CLAIM_EVERY = 2.0
 

@@ -15,7 +15,7 @@ from rq.registry import FinishedJobRegistry
 
 from shared.outbox import sweep_outbox
 from shared.queue import redis_connection
-from tests.processes import PrivateRedis, Process, wait_for
+from tests.processes import PrivateRedis, Process, TcpProxy, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -115,3 +115,38 @@ def test_a_refused_redis_password_is_a_failure_not_an_outage(migrated, tmp_path,
     assert code != 0
     assert "invalid username-password pair" in process.output or "WRONGPASS" in process.output
     assert "redis unreachable" not in process.output
+
+
+def test_worker_rides_out_a_database_outage(migrated, private_redis, tmp_path):
+    """Jobs fail while the database is away (RQ retries them, the sweeps catch up); the worker
+    runs on, says so once, and runs the next job once the database is back."""
+    from sqlalchemy.engine import make_url
+
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgresql"):
+        pytest.skip("a database server to lose: PostgreSQL (SQLite is a file)")
+    proxy = TcpProxy(make_url(url).port or 5432).start()
+    env = process_env(private_redis.url, DATABASE_URL=make_url(url).set(port=proxy.port).render_as_string(False))
+    worker = Process.services("worker", env, tmp_path / "worker.log")
+    queue = Queue("dissemination", connection=redis_connection(private_redis.url))
+    try:
+        worker.wait_for_output("listening on")
+        proxy.stop()
+        failing = [queue.enqueue(sweep_outbox, "dissemination") for _ in range(3)]
+
+        def failed(job_id):
+            return Job.fetch(job_id, connection=redis_connection(private_redis.url)).get_status() == JobStatus.FAILED
+
+        wait_for(lambda: all(failed(job.id) for job in failing), timeout=30, what="the jobs failing")
+        assert worker.popen.poll() is None
+        proxy.start()
+        job = queue.enqueue(sweep_outbox, "dissemination")
+        wait_for(lambda: finished(private_redis.url, job.id), timeout=30, what="a job after the outage")
+        assert len(worker.lines_with("database unreachable")) == 1, worker.output
+        assert len(worker.lines_with("database back after")) == 1, worker.output
+        assert "Traceback" not in worker.output, worker.output
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout=20) == 0
+    finally:
+        worker.close()
+        proxy.stop()

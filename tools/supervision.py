@@ -28,10 +28,12 @@ from shared.procs import die_with_parent
 from shared.settings import ROOT
 
 # The order supervisord starts the programs in, lowest first; they stop in the reverse order:
-# the web services first (no new work comes in), then cron, then the worker (it finishes the
-# job in hand).
-PRIORITIES = {"worker": 100, "cron": 200}
-WEB_PRIORITY = 300
+# cron first (nothing new is scheduled), then the worker (it finishes the job in hand), then the
+# web services. Stopped before the worker, the services would have it relay events to ports
+# closed a moment earlier, a line per failure; stopped after it, what they enqueue meanwhile
+# waits in Redis, or in their outboxes for the next start's sweep.
+WEB_PRIORITY = 100
+PRIORITIES = {"worker": 200, "cron": 300}
 # A program that exits within STARTSECS of its start has failed to start: supervisord waits 1 s,
 # then 2 s, 3 s... before the next try, and gives up (FATAL) after START_RETRIES failures in a
 # row, about ten minutes of them. The processes wait out Redis and database outages without

@@ -97,6 +97,8 @@ def running(clean_db, redis_conn, consumer, tmp_path):
         NOTIFY_RETRY_INTERVALS="1,2",
         RELAY_RETRY_INTERVALS="1,2",
         PYTHONUNBUFFERED="1",
+        # supervisord's configuration and socket, this run's own.
+        RUN_DIR=str(tmp_path / "run"),
     )
     log = open(tmp_path / "run.log", "w+")
     process = subprocess.Popen(
@@ -121,15 +123,18 @@ def running(clean_db, redis_conn, consumer, tmp_path):
         except requests.RequestException:
             return False
 
-    wait_for(ready, timeout=60)
-    yield base, env, process, log
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-    log.close()
+    try:
+        wait_for(ready, timeout=120)  # a loaded two-core machine takes a minute to start them all
+        yield base, env, process, log
+    finally:
+        # Also when they never became ready: left running, they would work the next test's jobs.
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        log.close()
 
 
 def test_make_run_serves_the_whole_dissemination_loop(running):
@@ -188,7 +193,7 @@ def test_make_run_serves_the_whole_dissemination_loop(running):
 
     # Ctrl-C stops every process make run started.
     os.killpg(process.pid, signal.SIGINT)
-    assert process.wait(timeout=20) is not None
+    assert process.wait(timeout=30) == 0
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base}/healthz", timeout=2)
 
