@@ -419,7 +419,7 @@ def settle(system: System, ledger: Ledger, drill: str, within: float) -> tuple[C
         last["counts"], last["problems"] = counts, counts.problems(datetime.now(UTC))
         return not last["problems"]
 
-    wait_until(settled, timeout=within, every=1.0)
+    wait_until(settled, timeout=within, every=2.0)
     waited = time.monotonic() - started
     # The metrics API's figures once the read model has settled (one call per package).
     counts = Counts.take(system, ledger, drill, with_api=system.alive())
