@@ -7,8 +7,10 @@ three services can share one ``DATABASE_URL`` without reading each other's table
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -17,10 +19,13 @@ from flask import Flask, current_app, g
 from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator, create_engine, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from shared.settings import Settings
+
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -184,6 +189,38 @@ def _run_after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_after_commit(session: Session) -> None:
     session.info.pop("after_commit", None)
+
+
+def commit_after_sending(session: Session, redo: Callable[[Session], None], tries: int = 3) -> None:
+    """Commit what a job records after something left the building (a message was sent).
+
+    If the connection is lost before the commit (the database restarted, the connection was
+    terminated), the record goes with it and the job's retry would send the message again. So
+    ``redo`` writes it once more in a fresh session on a new connection, a few times a little
+    apart; it must read the row again under its lock and do nothing if the record is there
+    (the commit may have landed before the connection went). Only when every try fails does the
+    error reach the job, whose retry then sends again: at least once, never silently lost.
+    """
+    try:
+        session.commit()
+        return
+    except OperationalError:
+        session.rollback()
+        log.warning("connection lost before a send was recorded: recording it again")
+    bind = session.get_bind()
+    for attempt in range(1, tries + 1):
+        time.sleep(0.5 * attempt)
+        fresh = Session(bind=bind, expire_on_commit=False)
+        try:
+            redo(fresh)
+            fresh.commit()
+            return
+        except OperationalError:
+            fresh.rollback()
+            if attempt == tries:
+                raise
+        finally:
+            fresh.close()
 
 
 def commit(session: Session) -> None:

@@ -217,6 +217,7 @@ class Settings:
     subscribers: list[str]
     outbox_sweep_seconds: int
     chase_sweep_seconds: int
+    notify_sweep_seconds: int
     default_outcome_days: int
     min_due_seconds: int
     relay_retry_intervals: tuple[int, ...] = RELAY_RETRY_INTERVALS
@@ -300,6 +301,8 @@ def load_settings(service: str, services: Sequence[Declared], overrides: dict | 
         subscribers=_list(_env(f"{service.upper()}_SUBSCRIBERS", ",".join(own.subscribers))),
         outbox_sweep_seconds=_int("OUTBOX_SWEEP_SECONDS", 30),
         chase_sweep_seconds=_int("CHASE_SWEEP_SECONDS", 60),
+        # How often, and after how long, a package's notice whose job was lost is sent again.
+        notify_sweep_seconds=_int("NOTIFY_SWEEP_SECONDS", 60),
         default_outcome_days=_int("DEFAULT_OUTCOME_DAYS", 28),
         # Demos and end-to-end tests run the chase ladder in seconds; production keeps an hour.
         min_due_seconds=_int("MIN_DUE_SECONDS", 3600),

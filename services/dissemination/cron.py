@@ -11,5 +11,5 @@ from shared.settings import Settings
 def schedules(settings: Settings) -> list[Schedule]:
     return [
         Schedule(sweep_outbox, (settings.service,), settings.outbox_sweep_seconds),
-        Schedule(jobs.sweep_notifications, (), 60),
+        Schedule(jobs.sweep_notifications, (settings.notify_sweep_seconds,), settings.notify_sweep_seconds),
     ]

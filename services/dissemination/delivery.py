@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from services.dissemination.directory import ensure_webhook_secret
 from services.dissemination.models import Dissemination, Organisation, Package, shared_models
 from services.dissemination.payloads import dissemination_event
-from shared.db import utcnow
+from shared.db import commit_after_sending, utcnow
 from shared.notify import Contact, Notification, NotificationError, send_with_fallback
 from shared.outbox import emit
 from shared.queue import enqueue, is_final_try, retry
@@ -134,9 +134,10 @@ def notify_recipient(session: Session, settings: Settings, kind: str, disseminat
     if kind == "deliver":
         dissemination.delivery_attempts += 1
     if sending.sent_to is not None:
-        _record_success(session, settings, kind, dissemination, sending.sent_to.channel)
-        session.commit()
-        return f"sent by {sending.sent_to.channel}"
+        channel = sending.sent_to.channel
+        _record_success(session, settings, kind, dissemination, channel)
+        commit_after_sending(session, _record_success_again(settings, kind, dissemination.id, channel))
+        return f"sent by {channel}"
     error = (
         "; ".join(f"{contact.channel}: {failure}" for contact, failure in sending.failures)
         or "no e-mail address in the directory"
@@ -153,6 +154,24 @@ def notify_recipient(session: Session, settings: Settings, kind: str, disseminat
     if not final_try and gave_up:
         return "failed for good"  # no retry: it would meet the same refusals
     raise NotificationError(error)
+
+
+def _record_success_again(settings: Settings, kind: str, dissemination_id: uuid.UUID, channel: str):
+    """``_record_success`` in a fresh session, for ``commit_after_sending``."""
+
+    def record(session: Session) -> None:
+        dissemination = session.scalars(
+            select(Dissemination).where(Dissemination.id == dissemination_id).with_for_update()
+        ).first()
+        if dissemination is None or (
+            dissemination.delivered_at if kind == "deliver" else dissemination.withdrawal_notified_at
+        ):
+            return
+        if kind == "deliver":
+            dissemination.delivery_attempts += 1
+        _record_success(session, settings, kind, dissemination, channel)
+
+    return record
 
 
 def _record_success(session, settings, kind, dissemination, channel) -> None:

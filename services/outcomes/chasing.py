@@ -20,9 +20,9 @@ from services.outcomes.links import form_url
 from services.outcomes.models import ChaseEntry, ChasePolicy, ExpectedReturn, Organisation, shared_models
 from shared import clock
 from shared.calendar import add_working_days
-from shared.db import after_commit, utcnow
+from shared.db import after_commit, commit_after_sending, utcnow
 from shared.errors import Conflict, Invalid
-from shared.notify import Contact, Notification, NotificationError, send_with_fallback
+from shared.notify import Contact, Notification, NotificationError, Sending, send_with_fallback
 from shared.outbox import emit
 from shared.queue import enqueue, is_final_try, retry
 from shared.settings import Settings
@@ -260,29 +260,10 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
     )
     errors = [f"{contact.channel} {contact.address}: {failure}" for contact, failure in sending.failures]
     if sending.sent_to is not None:
-        entry.result = "sent_fallback" if sending.fallback else "sent"
-        entry.sent_at = utcnow()
-        entry.channel = sending.sent_to.channel
-        entry.address = sending.sent_to.address
-        entry.error = "; ".join(errors) or None
-        emit(
-            session,
-            shared_models,
-            settings,
-            "chase.sent",
-            expected.id,
-            {
-                "return_id": str(expected.id),
-                "package_id": str(expected.package_id),
-                "organisation": expected.organisation,
-                "step": entry.step,
-                "notify": entry.notify,
-                "channel": entry.channel,
-                "sent_at": entry.sent_at.isoformat(),
-            },
-        )
-        session.commit()
-        return entry.result
+        _record_sent(session, settings, expected, entry, sending, errors)
+        result = entry.result
+        commit_after_sending(session, _record_sent_again(settings, entry_id, sending, errors))
+        return result
     if not contacts:
         errors.append("no contact for this step in the directory")
     entry.error = "; ".join(errors)
@@ -292,6 +273,48 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
     if entry.result == "failed":
         return "failed"
     raise NotificationError(entry.error)
+
+
+def _record_sent(
+    session: Session, settings: Settings, expected: ExpectedReturn, entry: ChaseEntry, sending: Sending, errors: list
+) -> None:
+    assert sending.sent_to is not None
+    entry.result = "sent_fallback" if sending.fallback else "sent"
+    entry.sent_at = utcnow()
+    entry.channel = sending.sent_to.channel
+    entry.address = sending.sent_to.address
+    entry.error = "; ".join(errors) or None
+    emit(
+        session,
+        shared_models,
+        settings,
+        "chase.sent",
+        expected.id,
+        {
+            "return_id": str(expected.id),
+            "package_id": str(expected.package_id),
+            "organisation": expected.organisation,
+            "step": entry.step,
+            "notify": entry.notify,
+            "channel": entry.channel,
+            "sent_at": entry.sent_at.isoformat(),
+        },
+    )
+
+
+def _record_sent_again(settings: Settings, entry_id: int, sending: Sending, errors: list):
+    """``_record_sent`` in a fresh session, for ``commit_after_sending``."""
+
+    def record(session: Session) -> None:
+        entry = session.scalars(select(ChaseEntry).where(ChaseEntry.id == entry_id).with_for_update()).first()
+        if entry is None or entry.result != "pending":
+            return
+        expected = session.get(ExpectedReturn, entry.return_id)
+        assert expected is not None
+        entry.attempts += 1
+        _record_sent(session, settings, expected, entry, sending, errors)
+
+    return record
 
 
 def extend_return(session: Session, settings: Settings, expected: ExpectedReturn, values: dict, actor: str) -> None:
