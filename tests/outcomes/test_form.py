@@ -517,3 +517,105 @@ def test_the_confirmation_page_before_any_filing_goes_to_the_form(outcomes_clien
     path = form_path(outcomes_client, token, gmp_return)
     response = outcomes_client.get(f"{path}/done")
     assert response.status_code == 303 and response.headers["Location"] == path
+
+
+# Combined invalid answers: (changes to a valid return, every field the first answer must name,
+# the corrections a person would make to exactly those fields). Once corrected, the return is
+# accepted: no second round of problems appears.
+ONE_ROUND = [
+    (
+        {
+            "status": ...,
+            "actions": ...,
+            "priority": ...,
+            "tasking_forum": ...,
+            "attribution": ...,
+            "intelligence_feedback.usefulness": ...,
+            "results.arrests": "two",
+            "results.charges": "1.5",
+            "filer_name": "",
+        },
+        ["status", "actions", "priority", "results-arrests", "results-charges", "attribution"]
+        + ["intelligence-feedback-usefulness", "filer-name"],
+        {
+            "status": "interim",
+            "actions": ["enforcement"],
+            "priority": "not_prioritised",
+            "attribution": "contributed",
+            "intelligence_feedback.usefulness": "3",
+            "results.arrests": "2",
+            "results.charges": "1",
+            "filer_name": "Sam Patel",
+        },
+    ),
+    (
+        {
+            "results.arrests": "-1",
+            "results.people_safeguarded": "2",
+            "results.children_safeguarded": "3",
+            "attribution": ...,
+            "tasking_forum": "",
+        },
+        ["tasking-forum", "results-arrests", "results-children-safeguarded", "attribution"],
+        {
+            "tasking_forum": "GMP SOC tasking",
+            "results.arrests": "1",
+            "results.children_safeguarded": "2",
+            "attribution": "direct",
+        },
+    ),
+    (
+        {"actions": ["passed_on", "no_action"], "passed_to": "", "no_action_reason": ""},
+        ["actions", "passed-to", "no-action-reason"],
+        {"actions": ["passed_on"], "passed_to": "MPS"},
+    ),
+    (
+        {
+            "actions": ["passed_on"],
+            "passed_to": "GMP",
+            "intelligence_feedback.accuracy": "maybe",
+            "filer_name": "x" * 101,
+            "comments": "x" * 10001,
+        },
+        ["passed-to", "intelligence-feedback-accuracy", "comments", "filer-name"],
+        {
+            "passed_to": "MPS",
+            "intelligence_feedback.accuracy": "false",
+            "filer_name": "Sam Patel",
+            "comments": "Shorter.",
+        },
+    ),
+    (
+        {
+            "actions": ["no_action"],
+            "no_action_reason": "x" * 4001,
+            "results.weapons_seized": "a few",
+            "attribution": ...,
+            "tasking_forum": "x" * 201,
+        },
+        ["no-action-reason", "tasking-forum", "results-weapons-seized", "attribution"],
+        {
+            "no_action_reason": "Already in custody.",
+            "tasking_forum": "GMP SOC tasking",
+            "results.weapons_seized": "",
+            "attribution": "direct",
+        },
+    ),
+]
+
+
+def test_every_problem_is_shown_in_one_round(outcomes_client, token, gmp_return):
+    path = form_path(outcomes_client, token, gmp_return)
+    csrf = csrf_token_of(outcomes_client.get(path))
+    for number, (changes, expected_links, corrections) in enumerate(ONE_ROUND):
+        first = outcomes_client.post(path, data=form_data(csrf, **changes))
+        assert first.status_code == 422, number
+        assert error_links(first) == expected_links, number
+        body = first.get_data(as_text=True)
+        for link in expected_links:
+            # Each problem beside its field too, and read out with it.
+            assert f'id="{link}-error"' in body, (number, link)
+            assert re.search(rf'aria-describedby="[^"]*\b{link}-error\b', body), (number, link)
+        corrected = outcomes_client.post(path, data=form_data(csrf, **{**changes, **corrections}))
+        assert is_check_page(corrected), (number, error_links(corrected) if corrected.status_code == 422 else "")
+    assert outcomes_of(outcomes_client, token, gmp_return) == []
