@@ -94,12 +94,17 @@ class OutcomeInputSchema(BaseSchema):
         required=True,
         validate=[validate.Length(min=1, error="Choose at least one action."), _unique],
     )
-    no_action_reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=4000))
+    no_action_reason = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=4000),
+        metadata={"description": "needed with no_action, and read only then"},
+    )
     passed_to = fields.String(
         load_default=None,
         allow_none=True,
         validate=validate.Length(max=16),
-        metadata={"description": "organisation code, needed with passed_on"},
+        metadata={"description": "organisation code, needed with passed_on, and read only then"},
     )
     priority = fields.String(required=True, validate=_one_of(PRIORITIES))
     tasking_forum = fields.String(
