@@ -2,12 +2,20 @@
 
 The signed link (``links.form_url``) names one expected return; whoever holds it may file and
 amend that return, so every answer here is kept out of caches, search engines and Referer
-headers. Plain HTML forms in the GOV.UK Design System's markup, no JavaScript, CSRF-protected
-with Flask-WTF (only here: the token-authenticated JSON API is not affected).
+headers. Plain HTML forms in the GOV.UK Design System's markup, CSRF-protected with Flask-WTF
+(only here: the token-authenticated JSON API is not affected). They work fully without
+JavaScript; ``static/form.js`` (served from here, allowed by the CSP) only hides the answers
+that are not asked yet and moves the focus as GOV.UK Frontend does.
 
-Filing goes through the same rules as the API: ``OutcomeInputSchema`` and
-``filing.filing_problems``, then ``filing.file_outcome`` with ``via="form"``. The views are
-here; what the form asks and says is in ``form_wording``, reading what was sent in ``form_input``.
+The pages: the form (GET), Continue (POST: every problem at once, or the check page), Change
+(POST from the check page: the form again as filled in), Send return (POST: filed, then
+``/done``). The answers travel from the form to the check page and on in one signed hidden
+field, so what is filed is what was checked, with nothing kept on the server meanwhile.
+
+Filing goes through the same rules as the API: ``ReturnFormSchema`` (the API's
+``OutcomeInputSchema`` and who is filing) and ``filing.filing_problems``, then
+``filing.file_outcome`` with ``via="form"``. The views are here; what the form asks and says is
+in ``form_wording``, reading what was sent in ``form_input``.
 """
 
 from __future__ import annotations
@@ -25,11 +33,10 @@ from werkzeug.exceptions import HTTPException
 from services.outcomes import filing, form_input
 from services.outcomes.form_wording import (
     FIELD_ORDER,
-    FILER_NAME_MAX,
-    FILER_ROLE_MAX,
     RESULT_GROUPS,
     STATUS_TEXT,
     USEFULNESS_CHOICES,
+    answers_to_check,
     field_id,
 )
 from services.outcomes.links import LinkProblem, return_id_from
@@ -59,7 +66,7 @@ bp = Blueprint(
     static_url_path="/form-assets",
 )
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
 
@@ -111,8 +118,9 @@ def _unexpected(error: Exception):
 def _problem(kind: str, status: int, expected: ExpectedReturn | None = None):
     settings = current_app.extensions["settings"]
     token = (request.view_args or {}).get("token")
+    about = _about(expected) if expected is not None else {"expected": None}
     return render_template(
-        "form/problem.html", kind=kind, expected=expected, centre_email=settings.centre_email, token=token
+        "form/problem.html", **about, kind=kind, centre_email=settings.centre_email, token=token
     ), status
 
 
@@ -141,54 +149,87 @@ def _expected_return(token: str, *, for_update: bool = False) -> ExpectedReturn:
     return expected
 
 
+@bp.before_request
+def _posts_carry_the_csrf_token():
+    if request.method != "POST":
+        return None
+    try:
+        current_app.extensions["csrf"].protect()
+    except CSRFError as error:
+        _audit_link_quietly((request.view_args or {}).get("token", ""))
+        audit_detail(f"refused: CSRF: {error.description}")
+        return _problem("csrf", 400)
+    return None
+
+
 @bp.get("/form/<token>")
 def show(token: str):
     expected = _expected_return(token)
     current = expected.current
     values = form_input.values_from_outcome(current) if current else MultiDict()
-    return _render_form(token, expected, values, {})
+    return _render_form(token, expected, values, {}, shows_current=current is not None)
 
 
 @bp.post("/form/<token>")
-def submit(token: str):
-    try:
-        current_app.extensions["csrf"].protect()
-    except CSRFError as error:
-        _audit_link_quietly(token)
-        audit_detail(f"refused: CSRF: {error.description}")
-        return _problem("csrf", 400)
-    expected = _expected_return(token, for_update=True)
-    session = get_session()
+def check_answers(token: str):
+    """Continue: every rule at once; the form again with every problem, or the check page."""
+    expected = _expected_return(token)
     values = form_input.values_from_request(request.form)
-    data, errors = form_input.outcome_input(values)
-    name, role = values.get("filer_name", "").strip(), values.get("filer_role", "").strip()
-    if not name:
-        errors["filer_name"] = "Enter your name"
-    elif len(name) > FILER_NAME_MAX:
-        errors["filer_name"] = f"Your name must be {FILER_NAME_MAX} characters or fewer"
-    if not role:
-        errors["filer_role"] = "Enter your role or e-mail address"
-    elif len(role) > FILER_ROLE_MAX:
-        errors["filer_role"] = f"Your role or e-mail must be {FILER_ROLE_MAX} characters or fewer"
-    loaded, problems = form_input.validate(session, expected, data)
-    for key, message in problems.items():
-        errors.setdefault(key, message)
+    loaded, errors = form_input.check(get_session(), expected, values)
     if errors:
         audit_detail("invalid: " + ", ".join(form_input.ordered(errors)))
         return _render_form(token, expected, values, errors, status=422)
-    filed_by = f"{name} ({role})"
-    if form_input.repeat_of_current(expected, values, loaded, filed_by):
-        # The same answers sent twice (a double click, or back-and-resend): filed once.
+    return _render_check(token, expected, values, loaded)
+
+
+@bp.post("/form/<token>/change")
+def change(token: str):
+    """A Change link (or Back) on the check page: the form again, as it was filled in."""
+    expected = _expected_return(token)
+    return _render_form(token, expected, _sealed_answers(expected), {})
+
+
+@bp.post("/form/<token>/send")
+def send(token: str):
+    """Send return: the checked answers, checked again (the return may have moved on since),
+    then filed once however often they are sent."""
+    expected = _expected_return(token, for_update=True)
+    session = get_session()
+    values = _sealed_answers(expected)
+    loaded, errors = form_input.check(session, expected, values)
+    if errors:
+        audit_detail("invalid when sent: " + ", ".join(form_input.ordered(errors)))
+        return _render_form(token, expected, values, errors, status=422)
+    if form_input.repeat_of_current(expected, values, loaded):
+        # The same answers sent twice (a double click, or Back and Send again): filed once.
         return redirect(url_for("form.done", token=token), 303)
     try:
         filing.file_outcome(
-            session, current_app.extensions["settings"], expected, loaded, filed_by=filed_by, via="form"
+            session,
+            current_app.extensions["settings"],
+            expected,
+            loaded,
+            filed_by=form_input.filed_by(loaded),
+            via="form",
         )
     except filing.FilingRefused as refused:
         session.rollback()
         raise PageProblem("withdrawn", 409, expected) from refused
     commit(session)
     return redirect(url_for("form.done", token=token), 303)
+
+
+def _sealed_answers(expected: ExpectedReturn) -> MultiDict:
+    try:
+        return form_input.open_answers(
+            current_app.extensions["settings"],
+            expected,
+            request.form.get("answers", ""),
+            max_age=current_app.config["WTF_CSRF_TIME_LIMIT"],
+        )
+    except form_input.AnswersProblem as problem:
+        audit_detail(f"refused: answers: {problem}")
+        raise PageProblem("csrf", 400, expected) from problem
 
 
 @bp.get("/form/<token>/done")
@@ -198,7 +239,7 @@ def done(token: str):
         return redirect(url_for("form.show", token=token), 303)
     return render_template(
         "form/done.html",
-        expected=expected,
+        **_about(expected),
         outcome=expected.current,
         token=token,
         status_choices={c.value: c.label for c in RETURN_STATUS_CHOICES},
@@ -229,28 +270,54 @@ def _audit_link_quietly(token: str) -> None:
 # Rendering.
 
 
-def _render_form(token: str, expected: ExpectedReturn, values: MultiDict, errors: dict[str, str], status: int = 200):
-    session = get_session()
-    organisations = session.scalars(
-        select(Organisation)
-        .where(Organisation.active.is_(True), Organisation.code != expected.organisation)
-        .order_by(Organisation.name)
-    ).all()
-    own = session.get(Organisation, expected.organisation)
+def _about(expected: ExpectedReturn) -> dict:
+    """What every page about a return shows: the return, its organisation by name, and the
+    protective marking of the package it is about (in the banners, top and bottom)."""
+    own = get_session().get(Organisation, expected.organisation)
+    return {
+        "expected": expected,
+        "organisation_name": own.name if own else expected.organisation,
+        "marking": expected.classification,
+    }
+
+
+def _others(expected: ExpectedReturn) -> list[Organisation]:
+    """The organisations it may be passed to: the other active ones."""
+    return list(
+        get_session()
+        .scalars(
+            select(Organisation)
+            .where(Organisation.active.is_(True), Organisation.code != expected.organisation)
+            .order_by(Organisation.name)
+        )
+        .all()
+    )
+
+
+def _render_form(
+    token: str,
+    expected: ExpectedReturn,
+    values: MultiDict,
+    errors: dict[str, str],
+    status: int = 200,
+    shows_current: bool = False,
+):
     now = utcnow()
     return_status = expected.status_at(now)
     ordered = form_input.ordered(errors)
     return render_template(
         "form/form.html",
+        **_about(expected),
         token=token,
-        expected=expected,
         current=expected.current,
+        shows_current=shows_current,
         values=values,
-        based_on=values.get("based_on") if errors else str(len(expected.outcomes)),
+        # The version the form was first shown on, kept through errors and changes: sending
+        # the same answers from it again is a repeat, not a new version.
+        based_on=values.get("based_on") or str(len(expected.outcomes)),
         errors=errors,
         error_list=[(field_id(key) if key in FIELD_ORDER else "outcome-form", errors[key]) for key in ordered],
-        organisation_name=own.name if own else expected.organisation,
-        passed_to_choices=[Choice(o.code, o.name) for o in organisations],
+        passed_to_choices=[Choice(o.code, o.name) for o in _others(expected)],
         overdue=expected.final_returned_at is None and now > expected.due_at,
         return_status=STATUS_TEXT.get(return_status, return_status),
         status_choices=RETURN_STATUS_CHOICES,
@@ -263,6 +330,18 @@ def _render_form(token: str, expected: ExpectedReturn, values: MultiDict, errors
         timeliness_choices=TIMELINESS_CHOICES,
         result_groups=RESULT_GROUPS,
     ), status
+
+
+def _render_check(token: str, expected: ExpectedReturn, values: MultiDict, loaded: dict):
+    names = {o.code: o.name for o in _others(expected)}
+    return render_template(
+        "form/check.html",
+        **_about(expected),
+        token=token,
+        current=expected.current,
+        sections=answers_to_check(loaded, names),
+        answers=form_input.seal_answers(current_app.extensions["settings"], expected, values),
+    )
 
 
 def _local(moment: datetime) -> datetime:

@@ -1,39 +1,52 @@
-"""From the outcomes web form to ``OutcomeInputSchema`` and back: what was typed, numbers as
-people type them, validation with every problem found at once, and repeated submissions."""
+"""From the outcomes web form to the API's rules and back: what was typed, numbers as people type
+them, every problem found in one pass, the answers carried signed to the check page and back,
+and repeated submissions.
+
+The form adds no rule of its own: ``ReturnFormSchema`` is the API's ``OutcomeInputSchema`` (every
+field and cross-field rule) plus who is filing, and ``filing.filing_problems`` the rules that need
+the database. Here text only becomes the body the schema reads, as the API would receive it.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from marshmallow import ValidationError
+from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
 from services.outcomes import filing
 from services.outcomes.form_wording import (
-    ANSWER_NEEDED,
     FEEDBACK_FIELDS,
     FIELD_ORDER,
-    LABELS,
+    FILER_FIELDS,
     LIST_FIELDS,
     RESULTS,
     TEXT_FIELDS,
     human,
 )
 from services.outcomes.models import ExpectedReturn, OutcomeReturn
-from services.outcomes.schemas import OutcomeInputSchema
+from services.outcomes.schemas import ReturnFormSchema
+from shared.settings import Settings
+from shared.vocabulary import ResultKind
+
+ANSWERS_SALT = "outcome-form-answers-v1"
+# Every key the form sends (besides its CSRF token), as typed.
+TYPED_FIELDS = (
+    *TEXT_FIELDS,
+    *(r.key for r in RESULTS),
+    *(f"intelligence_feedback.{n}" for n in FEEDBACK_FIELDS),
+    *FILER_FIELDS,
+    "based_on",
+)
 
 
 def values_from_request(form: MultiDict) -> MultiDict:
     """What was typed, as it was typed (to show it again)."""
     values: MultiDict[str, str] = MultiDict()
-    for key in (
-        *TEXT_FIELDS,
-        *(r.key for r in RESULTS),
-        *(f"intelligence_feedback.{n}" for n in FEEDBACK_FIELDS),
-        "filer_name",
-        "filer_role",
-        "based_on",
-    ):
+    for key in TYPED_FIELDS:
         values[key] = form.get(key, "")
     for key in LIST_FIELDS:
         values.setlist(key, [v for v in form.getlist(key) if v])
@@ -60,98 +73,62 @@ def _show_number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _parse_number(text: str, whole: bool) -> int | float:
-    """A count or an amount as people type them: '1,250', '£4500', ' 12 '. ValueError if not."""
-    cleaned = text.strip().replace(",", "").replace(" ", "").removeprefix("£")
-    if cleaned.lower().endswith("g") and not whole:
-        cleaned = cleaned[:-1]
+def _typed_number(text: str, kind: ResultKind) -> Any:
+    """A count or an amount as people type them ('1,250', '£4500', '12g', ' 12 ') as a number;
+    anything else is passed on as typed, for the schema to refuse as the API would."""
+    cleaned = text.replace(",", "").replace(" ", "").removeprefix(kind.prefix).removesuffix(kind.suffix)
     try:
         number = float(cleaned)
     except ValueError:
-        raise ValueError("not a number") from None
+        return text
     if not math.isfinite(number):
-        raise ValueError("not a number")
-    if whole:
-        if not number.is_integer():
-            raise ValueError("not whole")
-        return int(number)
-    return number
+        return text
+    return int(number) if number.is_integer() else number
 
 
-def outcome_input(values: MultiDict) -> tuple[dict, dict[str, str]]:
-    """The dict OutcomeInputSchema.load expects, and the errors found while building it
-    (numbers that are not numbers)."""
-    errors: dict[str, str] = {}
-    data: dict = {}
-    for key in TEXT_FIELDS:
+def form_body(values: MultiDict) -> dict:
+    """The body ``ReturnFormSchema`` loads, as the API would receive it: a blank box is no
+    answer, a box ticked is a list item, a figure is a number."""
+    body: dict[str, Any] = {}
+    for key in (*TEXT_FIELDS, *FILER_FIELDS):
         value = values.get(key, "").strip()
         if value:
-            data[key] = value
-    data["actions"] = values.getlist("actions")
-    if values.getlist("strands"):
-        data["strands"] = values.getlist("strands")
-    results: dict = {}
-    for result in RESULTS:
-        text = values.get(result.key, "").strip()
-        if not text:
-            continue
-        try:
-            results[result.name] = _parse_number(text, result.whole)
-        except ValueError as error:
-            label = LABELS[result.key]
-            example = "like 3" if result.whole else "like 120 or 12.5"
-            errors[result.key] = (
-                f"{label} must be a whole number"
-                if str(error) == "not whole"
-                else f"Enter {label.lower()} as a number, {example}"
-            )
-    data["results"] = results
-    feedback: dict = {}
-    usefulness = values.get("intelligence_feedback.usefulness", "").strip()
-    if usefulness:
-        if usefulness.isdigit():
-            feedback["usefulness"] = int(usefulness)
-        else:
-            errors["intelligence_feedback.usefulness"] = ANSWER_NEEDED["intelligence_feedback.usefulness"]
-    for name in ("accuracy", "timeliness"):
+            body[key] = value
+    for key in LIST_FIELDS:
+        body[key] = values.getlist(key)
+    body["results"] = {
+        r.name: _typed_number(values.get(r.key, "").strip(), r) for r in RESULTS if values.get(r.key, "").strip()
+    }
+    feedback: dict[str, Any] = {}
+    for name in FEEDBACK_FIELDS:
         value = values.get(f"intelligence_feedback.{name}", "").strip()
         if value:
-            feedback[name] = value
-    data["intelligence_feedback"] = feedback
-    return data, errors
+            feedback[name] = int(value) if name == "usefulness" and value.isdigit() else value
+    body["intelligence_feedback"] = feedback
+    return body
 
 
-def validate(session, expected: ExpectedReturn, data: dict) -> tuple[dict, dict[str, str]]:
-    """Load with the API's schema. When some fields are wrong, the rules across fields are still
-    checked on the rest, so one submission shows every problem it can."""
-    schema = OutcomeInputSchema()
+def check(session: Session, expected: ExpectedReturn, values: MultiDict) -> tuple[dict, dict[str, str]]:
+    """Every rule, field by field and across fields, and the filing rules, in one pass: the
+    loaded answers (those that loaded, when some did not) and a problem per field, in words."""
     try:
-        return _with_filing_problems(session, expected, schema.load(data), {})
+        loaded: dict = ReturnFormSchema().load(form_body(values))
+        messages: dict = {}
     except ValidationError as error:
-        messages = error.messages
-    errors = _flatten(messages)
-    try:
-        loaded = schema.load(_without(data, messages if isinstance(messages, dict) else {}), partial=True)
-    except ValidationError as more:
-        for key, message in _flatten(more.messages).items():
-            errors.setdefault(key, message)
-        loaded = more.valid_data if isinstance(more.valid_data, dict) else {}
-    return _with_filing_problems(session, expected, loaded, errors)
-
-
-def _with_filing_problems(session, expected, loaded: dict, errors: dict[str, str]) -> tuple[dict, dict[str, str]]:
+        loaded = error.valid_data if isinstance(error.valid_data, dict) else {}
+        messages = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
+    errors = {key: human(key, message, values.get(key, "")) for key, message in _flatten(messages).items()}
     for key, message in filing.filing_problems(session, expected, loaded).items():
-        errors.setdefault(key, message)
+        errors.setdefault(key, message.rstrip("."))
     return loaded, errors
 
 
-def _flatten(messages, prefix: str = "") -> dict[str, str]:
+def _flatten(messages: dict, prefix: str = "") -> dict[str, str]:
     """marshmallow's nested messages as {'results.arrests': 'message'}; a list's item errors
     belong to the list."""
     flat: dict[str, str] = {}
-    items = messages.items() if isinstance(messages, dict) else [(None, messages)]
-    for key, value in items:
-        if key is None or isinstance(key, int) or key == "_schema":
+    for key, value in messages.items():
+        if isinstance(key, int) or key == "_schema":
             name = prefix or "_schema"
         else:
             name = f"{prefix}.{key}" if prefix else str(key)
@@ -159,21 +136,8 @@ def _flatten(messages, prefix: str = "") -> dict[str, str]:
             for sub_key, message in _flatten(value, name).items():
                 flat.setdefault(sub_key, message)
         else:
-            message = value[0] if isinstance(value, list) and value else str(value)
-            flat.setdefault(name, human(name, str(message)))
+            flat.setdefault(name, str(value[0] if isinstance(value, list) and value else value))
     return flat
-
-
-def _without(data: dict, messages: dict) -> dict:
-    kept = dict(data)
-    for key, value in messages.items():
-        if key not in kept:
-            continue
-        if isinstance(value, dict) and isinstance(kept[key], dict):
-            kept[key] = _without(kept[key], value)
-        else:
-            del kept[key]
-    return kept
 
 
 def ordered(errors: dict[str, str]) -> list[str]:
@@ -181,11 +145,55 @@ def ordered(errors: dict[str, str]) -> list[str]:
     return known + [key for key in errors if key not in known]
 
 
-def repeat_of_current(expected: ExpectedReturn, values: MultiDict, loaded: dict, filed_by: str) -> bool:
-    """True when this submission was made from the form showing the current version and
-    says exactly what the current version says (so it is the same submission again)."""
+def filed_by(loaded: dict) -> str:
+    return f"{loaded['filer_name']} ({loaded['filer_role']})"
+
+
+# ---------------------------------------------------------------------------------------------
+# The answers between the form and its check page: signed, so what is sent is what was checked.
+
+
+class AnswersProblem(Exception):
+    """The answers carried to the check page could not be read back (altered, for another
+    return, or older than ``max_age``)."""
+
+
+def _answers_serializer(settings: Settings) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings.form_secret, salt=ANSWERS_SALT)
+
+
+def seal_answers(settings: Settings, expected: ExpectedReturn, values: MultiDict) -> str:
+    """The typed answers as one signed value for the check page's hidden field (typed, not
+    loaded, so going back to change them shows them as they were typed)."""
+    typed = {key: values.getlist(key) for key in (*TYPED_FIELDS, *LIST_FIELDS) if values.getlist(key)}
+    return _answers_serializer(settings).dumps({"return": str(expected.id), "values": typed})
+
+
+def open_answers(settings: Settings, expected: ExpectedReturn, sealed: str, max_age: int) -> MultiDict:
+    try:
+        data = _answers_serializer(settings).loads(sealed, max_age=max_age)
+    except BadSignature as error:  # SignatureExpired included
+        raise AnswersProblem(str(error)) from error
+    if not isinstance(data, dict) or data.get("return") != str(expected.id) or not isinstance(data.get("values"), dict):
+        raise AnswersProblem("answers for another return")
+    known = set(TYPED_FIELDS) | set(LIST_FIELDS)
+    values: MultiDict[str, str] = MultiDict()
+    for key, items in data["values"].items():
+        if key in known and isinstance(items, list):
+            values.setlist(key, [str(item) for item in items])
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# Sending twice.
+
+
+def repeat_of_current(expected: ExpectedReturn, values: MultiDict, loaded: dict) -> bool:
+    """True when these answers were given on the form showing the current version and say
+    exactly what the current version says (so it is the same return sent again: a double
+    click, a resent page, or Back then Send)."""
     current = expected.current
-    if current is None or values.get("based_on") != str(current.version - 1) or current.filed_by != filed_by:
+    if current is None or values.get("based_on") != str(current.version - 1) or current.filed_by != filed_by(loaded):
         return False
     actions = list(loaded["actions"])
     feedback = loaded["intelligence_feedback"]

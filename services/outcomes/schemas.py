@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
 from services.outcomes.models import NOTIFY_TARGETS
 from shared.api import BaseSchema, StrictInteger
@@ -23,7 +23,9 @@ from shared.vocabulary import (
 
 RETURN_LIST_STATUSES = ("open", "overdue", "returned", "withdrawn")
 # The rules across fields, by (field, rule), in the API's words; the web form has its own words
-# for each (services/outcomes/form_wording.py).
+# for each (services/outcomes/form_wording.py). They are checked even when other fields are
+# wrong, so one answer lists every problem (the web form's one round of errors): a rule reads
+# only the fields that loaded, and an answer refused for itself is not also called missing.
 RULE_MESSAGES = {
     ("actions", "no_action_alone"): "no_action cannot be combined with other actions.",
     ("no_action_reason", "needed"): "Say why no action was taken.",
@@ -54,10 +56,18 @@ def _result_field(kind: ResultKind) -> fields.Field:
 RESULT_DESCRIPTIONS = {"children_safeguarded": "of the people safeguarded, how many were children"}
 
 
+def _given(original: object, name: str) -> bool:
+    """Whether the body answered ``name`` at all (blank text is no answer), right or wrong."""
+    value = original.get(name) if isinstance(original, dict) else None
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
 class _ResultRules(BaseSchema):
-    @validates_schema
+    @validates_schema(skip_on_field_errors=False)
     def children_within_people(self, data, **_kwargs):
-        if data.get("children_safeguarded", 0) > data.get("people_safeguarded", 0):
+        if "children_safeguarded" not in data or "people_safeguarded" not in data:
+            return  # one of them was refused for itself
+        if data["children_safeguarded"] > data["people_safeguarded"]:
             raise ValidationError(
                 RULE_MESSAGES["results.children_safeguarded", "within_people"], field_name="children_safeguarded"
             )
@@ -84,12 +94,17 @@ class OutcomeInputSchema(BaseSchema):
         required=True,
         validate=[validate.Length(min=1, error="Choose at least one action."), _unique],
     )
-    no_action_reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=4000))
+    no_action_reason = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=4000),
+        metadata={"description": "needed with no_action, and read only then"},
+    )
     passed_to = fields.String(
         load_default=None,
         allow_none=True,
         validate=validate.Length(max=16),
-        metadata={"description": "organisation code, needed with passed_on"},
+        metadata={"description": "organisation code, needed with passed_on, and read only then"},
     )
     priority = fields.String(required=True, validate=_one_of(PRIORITIES))
     tasking_forum = fields.String(
@@ -116,23 +131,50 @@ class OutcomeInputSchema(BaseSchema):
     intelligence_feedback = fields.Nested(IntelligenceFeedbackSchema, required=True)
     comments = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=10000))
 
-    @validates_schema
-    def actions_make_sense(self, data, **_kwargs):
+    @pre_load
+    def unasked_answers_left_out(self, data, **_kwargs):
+        """The reason for no action and who it was passed to are only asked with those actions
+        (the form reveals them under their box): otherwise they are left out, unread."""
+        actions = data.get("actions") if isinstance(data, dict) else None
+        if not isinstance(actions, list):
+            return data
+        asked = {"no_action_reason": "no_action" in actions, "passed_to": "passed_on" in actions}
+        return {key: value for key, value in data.items() if asked.get(key, True)}
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def actions_make_sense(self, data, original_data, **_kwargs):
         actions = data.get("actions") or []
         errors: dict[str, list[str]] = {}
         if "no_action" in actions and len(actions) > 1:
             errors["actions"] = [RULE_MESSAGES["actions", "no_action_alone"]]
-        if "no_action" in actions and not (data.get("no_action_reason") or "").strip():
+        if "no_action" in actions and not _given(original_data, "no_action_reason"):
             errors["no_action_reason"] = [RULE_MESSAGES["no_action_reason", "needed"]]
-        if "passed_on" in actions and not (data.get("passed_to") or "").strip():
+        if "passed_on" in actions and not _given(original_data, "passed_to"):
             errors["passed_to"] = [RULE_MESSAGES["passed_to", "needed"]]
-        if data.get("priority") in PRIORITISED and not (data.get("tasking_forum") or "").strip():
+        if data.get("priority") in PRIORITISED and not _given(original_data, "tasking_forum"):
             errors["tasking_forum"] = [RULE_MESSAGES["tasking_forum", "needed"]]
-        results = data.get("results") or {}
-        if any(results.get(name) for name in RESULT_FIELDS) and not data.get("attribution"):
+        # Results read as sent: a figure refused for itself (-1, "two") still asks for its
+        # attribution, which it will need once corrected.
+        results = original_data.get("results") if isinstance(original_data, dict) else None
+        entered = isinstance(results, dict) and any(
+            _given(results, name) and results[name] != 0 for name in RESULT_FIELDS
+        )
+        if entered and not _given(original_data, "attribution"):
             errors["attribution"] = [RULE_MESSAGES["attribution", "needed"]]
         if errors:
             raise ValidationError(errors)
+
+
+# "<name> (<role>)" fits OutcomeReturn.filed_by (200 characters).
+FILER_NAME_MAX, FILER_ROLE_MAX = 100, 95
+
+
+class ReturnFormSchema(OutcomeInputSchema):
+    """What the web form sends: the API's answers, with every field and rule inherited, and who
+    is filing, which the API takes from the bearer token and the form asks for."""
+
+    filer_name = fields.String(required=True, validate=validate.Length(max=FILER_NAME_MAX))
+    filer_role = fields.String(required=True, validate=validate.Length(max=FILER_ROLE_MAX))
 
 
 class OutcomeSchema(BaseSchema):
