@@ -9,12 +9,13 @@ starts this process with the registry.
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rq.cron import CronScheduler
 
+from shared.logs import configure_logging
+from shared.monitoring import start_process_endpoint
 from shared.queue import redis_connection
 from shared.service import Service, service_named, settings_for
 
@@ -50,6 +51,8 @@ def main(services: Sequence[Service], argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m services cron", description="Run the services' periodic jobs.")
     parser.add_argument("services", nargs="*", help="service names (default: every service)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s cron %(message)s")
+    configure_logging("cron")
     chosen = [service_named(name) for name in args.services] if args.services else list(services)
+    settings = settings_for(chosen[0].name)
+    start_process_endpoint("cron", settings, settings.cron_metrics_port)
     build_scheduler(chosen).start()

@@ -1,6 +1,10 @@
 """Redis connections and RQ queues. Redis only carries work; the database is the truth.
 
 RQ's Redis client must not use ``decode_responses=True`` (jobs stay queued otherwise).
+
+A job enqueued while a request id is bound (a request, another job, an event being applied)
+carries it in ``job.meta``; ``TracedJob``, the job class the worker runs, binds it again (with
+the job's id) for every line the job logs and every event or job it makes in turn.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from rq import Queue, Retry, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.types import FunctionReferenceType
+
+from shared.logs import current_request_id, job_context
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +58,24 @@ def enqueue(
     scheduled or running is not enqueued twice."""
     if job_id and skip_if_active and job_is_active(redis_url, job_id):
         return None
+    request_id = current_request_id()
     return queue(redis_url, queue_name).enqueue(
-        func, args=args, kwargs=kwargs or None, job_id=job_id, retry=retry, **JOB_DEFAULTS
+        func,
+        args=args,
+        kwargs=kwargs or None,
+        job_id=job_id,
+        retry=retry,
+        meta={"request_id": request_id} if request_id else None,
+        **JOB_DEFAULTS,
     )
+
+
+class TracedJob(Job):
+    """A job that logs under the request id it was enqueued with, and its own id."""
+
+    def perform(self) -> Any:
+        with job_context(request_id=self.meta.get("request_id"), job_id=self.id, queue=self.origin):
+            return super().perform()
 
 
 def retry(intervals: tuple[int, ...]) -> Retry:

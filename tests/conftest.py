@@ -304,11 +304,14 @@ def token(app):
 
 @pytest.fixture
 def run_jobs(redis_conn):
-    """Run every queued job in this process until the queues are empty (retries included)."""
+    """Run every queued job in this process until the queues are empty (retries included), as
+    the worker runs them (``shared.worker``: each under the request id it was enqueued with)."""
     from rq import SimpleWorker
 
+    from shared.queue import TracedJob
+
     def run(*queues: str) -> None:
-        worker = SimpleWorker([*(queues or ("dissemination",)), "events"], connection=redis_conn)
+        worker = SimpleWorker([*(queues or ("dissemination",)), "events"], connection=redis_conn, job_class=TracedJob)
         worker.work(burst=True, with_scheduler=False, max_jobs=500)
 
     return run

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from prometheus_client import Counter
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -34,6 +35,11 @@ DEFAULT_STEPS = [
     {"name": "centre_escalation", "offset_seconds": 14 * DAY, "notify": "centre"},
 ]
 SWEEP_BATCH = 500
+CHASE_STEPS = Counter(
+    "ofs_chase_steps",
+    "Chase steps tried: sent, sent_fallback (by a later contact), failed (no try left) or retrying.",
+    ["result"],
+)
 
 
 # --- the policy ----------------------------------------------------------------------------
@@ -279,6 +285,7 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
             },
         )
         session.commit()
+        CHASE_STEPS.labels(entry.result).inc()
         return entry.result
     if not contacts:
         errors.append("no contact for this step in the directory")
@@ -287,7 +294,9 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
         entry.result = "failed"
     session.commit()
     if entry.result == "failed":
+        CHASE_STEPS.labels("failed").inc()
         return "failed"
+    CHASE_STEPS.labels("retrying").inc()
     raise NotificationError(entry.error)
 
 
