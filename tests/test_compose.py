@@ -12,7 +12,7 @@ import pytest
 
 from shared.settings import ROOT
 
-SECRETS = ("JWT_SECRET", "EVENT_SECRET", "FORM_SECRET", "SESSION_SECRET", "WEBHOOK_SECRETS_KEY")
+SECRETS = ("JWT_SECRET", "EVENT_SECRET", "FORM_SECRET", "SESSION_SECRET", "WEBHOOK_SECRETS_KEY", "METRICS_SCRAPE_TOKEN")
 
 
 def compose_command() -> list[str] | None:

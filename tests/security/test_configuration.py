@@ -14,7 +14,7 @@ import pytest
 from services import settings_for
 from shared.settings import DEV_SECRETS, ROOT, ConfigurationError
 
-SECRETS = ("JWT_SECRET", "EVENT_SECRET", "FORM_SECRET", "SESSION_SECRET")
+SECRETS = ("JWT_SECRET", "EVENT_SECRET", "FORM_SECRET", "SESSION_SECRET", "METRICS_SCRAPE_TOKEN")
 
 
 def production_env(**changes: str | None) -> dict[str, str]:
