@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 OUTCOMES = ("allowed", "refused", "invalid", "error")
 AUDITED_PREFIXES = ("/api/", "/form/", "/dashboard/")
-AUDITED_PATHS = ("/dashboard",)
+# /metrics: only refused scrapes are recorded (the view calls ``skip_audit`` on the others).
+AUDITED_PATHS = ("/dashboard", "/metrics")
 # Stylesheets and images: not reads of anything.
 UNAUDITED_PREFIXES = ("/dashboard/static/",)
 # What a /form/ request that matches no route is recorded as (its path carries the token).
@@ -57,6 +58,12 @@ def audit_outcome(outcome: str, detail: str | None = None) -> None:
         g.audit_detail = detail
 
 
+def skip_audit() -> None:
+    """Leave this request out of the audit log: only for reads that record nobody's action
+    and come too often to keep (a Prometheus scrape every 15 s)."""
+    g.audit_skip = True
+
+
 def audited(path: str) -> bool:
     return (path.startswith(AUDITED_PREFIXES) or path in AUDITED_PATHS) and not path.startswith(UNAUDITED_PREFIXES)
 
@@ -72,7 +79,7 @@ def outcome_for(status: int) -> str:
 
 
 def _record(response: Response) -> Response:
-    if not audited(request.path) or request.method in ("OPTIONS", "HEAD"):
+    if not audited(request.path) or request.method in ("OPTIONS", "HEAD") or g.get("audit_skip"):
         return response
     try:
         principal = current_principal()

@@ -23,6 +23,8 @@ import redis
 from rq.cron import CronScheduler
 from rq.exceptions import SchedulerNotFound, StopRequested
 
+from shared.logs import configure_logging
+from shared.monitoring import start_process_endpoint
 from shared.outages import Outage, retry_through_outage
 from shared.queue import redis_connection
 from shared.service import Service, service_named, settings_for
@@ -61,10 +63,12 @@ def main(services: Sequence[Service], argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m services cron", description="Run the services' periodic jobs.")
     parser.add_argument("services", nargs="*", help="service names (default: every service)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s cron %(message)s")
+    configure_logging("cron")
     # RQ logs a line per enqueued job and per registration: the summary below says it once.
     logging.getLogger("rq").setLevel(logging.WARNING)
     chosen = [service_named(name) for name in args.services] if args.services else list(services)
+    settings = settings_for(chosen[0].name)
+    start_process_endpoint("cron", settings, settings.cron_metrics_port)
     run(build_scheduler(chosen))
 
 

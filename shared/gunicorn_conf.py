@@ -2,21 +2,36 @@
 (Procfile, Dockerfile, docker-compose.yml). The command line adds the bind address, workers and
 the app.
 
-The access log goes to stdout through ``MaskingLogger``, which writes a form link's path as
-``/form/<token>``: the token in it is a credential (see ``shared.redact``).
+Logs: gunicorn's own lines and its access log go through the services' renderer
+(``shared.logs``): one JSON object per line, the access line carrying the request id the app
+returned. A form link's path is written as ``/form/<token>``: the token in it is a credential
+(see ``shared.redact``). Successful health checks, scrapes and event deliveries are logged at
+DEBUG: they come every few seconds, and the consumer logs each event it applies.
+
+Metrics: gunicorn's workers are separate processes, so ``prometheus_client`` runs in
+multiprocess mode: each worker writes its counters under ``PROMETHEUS_MULTIPROC_DIR`` and a
+scrape adds them up. The directory is emptied when the master starts (counters from a previous
+run would otherwise be added in) and a dead worker's live gauges are dropped when it exits.
+Without the variable the master makes a directory of its own and removes it when it stops.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
+import structlog
 from gunicorn.glogging import Logger
 
+from shared.logs import REQUEST_ID_HEADER, configure_logging, formatter, sane_request_id
 from shared.procs import die_with_parent, exit_now
 from shared.redact import mask_form_tokens, masked
 
 accesslog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(L)ss'
 logger_class = "shared.gunicorn_conf.MaskingLogger"
 # gunicorn >= 25.1 opens a control socket at one path per user ($HOME/.gunicorn/gunicorn.ctl):
 # the three services (and a second `make run`) would fight over it. supervisorctl, or compose,
@@ -39,9 +54,82 @@ def worker_exit(server, worker):
     exit_now(code if isinstance(code, int) else (0 if code is None else 1))
 
 
+MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+# Answered often and logged elsewhere when it matters: at DEBUG when they succeed.
+QUIET_ROUTES = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("POST", "/internal/events")}
+
+_made_multiproc_dir: list[str] = []
+
+
+def on_starting(server) -> None:
+    """Before any worker is forked (and imports prometheus_client): the multiprocess directory."""
+    path = os.environ.get(MULTIPROC_DIR_VARIABLE)
+    if not path:
+        path = tempfile.mkdtemp(prefix="ofs-prometheus-")
+        _made_multiproc_dir.append(path)
+        os.environ[MULTIPROC_DIR_VARIABLE] = path
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker) -> None:
+    if os.environ.get(MULTIPROC_DIR_VARIABLE):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    for path in _made_multiproc_dir:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def process_name(cfg) -> str:
+    """The service a gunicorn serves, from its app (``services.outcomes:create_app()``)."""
+    app_uri = str(getattr(cfg, "proc_name", None) or "gunicorn")
+    return app_uri.split(":", 1)[0].rsplit(".", 1)[-1] or "gunicorn"
+
+
 class MaskingLogger(Logger):
-    """gunicorn's logger, with form tokens masked in every access-log atom (request line, path,
-    query, Referer, headers, environ) and in the error log's messages."""
+    """gunicorn's logger, through the services' renderer, with form tokens masked in the
+    access log's fields and atoms (request line, path, query, Referer, headers, environ) and in
+    the error log's messages."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        configure_logging(process_name(cfg))
+        self.access_log.setLevel(logging.NOTSET)  # LOG_LEVEL decides, as for every logger
+        for log in (self.error_log, self.access_log):
+            for handler in list(log.handlers):
+                if not getattr(handler, "_gunicorn", False):
+                    continue
+                if isinstance(handler, logging.FileHandler):  # --access-logfile / --error-logfile
+                    handler.setFormatter(formatter())
+                else:  # "-": to the one renderer on the root logger
+                    log.removeHandler(handler)
+                    log.propagate = True
+
+    def access(self, resp, req, environ, request_time):
+        if not self.access_log_enabled:
+            return
+        method = str(environ.get("REQUEST_METHOD", "-"))
+        status = str(resp.status).split(None, 1)[0]
+        quiet = (method, environ.get("PATH_INFO")) in QUIET_ROUTES and status.startswith(("2", "3"))
+        structlog.get_logger("gunicorn.access").log(
+            logging.DEBUG if quiet else logging.INFO,
+            "request",
+            method=method,
+            path=masked(environ.get("RAW_URI") or environ.get("PATH_INFO", "")),
+            status=int(status) if status.isdigit() else status,
+            duration_s=round(request_time.total_seconds(), 6),
+            bytes=getattr(resp, "sent", None),
+            remote_addr=environ.get("REMOTE_ADDR"),
+            referer=masked(environ.get("HTTP_REFERER")),
+            user_agent=masked(environ.get("HTTP_USER_AGENT")),
+            request_id=_response_header(resp, REQUEST_ID_HEADER) or sane_request_id(environ.get("HTTP_X_REQUEST_ID")),
+        )
 
     def atoms(self, resp, req, environ, request_time):
         return {name: masked(value) for name, value in super().atoms(resp, req, environ, request_time).items()}
@@ -66,3 +154,8 @@ class MaskingLogger(Logger):
 
     def exception(self, msg, *args, **kwargs):
         self._masked_log(super().exception, msg, *args, **kwargs)
+
+
+def _response_header(resp, name: str) -> str | None:
+    headers = resp.headers.items() if hasattr(resp.headers, "items") else resp.headers
+    return next((value for key, value in headers if key.lower() == name.lower()), None)

@@ -7,6 +7,7 @@ through every event the service has emitted (``fetch_event_log`` reads another s
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -23,8 +24,11 @@ from sqlalchemy.orm import Session
 from shared import guard, signing
 from shared.api import BaseSchema
 from shared.db import get_session
+from shared.logs import bind_request_id, get_logger
 from shared.models import SharedModels
 from shared.settings import Settings
+
+log = get_logger(__name__)
 
 SIGNATURE_FORMAT = re.compile(r"sha256=[0-9a-f]{64}")
 
@@ -52,6 +56,8 @@ class EventMessageSchema(BaseSchema):
     aggregate_id = fields.String(required=True)
     occurred_at = fields.AwareDateTime(required=True)
     payload = fields.Dict(required=True)
+    # Events from before request ids (and rebuilt logs) have none; an insane one is ignored.
+    request_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
 
 
 class EventReceiptSchema(BaseSchema):
@@ -113,7 +119,19 @@ class InternalEvents(MethodView):
             abort(422, errors={"json": getattr(error, "messages", str(error))})
         service = current_app.extensions["service"]
         raw["id"] = str(message["id"])
+        # The request that caused the event, so that what this service logs and emits while
+        # applying it carries the same id (the relay sends it as X-Request-ID too).
+        bind_request_id(message["request_id"])
         result = apply_event(get_session(), service.models, service.event_handlers, raw)
+        # One line per event (the access log's line for this POST is left to DEBUG): applied,
+        # or at DEBUG a duplicate or an event this service does not handle.
+        log.log(
+            logging.INFO if result == "applied" else logging.DEBUG,
+            f"event {result}",
+            type=message["type"],
+            event_id=raw["id"],
+            source=message["source"],
+        )
         return {"id": message["id"], "result": result}
 
 

@@ -37,6 +37,10 @@ class OutboxEventMixin(_Model):
     aggregate_id: Mapped[str] = mapped_column(String(80), index=True)
     payload: Mapped[dict]
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The request that caused it (``shared.logs``), carried to every subscriber so that one
+    # action can be followed through the logs of each service; none for events of a job
+    # started by the clock (the chase sweep) or from before the column existed.
+    request_id: Mapped[str | None] = mapped_column(String(128))
 
     @declared_attr
     def deliveries(cls) -> Mapped[list[OutboxDeliveryMixin]]:
@@ -51,6 +55,7 @@ class OutboxEventMixin(_Model):
             "aggregate_id": self.aggregate_id,
             "occurred_at": self.occurred_at.isoformat(),
             "payload": self.payload,
+            "request_id": self.request_id,
         }
 
 

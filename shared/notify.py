@@ -41,6 +41,7 @@ from standardwebhooks import Webhook
 
 from shared import netguard, webhook_secrets
 from shared.db import utcnow
+from shared.monitoring import NOTIFICATION_FAILURES
 from shared.settings import Settings, SmtpServer
 
 USER_AGENT = "nclcc-outcome-feedback/1"
@@ -165,6 +166,7 @@ def send_with_fallback(
                 send_email(settings, contact.address, notification.subject, notification.text)
         except NotificationError as error:
             sending.failures.append((contact, error))
+            NOTIFICATION_FAILURES.labels(settings.service, contact.channel).inc()
             if index == 0 and not (error.permanent or final_try):
                 break  # retry the first contact before falling back
             continue

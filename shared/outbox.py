@@ -19,7 +19,6 @@ or probing relay therefore never applies an event twice.
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -38,11 +37,13 @@ from shared.api import BaseSchema
 from shared.auth import require
 from shared.db import after_commit, commit, get_session, utcnow
 from shared.health import record_sweep
+from shared.logs import REQUEST_ID_HEADER, bind_request_id, current_request_id, get_logger
 from shared.models import DELIVERY_STATUSES, SharedModels
+from shared.monitoring import EVENTS_RELAYED
 from shared.queue import enqueue, is_final_try, job_statuses, redis_connection, retry
 from shared.settings import Settings
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # Relays have a queue of their own, listened to after the services' queues, so that a burst of
 # events (seeding the directory, a rebuild) never holds up notifications and chases.
@@ -76,8 +77,10 @@ def emit(
         aggregate_id=str(aggregate_id),
         payload=json.loads(json.dumps(payload, default=str)),
         occurred_at=utcnow(),
+        request_id=current_request_id(),
     )
     session.add(event)
+    log.debug("event emitted", type=event_type, event_id=str(event.id))
     for subscriber in settings.subscribers:
         session.add(models.OutboxDelivery(event_id=event.id, subscriber=subscriber, status="pending", attempts=0))
         after_commit(session, _enqueue_relay_later(settings, event.id, subscriber))
@@ -131,6 +134,8 @@ def relay_event(service_name: str, event_id: str, subscriber: str, probing: bool
         ).first()
         if delivery is None or delivery.status != "pending":
             return "nothing to do"
+        # A relay enqueued by the sweep has no request id of its own: the event's is the one.
+        bind_request_id(delivery.event.request_id)
         message = delivery.event.as_message(service_name)
         failure = post_event(rt.settings, subscriber, message)
         if failure is not None and probing:
@@ -144,21 +149,25 @@ def relay_event(service_name: str, event_id: str, subscriber: str, probing: bool
             delivery.last_error = None
             session.commit()
             catchup.release_waiting(service_name, subscriber, after_probe=probing)
+            EVENTS_RELAYED.labels(service=service_name, subscriber=subscriber, result="delivered").inc()
+            # The subscriber logs the event at INFO when it applies it: here only at DEBUG.
+            log.debug("event relayed", event_id=event_id, subscriber=subscriber, attempts=delivery.attempts)
             return "delivered"
         delivery.last_error = failure.reason
         final_try = is_final_try()
         if final_try:
             delivery.status = "dead"
         session.commit()
+        EVENTS_RELAYED.labels(service=service_name, subscriber=subscriber, result=delivery.status).inc()
         if failure.unavailable:
             catchup.note_outage(rt.settings, subscriber)
         log.warning(
-            "relay %s to %s failed (attempt %s%s): %s",
-            event_id,
-            subscriber,
-            delivery.attempts,
-            ", dead" if final_try else "",
-            failure.reason,
+            "event relay failed",
+            event_id=event_id,
+            subscriber=subscriber,
+            attempts=delivery.attempts,
+            dead=final_try,
+            error=failure.reason,
         )
         raise DeliveryFailed(failure.reason)
 
@@ -178,10 +187,11 @@ def post_event(settings: Settings, subscriber: str, message: dict) -> PostFailur
     """POST a signed event; None on success, else why it failed."""
     url = settings.service_urls[subscriber] + "/internal/events"
     body = json.dumps(message).encode()
+    headers = signing.signed_headers(settings.event_secret, body)
+    if message.get("request_id"):
+        headers[REQUEST_ID_HEADER] = message["request_id"]
     try:
-        response = requests.post(
-            url, data=body, headers=signing.signed_headers(settings.event_secret, body), timeout=POST_TIMEOUT
-        )
+        response = requests.post(url, data=body, headers=headers, timeout=POST_TIMEOUT)
     except requests.RequestException as error:
         return PostFailure(f"{type(error).__name__}: {error}", unavailable=True)
     if 200 <= response.status_code < 300:

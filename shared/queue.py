@@ -20,6 +20,10 @@ Chosen over a lease column on each row because RQ already records who runs what 
 and because the rows keep their own guard: every job locks the row it acts on and does nothing to
 a row already done, so the rare job judged abandoned while its worker is merely slow runs twice
 and changes nothing twice.
+
+A job enqueued while a request id is bound (a request, another job, an event being applied)
+carries it in ``job.meta``; ``TracedJob``, the job class the worker runs, binds it again (with
+the job's id) for every line the job logs and every event or job it makes in turn.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.types import FunctionReferenceType
+
+from shared.logs import current_request_id, job_context
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +157,24 @@ def enqueue(
     if job_id and skip_if_active and job_is_active(redis_url, job_id):
         return None
     options = {**JOB_DEFAULTS, **({"job_timeout": job_timeout} if job_timeout else {})}
+    request_id = current_request_id()
     return queue(redis_url, queue_name).enqueue(
-        func, args=args, kwargs=kwargs or None, job_id=job_id, retry=retry, **options
+        func,
+        args=args,
+        kwargs=kwargs or None,
+        job_id=job_id,
+        retry=retry,
+        meta={"request_id": request_id} if request_id else None,
+        **options,
     )
+
+
+class TracedJob(Job):
+    """A job that logs under the request id it was enqueued with, and its own id."""
+
+    def perform(self) -> Any:
+        with job_context(request_id=self.meta.get("request_id"), job_id=self.id, queue=self.origin):
+            return super().perform()
 
 
 def retry(intervals: tuple[int, ...]) -> Retry:

@@ -8,7 +8,6 @@ with ``runtime(name)`` to get its settings, its database and its event handlers.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import MetaData
 from sqlalchemy.orm import Session
 
-from shared import audit, db, guard, health, idempotency, inbox, outbox
+from shared import audit, db, guard, health, idempotency, inbox, logs, monitoring, outbox
 from shared.api import make_api
 from shared.db import Database
 from shared.models import SharedModels
@@ -104,7 +103,9 @@ def create_service_app(service: Service, import_name: str, overrides: dict | Non
     )
     if isinstance(app.json, DefaultJSONProvider):
         app.json.sort_keys = False
+    logs.configure_logging(service.name, settings)
     guard.init_app(app)
+    logs.init_app(app, service.name)  # after the guard: its request id hook goes first
     app.extensions["settings"] = settings
     app.extensions["service"] = service
     database = Database(settings)
@@ -115,11 +116,13 @@ def create_service_app(service: Service, import_name: str, overrides: dict | Non
     idempotency.init_app(app)
     inbox.init_app(app, api)
     outbox.init_app(app, api)
+    monitoring.init_app(
+        app, settings, database, service.models, [*(each.name for each in registered()), outbox.EVENTS_QUEUE]
+    )
     _register_health(app, service, database, settings)
     _register_migrate_command(app, service)
     app.after_request(_api_security_headers)
     app.log_exception = _log_exception_without_credentials(app)  # type: ignore[method-assign]  # this app only
-    _configure_logging()
     app.extensions["api"] = api
     return app
 
@@ -167,11 +170,6 @@ def _log_exception_without_credentials(app: Flask):
         app.logger.error("Exception on %s [%s]", mask_form_tokens(request.path), request.method, exc_info=exc_info)
 
     return log_exception
-
-
-def _configure_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
 @dataclass

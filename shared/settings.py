@@ -29,6 +29,8 @@ DEV_SECRETS = {
     # Encrypts each organisation's webhook signing secret at rest and between the services that
     # sign webhooks (the others have no need of it).
     "WEBHOOK_SECRETS_KEY": "dev-only-webhook-secrets-key-never-use-in-production",
+    # What Prometheus sends (Authorization: Bearer) to read /metrics and the worker's and cron's.
+    "METRICS_SCRAPE_TOKEN": "dev-only-metrics-scrape-token-never-use-in-production",
 }
 MIN_SECRET_BYTES = 32
 SUPPORTED_JWT_ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "ES256", "ES384"})
@@ -39,6 +41,10 @@ SUPPORTED_JWT_ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "RS384
 RELAY_RETRY_INTERVALS = (5, 15, 60, 300, 900, 1800, 3600, 3600, 3600)
 NOTIFY_RETRY_INTERVALS = (10, 30, 120, 600, 1800)
 CHASE_RETRY_INTERVALS = (30, 120, 600, 1800)
+# Without WORKER_METRICS_PORT / CRON_METRICS_PORT: where the worker and the cron process serve
+# their metrics (on PROCESS_METRICS_ADDRESS, loopback unless told otherwise).
+WORKER_METRICS_PORT = 9101
+CRON_METRICS_PORT = 9102
 
 
 EMAIL_BACKENDS = ("sink", "smtp", "notify")
@@ -226,6 +232,11 @@ class Settings:
     signs_webhooks: bool = False
     public_urls: dict[str, str] = field(default_factory=dict)
     testing: bool = False
+    metrics_scrape_token: str | None = None
+    # 0 turns the endpoint off (shared.monitoring).
+    worker_metrics_port: int = WORKER_METRICS_PORT
+    cron_metrics_port: int = CRON_METRICS_PORT
+    process_metrics_address: str = "127.0.0.1"
 
     @property
     def production(self) -> bool:
@@ -310,6 +321,10 @@ def load_settings(service: str, services: Sequence[Declared], overrides: dict | 
         notify_retry_intervals=notify_retries or NOTIFY_RETRY_INTERVALS,
         chase_retry_intervals=notify_retries or CHASE_RETRY_INTERVALS,
         signs_webhooks=own.signs_webhooks,
+        metrics_scrape_token=secret("METRICS_SCRAPE_TOKEN"),
+        worker_metrics_port=_int("WORKER_METRICS_PORT", WORKER_METRICS_PORT),
+        cron_metrics_port=_int("CRON_METRICS_PORT", CRON_METRICS_PORT),
+        process_metrics_address=_env("PROCESS_METRICS_ADDRESS", "127.0.0.1"),
     )
     values.update(overrides or {})
     if values["max_classification"] not in CLASSIFICATIONS:
@@ -361,7 +376,7 @@ def check_secrets(settings: Settings) -> None:
     """Refuse to run with missing, short, shared or development secrets in production.
 
     Each secret guards one thing (tokens, events between services, form links, session
-    cookies, organisations' webhook secrets), so a party that must hold one of them never holds
+    cookies, organisations' webhook secrets, metrics scrapes), so a party that must hold one of them never holds
     the power of another. Only the services that sign webhooks need ``WEBHOOK_SECRETS_KEY``;
     the others run without it.
     """
@@ -371,6 +386,7 @@ def check_secrets(settings: Settings) -> None:
         "EVENT_SECRET": settings.event_secret,
         "FORM_SECRET": settings.form_secret,
         "SESSION_SECRET": settings.session_secret,
+        "METRICS_SCRAPE_TOKEN": settings.metrics_scrape_token,
     }
     if settings.signs_webhooks:
         secrets["WEBHOOK_SECRETS_KEY"] = settings.webhook_secrets_key

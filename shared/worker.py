@@ -38,10 +38,12 @@ from rq.scheduler import RQScheduler
 from rq.scripts import release_lock
 from rq.worker import WorkerStatus
 
+from shared.logs import configure_logging
+from shared.monitoring import start_process_endpoint
 from shared.notify import NotificationError
 from shared.outages import Outage, describe, is_database_outage, is_redis_outage, retry_through_outage
 from shared.outbox import EVENTS_QUEUE, DeliveryFailed
-from shared.queue import WORKER_TTL, redis_connection
+from shared.queue import WORKER_TTL, TracedJob, redis_connection
 from shared.service import Service, runtime, service_named
 
 log = logging.getLogger("shared.worker")
@@ -271,7 +273,7 @@ def main(services: Sequence[Service], argv: list[str] | None = None) -> None:
     parser.add_argument("services", nargs="*", help="service names (default: every service)")
     parser.add_argument("--burst", action="store_true", help="stop when the queues are empty")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s worker %(message)s")
+    configure_logging("worker")
     quiet_rq_logs()
     chosen = [service_named(name) for name in args.services] if args.services else list(services)
     # Each runtime (settings, engine) is built now rather than by the first job; the services'
@@ -280,6 +282,7 @@ def main(services: Sequence[Service], argv: list[str] | None = None) -> None:
     queue_names = [*(service.name for service in chosen), EVENTS_QUEUE]
     connection = redis_connection(runtimes[0].settings.redis_url)
     redis_outage = Outage("redis", log)
+    start_process_endpoint("worker", runtimes[0].settings, runtimes[0].settings.worker_metrics_port)
     database_outage = Outage("database", log)
 
     # Until RQ's handlers are in place, a stop request while Redis is still away ends here.
@@ -298,6 +301,7 @@ def main(services: Sequence[Service], argv: list[str] | None = None) -> None:
             redis_outage=redis_outage,
             database_outage=database_outage,
             worker_ttl=WORKER_TTL,  # heartbeats often enough for /readyz to see a dead worker soon
+            job_class=TracedJob,  # each job logs under the request id it was enqueued with
         ),
         redis_outage,
     )

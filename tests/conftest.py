@@ -308,11 +308,14 @@ def token(app):
 
 @pytest.fixture
 def run_jobs(redis_conn):
-    """Run every queued job in this process until the queues are empty (retries included)."""
+    """Run every queued job in this process until the queues are empty (retries included), as
+    the worker runs them (``shared.worker``: each under the request id it was enqueued with)."""
     from rq import SimpleWorker
 
+    from shared.queue import TracedJob
+
     def run(*queues: str) -> None:
-        worker = SimpleWorker([*(queues or ("dissemination",)), "events"], connection=redis_conn)
+        worker = SimpleWorker([*(queues or ("dissemination",)), "events"], connection=redis_conn, job_class=TracedJob)
         worker.work(burst=True, with_scheduler=False, max_jobs=500)
 
     return run
@@ -382,3 +385,34 @@ def mailbox():
     from shared.notify import read_sink
 
     return lambda: read_sink(_TMP / "mail")
+
+
+@pytest.fixture
+def log_lines():
+    """What this process logs from now on, rendered as the services render it (one JSON object
+    per line, DEBUG and up); ``log_lines()`` parses each line."""
+    import logging
+
+    from shared.logs import formatter
+
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            lines.append(self.format(record))
+
+    keep = Keep(logging.DEBUG)
+    keep.setFormatter(formatter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(keep)
+    root.setLevel(logging.DEBUG)
+
+    def parsed() -> list[dict]:
+        assert all("\n" not in line for line in lines), "one JSON object per line"
+        return [json.loads(line) for line in lines]
+
+    parsed.raw = lines  # type: ignore[attr-defined]
+    yield parsed
+    root.removeHandler(keep)
+    root.setLevel(level)

@@ -12,7 +12,7 @@ import yaml
 
 from shared.settings import ROOT
 
-SECRETS = ("JWT_SECRET", "EVENT_SECRET", "FORM_SECRET", "SESSION_SECRET", "WEBHOOK_SECRETS_KEY")
+SECRETS = ("JWT_SECRET", "EVENT_SECRET", "FORM_SECRET", "SESSION_SECRET", "WEBHOOK_SECRETS_KEY", "METRICS_SCRAPE_TOKEN")
 WEB = {"dissemination": 5001, "outcomes": 5002, "metrics": 5003}
 APP = (*WEB, "worker", "cron", "migrate")
 

@@ -10,6 +10,7 @@ from flask import Flask
 from services.outcomes import cron, jobs
 from services.outcomes.intake import EVENT_HANDLERS
 from services.outcomes.models import Base, shared_models
+from shared import monitoring
 from shared.service import Service, create_service_app
 
 
@@ -22,6 +23,12 @@ def create_app(overrides: dict | None = None) -> Flask:
     for module in (returns, chase_policy):
         api.register_blueprint(module.blp)
     form.init_app(app)
+    monitoring.add_gauge(
+        app,
+        "ofs_returns_overdue",
+        "Outcome returns past their due date with no final return, not closed.",
+        returns.count_overdue,
+    )
     return app
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from prometheus_client import Counter
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -36,6 +37,11 @@ DEFAULT_STEPS = [
     {"name": "centre_escalation", "offset_seconds": 14 * DAY, "notify": "centre"},
 ]
 SWEEP_BATCH = 500
+CHASE_STEPS = Counter(
+    "ofs_chase_steps",
+    "Chase steps tried: sent, sent_fallback (by a later contact), failed (no try left) or retrying.",
+    ["result"],
+)
 
 
 # --- the policy ----------------------------------------------------------------------------
@@ -263,6 +269,7 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
         _record_sent(session, settings, expected, entry, sending, errors)
         result = entry.result
         commit_after_sending(session, _record_sent_again(settings, entry_id, sending, errors))
+        CHASE_STEPS.labels(result).inc()
         return result
     if not contacts:
         errors.append("no contact for this step in the directory")
@@ -271,7 +278,9 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
         entry.result = "failed"
     session.commit()
     if entry.result == "failed":
+        CHASE_STEPS.labels("failed").inc()
         return "failed"
+    CHASE_STEPS.labels("retrying").inc()
     raise NotificationError(entry.error)
 
 

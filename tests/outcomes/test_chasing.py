@@ -325,11 +325,14 @@ def test_a_permanent_failure_falls_back_to_the_other_contact(chase, outcomes_app
     responses.add(responses.POST, hook, status=404)
     _, sweep_and_send = chase
     rid = issue_return(outcomes_app, due_in_seconds=10)
+    before = counters()
     sweep_and_send(8.5)
     entry = chases(outcomes_client, token, rid)[0]
     assert entry["result"] == "sent_fallback" and entry["channel"] == "email"
     assert "HTTP 404" in entry["error"]
     assert [m["To"] for m in mailbox()] == ["outcomes.gmp@directory.invalid"]
+    # What an operator sees in /metrics: one step sent by the fallback, one webhook failure.
+    assert changes(before) == {"sent_fallback": 1, "webhook failures": 1}
 
 
 @responses.activate
@@ -340,6 +343,26 @@ def test_when_every_contact_fails_the_step_is_recorded_failed(chase, outcomes_ap
     responses.add(responses.POST, hook, body=requests.ConnectionError("down"))
     _, sweep_and_send = chase
     rid = issue_return(outcomes_app, due_in_seconds=10)
+    before = counters()
     sweep_and_send(8.5)
     entry = chases(outcomes_client, token, rid)[0]
     assert entry["result"] == "failed" and entry["attempts"] == 3 and "unreachable" in entry["error"]
+    assert changes(before) == {"retrying": 2, "failed": 1, "webhook failures": 3}
+
+
+def counters() -> dict[str, float]:
+    """The chase and notification counters /metrics reports (this process's registry)."""
+    from prometheus_client import REGISTRY
+
+    values = {
+        result: REGISTRY.get_sample_value("ofs_chase_steps_total", {"result": result}) or 0
+        for result in ("sent", "sent_fallback", "failed", "retrying")
+    }
+    for channel in ("webhook", "email"):
+        labels = {"service": "outcomes", "channel": channel}
+        values[f"{channel} failures"] = REGISTRY.get_sample_value("ofs_notification_failures_total", labels) or 0
+    return values
+
+
+def changes(before: dict[str, float]) -> dict[str, float]:
+    return {name: number - before[name] for name, number in counters().items() if number != before[name]}

@@ -4,6 +4,7 @@ Dockerfile and docker-compose.yml all use ``shared.gunicorn_conf``)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -67,12 +68,14 @@ def gunicorn_logger():
     import shared.gunicorn_conf as conf
 
     config = Config()
-    for name in ("accesslog", "access_log_format", "logger_class"):
+    for name in ("accesslog", "logger_class"):
         config.set(name, getattr(conf, name))
     return config.logger_class(config)
 
 
 def test_the_access_log_masks_form_tokens(link_token):
+    from shared.logs import formatter
+
     logger = gunicorn_logger()
     lines: list[str] = []
 
@@ -80,7 +83,9 @@ def test_the_access_log_masks_form_tokens(link_token):
         def emit(self, record):
             lines.append(self.format(record))
 
-    logger.access_log.addHandler(Keep())
+    keep = Keep()
+    keep.setFormatter(formatter())
+    logger.access_log.addHandler(keep)
     path = f"/form/{link_token}/done"
     environ = {
         "REQUEST_METHOD": "GET",
@@ -91,12 +96,29 @@ def test_the_access_log_masks_form_tokens(link_token):
         "REMOTE_ADDR": "203.0.113.9",
         "HTTP_REFERER": f"https://outcomes.example/form/{link_token}",
     }
-    response = SimpleNamespace(status="200 OK", sent=512, headers=[("Location", path)])
+    response = SimpleNamespace(
+        status="200 OK", sent=512, headers=[("Location", path), ("X-Request-ID", "req-from-the-app")]
+    )
     request = SimpleNamespace(headers=[("REFERER", f"https://outcomes.example/form/{link_token}")])
-    logger.access(response, request, environ, timedelta(milliseconds=12))
+    try:
+        logger.access(response, request, environ, timedelta(milliseconds=12))
+    finally:
+        logger.access_log.removeHandler(keep)
     assert lines, "nothing was written to the access log"
     assert link_token not in "\n".join(lines)
-    assert lines[-1].startswith('203.0.113.9 "GET /form/<token>/done?from=%2Fform%2F<token> HTTP/1.1" 200 0.012')
+    assert len(lines) == 1 and "\n" not in lines[0], "one JSON object per line"
+    line = json.loads(lines[0])
+    assert {key: line[key] for key in ("level", "logger", "event", "method", "path", "status", "remote_addr")} == {
+        "level": "info",
+        "logger": "gunicorn.access",
+        "event": "request",
+        "method": "GET",
+        "path": "/form/<token>/done?from=%2Fform%2F<token>",
+        "status": 200,
+        "remote_addr": "203.0.113.9",
+    }
+    assert line["referer"] == "https://outcomes.example/form/<token>"
+    assert line["duration_s"] == 0.012 and line["request_id"] == "req-from-the-app"
     atoms = logger.atoms(response, request, environ, timedelta(milliseconds=12))
     assert not [name for name, value in atoms.items() if link_token in str(value)]
 
@@ -151,7 +173,11 @@ def test_gunicorn_run_as_the_procfile_runs_it_keeps_tokens_out_of_its_access_log
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=20)
-    assert '"GET /form/<token>/whatever HTTP/1.1" 404' in output, output
+    access = [json.loads(line) for line in output.splitlines() if '"logger": "gunicorn.access"' in line]
+    assert access, output
+    assert {(line["method"], line["path"], line["status"]) for line in access} == {
+        ("GET", "/form/<token>/whatever", 404)
+    }, output
     assert link_token not in output
 
 

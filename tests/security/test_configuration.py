@@ -14,7 +14,7 @@ import pytest
 from services import settings_for
 from shared.settings import DEV_SECRETS, ROOT, ConfigurationError
 
-SECRETS = ("JWT_SECRET", "EVENT_SECRET", "FORM_SECRET", "SESSION_SECRET")
+SECRETS = ("JWT_SECRET", "EVENT_SECRET", "FORM_SECRET", "SESSION_SECRET", "METRICS_SCRAPE_TOKEN")
 EMAIL_VARIABLES = (
     "EMAIL_BACKEND",
     "SMTP_URL",

@@ -7,7 +7,8 @@ import uuid
 from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
 
 from services.outcomes import chasing, filing
 from services.outcomes.access import find_return, visible_returns_query
@@ -74,6 +75,12 @@ STATUS_FILTERS = {
         ExpectedReturn.final_returned_at.is_(None), ExpectedReturn.closed_at.is_(None), ExpectedReturn.due_at >= now
     ),
 }
+
+
+def count_overdue(session: Session) -> int:
+    """How many returns are overdue now, as ``status=overdue`` lists them (a gauge on /metrics)."""
+    overdue = STATUS_FILTERS["overdue"](clock.now())
+    return session.scalar(select(func.count()).select_from(ExpectedReturn).where(overdue)) or 0
 
 
 @blp.route("")
