@@ -26,13 +26,15 @@ import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from flask import Flask, Response, request
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from shared.redact import mask_form_tokens
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Printable ASCII without spaces, at most 128 characters: what a proxy or a client sends as a
@@ -190,6 +192,8 @@ def job_context(**values: Any) -> Iterator[None]:
 
 def init_app(app: Flask, service_name: str) -> None:
     """Bind a request id (and the service) for each request and return it in the answer."""
+    # Here rather than at the top: gunicorn's master, the worker and cron log without Flask.
+    from flask import request
 
     def bind_request() -> None:
         structlog.contextvars.clear_contextvars()
