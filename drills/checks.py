@@ -308,7 +308,7 @@ class Counts:
 
         notices = Counter(key[0] for key in self.notices)
         webhook_repeats = sum(n - 1 for n in self.webhook_copies.values() if n > 1)
-        repeats = sum(n - 1 for n in self.notices.values() if n > 1)
+        email_repeats = sum(n - 1 for n in self.email_copies.values() if n > 1)
         arrests = str(int(sum(f["results"]["totals"]["arrests"] for f in api))) if api and all(api) else "-"
         return [
             (
@@ -385,7 +385,8 @@ class Counts:
             ),
             ("chase steps skipped / cancelled", "-", "-", f"{results('skipped')} / {results('cancelled')}", "-", "-"),
             ("chase steps pending / failed", "0 / 0", "-", f"{results('pending')} / {results('failed')}", "-", "-"),
-            ("notifications repeated", "0", "-", "-", "-", f"{repeats} ({webhook_repeats} same webhook-id, dropped)"),
+            ("e-mails sent twice", "0", "-", "-", "-", str(email_repeats)),
+            ("webhooks repeated (same webhook-id, dropped by the force)", "-", "-", "-", "-", str(webhook_repeats)),
         ]
 
     def event_table(self) -> list[tuple[str, ...]]:
