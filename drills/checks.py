@@ -66,6 +66,7 @@ class Counts:
     outbox: dict[str, Counter] = field(default_factory=dict)  # service -> status -> deliveries
     events: dict[str, int] = field(default_factory=dict)  # service -> events emitted
     inbox: dict[tuple[str, str], int] = field(default_factory=dict)  # (subscriber, source) -> applied
+    refused_webhooks: int = 0  # the forces' receiver could not verify them
 
     @classmethod
     def take(cls, system: System, ledger: Ledger, drill: str, with_api: bool = False) -> Counts:
@@ -123,6 +124,7 @@ class Counts:
     def _read_notifications(self, system: System) -> None:
         by_reference = {(p.reference, org): ret.id for p in self.packages for org, ret in p.returns.items()}
         messages, copies = system.receiver.snapshot()
+        self.refused_webhooks = system.receiver.refused
         for message_id, payload in messages.items():
             key = notice_key(payload)
             if key and key[1] in self.expected_returns_or_disseminations:
@@ -238,6 +240,8 @@ class Counts:
         wanted = self.expected_notices()
         received = set(self.notices)
         found = [f"notification lost: {_name(key)}" for key in sorted(wanted - received)]
+        if self.refused_webhooks:
+            found.append(f"{self.refused_webhooks} webhooks refused by the force: signature not verified")
         found += [f"notification sent without a record of it: {_name(key)}" for key in sorted(received - wanted)]
         found += [f"e-mail sent {n} times: {_name(key)}" for key, n in sorted(self.email_copies.items()) if n > 1]
         both = [key for key in self.email_copies if key in self.webhook_copies]
