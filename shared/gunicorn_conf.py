@@ -87,7 +87,7 @@ def on_exit(server) -> None:
 
 
 def process_name(cfg) -> str:
-    """The service a gunicorn serves, from its app (``services.outcomes:create_app()``)."""
+    """The service a gunicorn serves, from its app (the last part of its module, e.g. ``outcomes``)."""
     app_uri = str(getattr(cfg, "proc_name", None) or "gunicorn")
     return app_uri.split(":", 1)[0].rsplit(".", 1)[-1] or "gunicorn"
 

@@ -139,13 +139,21 @@ class Dissemination(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(200))
     returned_at: Mapped[datetime | None]
     withdrawal_notified_at: Mapped[datetime | None]
+    # The latest return filed for it, interim or final (from the outcomes service's events).
+    return_status: Mapped[str | None] = mapped_column(String(16))
+    # Passed on by a recipient: the dissemination it came from and how many pass-ons deep it is.
+    onward_from: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("disseminations.id"), index=True)
+    onward_depth: Mapped[int] = mapped_column(default=0, server_default="0")
+    # This dissemination alone withdrawn (an onward one whose pass-on was amended away).
+    withdrawn_at: Mapped[datetime | None]
+    withdrawal_reason: Mapped[str | None] = mapped_column(Text)
 
     package: Mapped[Package] = relationship(back_populates="disseminations", lazy="joined", innerjoin=True)
 
     @property
     def status(self) -> str:
         """Where this dissemination stands, most advanced first."""
-        if self.package.status == "withdrawn":
+        if self.package.status == "withdrawn" or self.withdrawn_at:
             return "withdrawn"
         if self.returned_at:
             return "returned"
