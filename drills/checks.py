@@ -29,9 +29,9 @@ LAST_OF_AUDIENCE = {step["notify"]: step["name"] for step in LADDER}
 # Which subscriber gets which service's events (each service's declaration).
 SUBSCRIPTIONS = {"dissemination": ("outcomes", "metrics"), "outcomes": ("dissemination", "metrics")}
 
-DELIVERY_SUBJECT = re.compile(r"Intelligence package (\S+) for (\S+)$")
-CHASE_SUBJECT = re.compile(r"Outcome return for (\S+) \((\w+)\)")
-CHASE_STEP = re.compile(r"Chase step: (\w+)")
+# A notification's Message-ID is made from its id, the same on every try (shared.notify).
+DELIVERY_MESSAGE_ID = re.compile(r"<deliver_([0-9a-f-]{36})@")
+CHASE_MESSAGE_ID = re.compile(r"<chase_([0-9a-f-]{36})_(\w+)@")
 
 
 def uid(value: Any) -> str:
@@ -122,7 +122,7 @@ class Counts:
         return counts
 
     def _read_notifications(self, system: System) -> None:
-        by_reference = {(p.reference, org): ret.id for p in self.packages for org, ret in p.returns.items()}
+        expected_ids = self.expected_returns_or_disseminations
         messages, copies = system.receiver.snapshot()
         self.refused_webhooks = system.receiver.refused
         for message_id, payload in messages.items():
@@ -134,17 +134,14 @@ class Counts:
             subject = str(mail["Subject"])
             if "WITHDRAWN" in subject:
                 continue
-            delivery = DELIVERY_SUBJECT.search(subject)
-            chase = CHASE_SUBJECT.search(subject)
-            if delivery:
-                return_id = by_reference.get((delivery.group(1), delivery.group(2)))
-                key: tuple | None = ("deliver", return_id) if return_id else None
-            elif chase:
-                return_id = by_reference.get((chase.group(1), chase.group(2)))
-                step = CHASE_STEP.search(mail.get_content())
-                key = ("chase", return_id, step.group(1)) if return_id and step else None
-            else:
-                key = None
+            message_id = str(mail["Message-ID"])
+            delivery = DELIVERY_MESSAGE_ID.search(message_id)
+            chase = CHASE_MESSAGE_ID.search(message_id)
+            key: tuple | None = None
+            if delivery and delivery.group(1) in expected_ids:
+                key = ("deliver", delivery.group(1))
+            elif chase and chase.group(1) in expected_ids:
+                key = ("chase", chase.group(1), chase.group(2))
             if key:
                 self.notices[key] += 1
                 self.email_copies[key] += 1

@@ -119,6 +119,7 @@ class Notification:
     text: str
     payload: dict
     message_id: str
+    html: str = ""  # the e-mail's HTML part, the same words as ``text`` (shared.wording)
 
 
 @dataclass
@@ -163,7 +164,14 @@ def send_with_fallback(
                     message_id=notification.message_id,
                 )
             else:
-                send_email(settings, contact.address, notification.subject, notification.text)
+                send_email(
+                    settings,
+                    contact.address,
+                    notification.subject,
+                    notification.text,
+                    notification.html,
+                    message_id=notification.message_id,
+                )
         except NotificationError as error:
             sending.failures.append((contact, error))
             NOTIFICATION_FAILURES.labels(settings.service, contact.channel).inc()
@@ -179,12 +187,16 @@ def send_with_fallback(
 MAX_REPLY_CHARS = 200
 
 
-def send_email(settings: Settings, to: str, subject: str, body: str) -> str:
+def send_email(
+    settings: Settings, to: str, subject: str, body: str, html: str = "", *, message_id: str | None = None
+) -> str:
     """Send one e-mail by the configured backend; the message's id (Notify's, or our
-    ``Message-ID``)."""
+    ``Message-ID``). ``html``, when given, is sent beside the plain text (Notify's template
+    formats the plain text itself). ``message_id`` (a notification's, the same on every try)
+    makes the ``Message-ID``, so a mail system can drop a repeat."""
     if settings.email_backend == "notify":
         return _send_by_notify(settings, to, subject, body)
-    message = build_email(settings, to, subject, body)
+    message = build_email(settings, to, subject, body, html, message_id=message_id)
     if settings.email_backend == "sink":
         return _write_to_sink(settings.mail_sink_dir, message)
     assert settings.smtp is not None  # the settings refuse EMAIL_BACKEND=smtp without SMTP_URL
@@ -192,14 +204,18 @@ def send_email(settings: Settings, to: str, subject: str, body: str) -> str:
     return message["Message-ID"]
 
 
-def build_email(settings: Settings, to: str, subject: str, body: str) -> EmailMessage:
+def build_email(
+    settings: Settings, to: str, subject: str, body: str, html: str = "", *, message_id: str | None = None
+) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.mail_from
     message["To"] = to
     message["Subject"] = subject
     message["Date"] = utcnow().strftime("%a, %d %b %Y %H:%M:%S +0000")
-    message["Message-ID"] = f"<{uuid.uuid4()}@{settings.mail_from.split('@')[-1]}>"
+    message["Message-ID"] = f"<{message_id or uuid.uuid4()}@{settings.mail_from.split('@')[-1]}>"
     message.set_content(body)
+    if html:
+        message.add_alternative(html, subtype="html")
     return message
 
 
@@ -283,6 +299,18 @@ def read_sink(directory: Path) -> list[EmailMessage]:
         return []
     parser = BytesParser(policy=policy.default)
     return [parser.parsebytes(path.read_bytes()) for path in sorted(directory.glob("*.eml"))]
+
+
+def plain_text(message: EmailMessage) -> str:
+    """The plain-text part of an e-mail (the whole body when it has only one)."""
+    part = message.get_body(preferencelist=("plain",))
+    return part.get_content() if part is not None else ""
+
+
+def html_part(message: EmailMessage) -> str:
+    """The HTML part of an e-mail, '' when it has none."""
+    part = message.get_body(preferencelist=("html",))
+    return part.get_content() if part is not None else ""
 
 
 # --- GOV.UK Notify -------------------------------------------------------------------------

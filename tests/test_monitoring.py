@@ -90,11 +90,15 @@ def test_requests_are_counted_by_route_pattern_never_by_raw_path(app, client, to
     assert client.open("/api/v1/organisations", method="BREW").status_code == 405
     text = scrape(client)
     route = "/api/v1/packages/<uuid:package_id>"
-    assert value(text, "ofs_http_requests_total", service="dissemination", route=route, status="404") >= 1
-    assert value(text, "ofs_http_requests_total", service="dissemination", route="/api/v1/organisations/<string:code>", status="200") >= 1
-    assert value(text, "ofs_http_requests_total", service="dissemination", route="<unmatched>", method="GET", status="404") >= 1
-    assert value(text, "ofs_http_requests_total", service="dissemination", route="<unmatched>", method="other", status="405") >= 1
-    assert value(text, "ofs_http_request_duration_seconds_count", service="dissemination", route=route, method="GET") >= 1
+
+    def counted(name: str = "ofs_http_requests_total", **labels: str) -> float:
+        return value(text, name, service="dissemination", **labels)
+
+    assert counted(route=route, method="GET", status="404") >= 1
+    assert counted(route="/api/v1/organisations/<string:code>", method="GET", status="200") >= 1
+    assert counted(route="<unmatched>", method="GET", status="404") >= 1
+    assert counted(route="<unmatched>", method="other", status="405") >= 1
+    assert counted("ofs_http_request_duration_seconds_count", route=route, method="GET") >= 1
     assert str(missing) not in text and "4242" not in text and "BREW" not in text
 
     return_id = issued_returns(client, token, pump_events, recipients=("GMP",))["GMP"]

@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from services.dissemination import delivery
 from services.outcomes import chasing
+from shared.notify import plain_text
 from tests.dissemination.helpers import issue_package
 from tests.outcomes.chase_helpers import FAST_LADDER, issue_return, put_policy, seed_organisation
 
@@ -97,7 +98,7 @@ def test_a_chase_step_is_sent_once_when_the_connection_is_cut_after_sending(
     run_jobs("outcomes")
     run_jobs("outcomes")
     assert cuts == [1]
-    assert len([m for m in mailbox() if "Chase step: reminder" in m.get_content()]) == 1
+    assert len([m for m in mailbox() if "Chase step: reminder" in plain_text(m)]) == 1
     session = database.session()
     try:
         entry = session.query(ChaseEntry).filter_by(step="reminder").one()

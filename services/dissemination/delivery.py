@@ -24,6 +24,7 @@ from shared.notify import Contact, Notification, NotificationError, send_with_fa
 from shared.outbox import emit
 from shared.queue import enqueue, is_final_try, retry
 from shared.settings import Settings
+from shared.wording import EmailBody, uk_time
 
 
 def enqueue_later(settings: Settings, kind: str, dissemination_id: uuid.UUID):
@@ -58,15 +59,26 @@ def contacts(organisation: Organisation | None) -> list[Contact]:
     ]
 
 
-def notification_for(settings: Settings, kind: str, dissemination: Dissemination) -> Notification:
-    """The delivery or withdrawal notice: references and links only."""
+def page_urls(settings: Settings, dissemination: Dissemination) -> dict[str, str]:
+    """The recipient's pages for a dissemination: what a person is sent (never the API)."""
+    pages = settings.public_urls["dissemination"]
+    return {"package_page": f"{pages}/disseminations/{dissemination.id}", "inbox_page": f"{pages}/inbox"}
+
+
+def notification_for(
+    settings: Settings, kind: str, dissemination: Dissemination, organisation_name: str, centre_name: str
+) -> Notification:
+    """The delivery or withdrawal notice: references and links only, never the intelligence.
+    People are sent to the recipient's pages (they sign in there); a webhook gets the API too."""
     package = dissemination.package
     api = settings.public_urls["dissemination"]
+    pages = page_urls(settings, dissemination)
     links = {
         "dissemination": f"{api}/api/v1/disseminations/{dissemination.id}",
         "package": f"{api}/api/v1/packages/{package.id}",
         "acknowledge": f"{api}/api/v1/disseminations/{dissemination.id}/acknowledge",
         "inbox": f"{api}/api/v1/inbox",
+        **pages,
     }
     payload: dict[str, Any] = {
         "event": "package.issued" if kind == "deliver" else "package.withdrawn",
@@ -79,27 +91,43 @@ def notification_for(settings: Settings, kind: str, dissemination: Dissemination
         "due_at": dissemination.due_at.isoformat(),
         "links": links,
     }
+    if dissemination.onward_from:
+        payload["onward_from"] = str(dissemination.onward_from)
+    body = EmailBody()
     if kind == "deliver":
-        subject = (
-            f"[{package.classification}] Intelligence package {package.reference} for {dissemination.organisation}"
+        subject = f"[{package.classification}] Intelligence package {package.reference} for {organisation_name}"
+        body.paragraph(
+            f"Intelligence package {package.reference} from the {centre_name} has been passed on to "
+            f"{organisation_name}."
+            if dissemination.onward_from
+            else f"The {centre_name} has sent intelligence package {package.reference} to {organisation_name}."
         )
-        text = (
-            f"The National County Lines Coordination Centre has issued intelligence package "
-            f"{package.reference} to {dissemination.organisation}.\n\n"
-            f"Classification: {package.classification}\n"
-            f"Outcome return due: {dissemination.due_at:%d %B %Y %H:%M} UTC\n\n"
-            f"Read it and acknowledge receipt in the dissemination service:\n{links['dissemination']}\n\n"
-            f"The content is not sent by e-mail. You will be asked for a structured outcome return."
+        body.facts(
+            {
+                "Reference": package.reference,
+                "Protective marking": package.classification,
+                "Outcome return due": uk_time(dissemination.due_at),
+            }
+        )
+        body.paragraph("Sign in to read the package and acknowledge that you have received it.")
+        body.link("Read and acknowledge the package", pages["package_page"])
+        body.paragraph(
+            "The intelligence itself is never sent by e-mail. When you have acted on it, file an outcome "
+            "return from the package page: tell the centre what was done, even if nothing was."
         )
     else:
-        payload["reason"] = package.withdrawal_reason
+        payload["reason"] = dissemination.withdrawal_reason or package.withdrawal_reason
         subject = f"[{package.classification}] Intelligence package {package.reference} WITHDRAWN"
-        text = (
-            f"Intelligence package {package.reference} sent to {dissemination.organisation} has been "
-            f"withdrawn by the centre.\n\nReason: {package.withdrawal_reason}\n\n"
-            f"Do not act on it further. No outcome return is needed.\n{links['dissemination']}"
-        )
-    return Notification(subject, text, payload, message_id=f"{kind}_{dissemination.id}")
+        body.paragraph(f"Intelligence package {package.reference}, sent to {organisation_name}, has been withdrawn.")
+        body.facts({"Reason": payload["reason"] or "None given"})
+        body.paragraph("Do not act on it further. No outcome return is needed.")
+        body.link("See the package", pages["package_page"])
+    return Notification(subject, body.text(), payload, message_id=f"{kind}_{dissemination.id}", html=body.html())
+
+
+def centre_name(session: Session, settings: Settings) -> str:
+    centre = session.get(Organisation, settings.centre_org)
+    return centre.name if centre else settings.centre_org
 
 
 def notify_recipient(session: Session, settings: Settings, kind: str, dissemination_id: str) -> str:
@@ -127,7 +155,13 @@ def notify_recipient(session: Session, settings: Settings, kind: str, disseminat
     sending = send_with_fallback(
         settings,
         contacts(organisation),
-        notification_for(settings, kind, dissemination),
+        notification_for(
+            settings,
+            kind,
+            dissemination,
+            organisation.name if organisation else dissemination.organisation,
+            centre_name(session, settings),
+        ),
         sealed_secret=organisation.webhook_secret_sealed if organisation else None,
         final_try=final_try,
     )

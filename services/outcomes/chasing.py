@@ -27,6 +27,7 @@ from shared.notify import Contact, Notification, NotificationError, Sending, sen
 from shared.outbox import emit
 from shared.queue import enqueue, is_final_try, retry
 from shared.settings import Settings
+from shared.wording import EmailBody, uk_date, uk_time
 
 DAY = 86400
 DEFAULT_STEPS = [
@@ -205,38 +206,73 @@ def contacts_for(settings: Settings, organisation: Organisation | None, notify: 
     return [Contact(channel, address) for channel, address in options if address]
 
 
-def chase_message(settings: Settings, expected: ExpectedReturn, entry: ChaseEntry) -> Notification:
-    link = form_url(settings, expected.id)
-    due = f"{expected.due_at:%d %B %Y %H:%M} UTC"
-    overdue = clock.now() > expected.due_at
-    subject = (
-        f"{'OVERDUE: ' if overdue else ''}Outcome return for {expected.reference} "
-        f"({expected.organisation}) {'was' if overdue else 'is'} due {due}"
+def chase_message(
+    settings: Settings, expected: ExpectedReturn, entry: ChaseEntry, organisation_name: str, centre_name: str
+) -> Notification:
+    """One chase step's message, written for whom it goes to: the recipient gets the signed form
+    link; its escalation contact is told about the organisation (and sent to its pages, where they
+    sign in); the centre is sent to its own view of the return, never to the force's form."""
+    form_link = form_url(settings, expected.id)
+    pages = settings.public_urls["dissemination"]
+    package_page = f"{pages}/disseminations/{expected.id}"
+    centre_page = f"{pages}/packages/{expected.package_id}#return-{expected.id}"
+    due = uk_time(expected.due_at)
+    # As of when the step was meant to go (a step after the due date is about a late return even
+    # if a slow sweep sends it early by the clock of another host).
+    now = max(clock.now(), entry.planned_at)
+    overdue = now > expected.due_at
+    days_late = (now - expected.due_at).days if overdue else 0
+    lateness = (
+        f"overdue: it was due on {due}" + (f", {days_late} day{'s' if days_late != 1 else ''} ago" if days_late else "")
+        if overdue
+        else f"due on {due}"
     )
-    audience = {
-        "recipient": f"Your organisation ({expected.organisation})",
-        "escalation": f"{expected.organisation}, as its escalation contact,",
-        "centre": f"The centre: {expected.organisation}",
-    }[entry.notify]
-    text = (
-        f"{audience} has an outcome return {'overdue' if overdue else 'due'} for intelligence package "
-        f"{expected.reference}.\n\nDue: {due}\nChase step: {entry.step}\n\n"
-        f"File the return (no account needed) at:\n{link}\n\n"
-        f"Tell us what was done with the intelligence, even if nothing was: the centre uses every "
-        f"return to judge and improve what it sends."
-    )
+    reference = expected.reference
+    body = EmailBody()
+    if entry.notify == "recipient":
+        subject = (
+            f"{'OVERDUE: ' if overdue else ''}Outcome return for {reference} "
+            f"{'was' if overdue else 'is'} due {uk_date(expected.due_at)}"
+        )
+        body.paragraph(f"{organisation_name}: your outcome return for intelligence package {reference} is {lateness}.")
+        body.paragraph(
+            "Tell the centre what was done with the intelligence, even if nothing was: it uses every "
+            "return to judge and improve what it sends."
+        )
+        body.link("File the outcome return (no account needed)", form_link)
+        body.link("Or sign in to see the package", package_page)
+    elif entry.notify == "escalation":
+        subject = f"{'OVERDUE: ' if overdue else ''}{organisation_name} outcome return for {reference}"
+        body.paragraph(f"{organisation_name} has an outcome return for intelligence package {reference} {lateness}.")
+        body.paragraph(
+            f"You are receiving this as {organisation_name}'s escalation contact. Please make sure "
+            f"the return is filed: the {centre_name} has already reminded the team it was sent to."
+        )
+        body.link("Sign in to see the package and file the return", package_page)
+    else:
+        subject = f"{'OVERDUE: ' if overdue else ''}{organisation_name} outcome return for {reference}"
+        body.paragraph(f"{organisation_name}'s outcome return for intelligence package {reference} is {lateness}.")
+        body.paragraph(f"It has been chased by the ladder's earlier steps. This step: {entry.step}.")
+        body.link("See the return on the package", centre_page)
+    body.facts({"Reference": reference, "Organisation": organisation_name, "Due": due, "Chase step": entry.step})
     payload = {
         "event": "outcome_return.chase",
         "step": entry.step,
         "notify": entry.notify,
         "return_id": str(expected.id),
-        "reference": expected.reference,
+        "reference": reference,
         "organisation": expected.organisation,
         "due_at": expected.due_at.isoformat(),
         "overdue": overdue,
-        "form_url": link,
+        "form_url": form_link,
+        "package_page": package_page,
     }
-    return Notification(subject, text, payload, message_id=f"chase_{expected.id}_{entry.step}")
+    return Notification(subject, body.text(), payload, message_id=f"chase_{expected.id}_{entry.step}", html=body.html())
+
+
+def centre_name(session: Session, settings: Settings) -> str:
+    centre = session.get(Organisation, settings.centre_org)
+    return centre.name if centre else settings.centre_org
 
 
 def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
@@ -260,7 +296,13 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
     sending = send_with_fallback(
         settings,
         contacts,
-        chase_message(settings, expected, entry),
+        chase_message(
+            settings,
+            expected,
+            entry,
+            organisation.name if organisation else expected.organisation,
+            centre_name(session, settings),
+        ),
         sealed_secret=organisation.webhook_secret_sealed if organisation else None,
         final_try=final_try,
     )

@@ -21,7 +21,6 @@ in ``form_wording``, reading what was sent in ``form_input``.
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Blueprint, Flask, current_app, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -53,6 +52,7 @@ from shared.vocabulary import (
     TIMELINESS_CHOICES,
     Choice,
 )
+from shared.wording import uk_date, uk_time
 
 SERVICE_NAME = "NCLCC outcome returns"
 CENTRE_NAME = "the NCLCC"
@@ -69,12 +69,6 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-
-try:
-    LOCAL_TIME = ZoneInfo("Europe/London")
-except ZoneInfoNotFoundError:  # pragma: no cover - no time-zone database installed
-    LOCAL_TIME = None
-
 
 # ---------------------------------------------------------------------------------------------
 # Pages that are not the form.
@@ -344,23 +338,12 @@ def _render_check(token: str, expected: ExpectedReturn, values: MultiDict, loade
     )
 
 
-def _local(moment: datetime) -> datetime:
-    return moment.astimezone(LOCAL_TIME) if LOCAL_TIME else moment
-
-
 def _date(moment: datetime | None) -> str:
-    if moment is None:
-        return ""
-    local = _local(moment)
-    return f"{local.day} {local:%B %Y}"
+    return uk_date(moment)
 
 
 def _date_time(moment: datetime | None) -> str:
-    if moment is None:
-        return ""
-    local = _local(moment)
-    hour = local.hour % 12 or 12
-    return f"{local.day} {local:%B %Y} at {hour}:{local:%M}{'am' if local.hour < 12 else 'pm'}"
+    return uk_time(moment, zone=False)
 
 
 def _words(code: str | None) -> str:

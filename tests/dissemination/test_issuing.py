@@ -10,6 +10,7 @@ import requests
 import responses
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from shared.notify import html_part, plain_text
 from tests.dissemination.helpers import create_package, in_days, issue_package, package_body
 
 HOOK = "https://hooks.gmp.example/nclcc"
@@ -74,8 +75,15 @@ def test_recipients_without_webhook_are_emailed_without_the_intelligence(client,
     run_jobs()
     mails = {m["To"]: m for m in mailbox()}
     assert set(mails) == {"outcomes.gmp@directory.invalid", "outcomes.mps@directory.invalid"}
-    text = mails["outcomes.gmp@directory.invalid"].get_content()
-    assert package["reference"] in text and "/api/v1/disseminations/" in text
+    mail = mails["outcomes.gmp@directory.invalid"]
+    text, html = plain_text(mail), html_part(mail)
+    assert package["reference"] in text and "/disseminations/" in text and "/api/" not in text
+    # Names, not codes; UK local time; the same words and links as HTML.
+    assert mail["Subject"].endswith("for Greater Manchester Police")
+    assert "The National County Lines Coordination Centre has sent intelligence package" in text
+    assert " UTC" not in text and (" GMT" in text or " BST" in text)
+    page = next(word for word in text.split() if "/disseminations/" in word)
+    assert f'href="{page}"' in html and "Greater Manchester Police" in html
     assert "07700 900123" not in text  # the summary never goes by e-mail
     rows = disseminations(client, token, package["id"])
     assert rows["GMP"]["status"] == "delivered" and rows["GMP"]["delivery_channel"] == "email"

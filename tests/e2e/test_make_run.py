@@ -307,7 +307,7 @@ def _close_the_loop(base, env, redis_conn, mailbox):
 
     overdue = requests.get(f"{outcomes}/api/v1/returns?status=overdue", headers=issuer, timeout=5).json()
     assert [r["id"] for r in overdue] == [mps_return]
-    to = [m["To"] for m in mailbox() if "Outcome return for" in m["Subject"] and "MPS" in m["Subject"]]
+    to = [m["To"] for m in mailbox() if f"<chase_{mps_return}_" in m["Message-ID"]]
     sent = [row for row in mps_log if row["result"] == "sent"]
     assert len(to) == len(sent)  # one message per step sent, none twice
     assert to.count("outcomes.mps@directory.invalid") == sum(row["notify"] == "recipient" for row in sent)

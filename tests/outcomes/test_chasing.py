@@ -12,6 +12,7 @@ import requests
 import responses
 
 from services.outcomes import chasing
+from shared.notify import html_part, plain_text
 from tests.outcomes import chase_helpers
 from tests.outcomes.chase_helpers import FAST_LADDER, issue_return, put_policy, seed_organisation, send_event
 from tests.outcomes.helpers import outcome_body
@@ -81,7 +82,7 @@ def test_each_step_is_sent_once_in_order_to_its_audience(chase, outcomes_app, ou
     ]
     to = [m["To"] for m in mailbox()]
     assert to == ["outcomes.gmp@directory.invalid"] * 3 + ["escalation.gmp@directory.invalid", "returns@nclcc.invalid"]
-    body = mailbox()[0].get_content()
+    body = plain_text(mailbox()[0])
     assert "/form/" in body  # the form link is in every chase
     assert all(c["sent_at"] and c["channel"] == "email" for c in log)
 
@@ -366,3 +367,44 @@ def counters() -> dict[str, float]:
 
 def changes(before: dict[str, float]) -> dict[str, float]:
     return {name: number - before[name] for name, number in counters().items() if number != before[name]}
+
+
+def test_each_message_is_written_for_its_reader_with_names_and_uk_time(chase, outcomes_app, mailbox):
+    """The recipient is sent the form; its escalation contact is told about the force by name and
+    sent to its pages; the centre is sent to its own view of the return, never to the form. Every
+    e-mail has a plain-text and an HTML part with the same links, and times in UK local time."""
+    _, sweep_and_send = chase
+    seed_organisation(outcomes_app, "GMP", name="Greater Manchester Police")
+    seed_organisation(outcomes_app, "NCLCC", name="National County Lines Coordination Centre")
+    rid = issue_return(outcomes_app, due_in_seconds=10)
+    for moment in (8.5, 10.5, 12.5, 14.5, 16.5):
+        sweep_and_send(moment)
+    mails = mailbox()
+    assert len(mails) == 5
+    reminder, _, overdue, escalation, centre = mails
+    for mail in mails:
+        text, html = plain_text(mail), html_part(mail)
+        assert "GMP Police" not in text and "(GMP)" not in text and "Greater Manchester Police" in text
+        assert " UTC" not in text and (" GMT" in text or " BST" in text)
+        assert html.startswith("<!DOCTYPE html>") and "Greater Manchester Police" in html
+        for link in (word for word in text.split() if word.startswith("http")):
+            assert f'href="{link}"' in html
+    assert "Greater Manchester Police: your outcome return" in plain_text(reminder)
+    assert "/form/" in plain_text(reminder) and f"/disseminations/{rid}" in plain_text(reminder)
+    assert "is overdue" in plain_text(overdue) and plain_text(overdue).count("/form/") == 1
+    text = plain_text(escalation)
+    assert escalation["To"] == "escalation.gmp@directory.invalid"
+    assert text.startswith("Greater Manchester Police has an outcome return for intelligence package")
+    assert "escalation contact" in text and "/form/" not in text and f"/disseminations/{rid}" in text
+    text = plain_text(centre)
+    assert centre["To"] == "returns@nclcc.invalid" and "/form/" not in text
+    assert "/packages/" in text and f"#return-{rid}" in text
+    assert "Greater Manchester Police's outcome return" in text
+
+
+def test_times_are_written_in_uk_local_time_summer_and_winter():
+    from shared.wording import uk_date, uk_time
+
+    assert uk_time(datetime(2026, 7, 1, 13, 30, tzinfo=UTC)) == "1 July 2026 at 2:30pm BST"
+    assert uk_time(datetime(2026, 12, 1, 0, 5, tzinfo=UTC)) == "1 December 2026 at 12:05am GMT"
+    assert uk_date(datetime(2026, 6, 30, 23, 30, tzinfo=UTC)) == "1 July 2026"  # already the 1st in London
