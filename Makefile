@@ -29,8 +29,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m tools.run
 
+# TEST_WORKERS pytest-xdist processes (auto: one per core); TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # Schemathesis against each service's OpenAPI document, every check, with a centre and a recipient
 # token; the services run in-process on the databases `make test` uses (fuzz/test_openapi.py).

@@ -4,7 +4,7 @@ While a subscriber is down its deliveries climb the retry ladder (RQ's scheduled
 apart by the end). A relay that finds it unavailable (no answer, 429,
 502, 503, 504) marks an outage in Redis; the first relay to it that succeeds afterwards sends
 every pending delivery of it at once (``release_waiting``: its scheduled retries moved to the
-queue, any without a job enqueued; one release per subscriber per ``RELEASE_LOCK_SECONDS``). A
+queue, any without a job enqueued; one release per subscriber at a time). A
 delivery refused for its own sake (a 4xx, a 500) marks no outage, so other events getting
 through never rush its retries. So that catch-up happens with no new event too, a subscriber
 found unavailable is **watched** (one ``watch_probe`` job at a time, every ``WATCH_SECONDS``,
@@ -34,7 +34,7 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = (1, 2)
-RELEASE_LOCK_SECONDS = 10
+RELEASE_LOCK_SECONDS = 60  # only a safety net: a release frees its lock when it ends
 RELEASE_BATCH = 1000
 OUTAGE_MEMORY = 24 * 3600  # longer than the retry ladder
 # While a subscriber is unavailable one probe job at a time watches it, every WATCH_SECONDS, for
@@ -67,11 +67,25 @@ def release_waiting(service_name: str, subscriber: str, after_probe: bool = Fals
 
     rt = runtime(service_name)
     connection = redis_connection(rt.settings.redis_url)
-    # Only the first success after an outage finds the mark; one release per subscriber at a time.
-    if not connection.delete(_outage_key(service_name, subscriber)) and not after_probe:
+    outage = _outage_key(service_name, subscriber)
+    if not after_probe and not connection.exists(outage):
+        return 0  # the usual case: no outage since the last success
+    # One release per subscriber at a time, held only while it runs. A success that finds one
+    # under way leaves the mark alone; so does a relay that fails meanwhile (it sets the mark
+    # again): the next success after this release then releases what they left waiting, instead
+    # of their waiting for their next retry, a minute away.
+    lock = f"outbox:release:{service_name}:{subscriber}"
+    if not connection.set(lock, "1", nx=True, ex=RELEASE_LOCK_SECONDS):
         return 0
-    if not connection.set(f"outbox:release:{service_name}:{subscriber}", "1", nx=True, ex=RELEASE_LOCK_SECONDS):
-        return 0
+    try:
+        if not connection.delete(outage) and not after_probe:
+            return 0  # another release took the mark first
+        return _release(rt, connection, service_name, subscriber)
+    finally:
+        connection.delete(lock)
+
+
+def _release(rt, connection, service_name: str, subscriber: str) -> int:
     deliveries = rt.service.models.OutboxDelivery
     with rt.database.job_session() as session:
         event_ids = session.scalars(

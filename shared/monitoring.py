@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 from shared.audit import audit_detail, skip_audit
 from shared.auth import current_principal
 from shared.db import Database, utcnow
+from shared.health import worker_is_live
 from shared.logs import get_logger
 from shared.models import SharedModels
 from shared.queue import redis_connection
@@ -55,9 +56,6 @@ log = get_logger(__name__)
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # The Redis key the outbox sweep writes its end time to (unix seconds), one per service.
 SWEEP_KEY = "health:sweep:{service}"
-# A worker is live while its heartbeat is younger than this: RQ refreshes it at least every
-# worker_ttl - 15 s (405 s by default) while idle, and every 30 s while busy.
-LIVE_WORKER_HEARTBEAT_SECONDS = 480
 # Any other method an attacker invents is counted as "other", so it cannot mint label values.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _UNMATCHED_ROUTE = "<unmatched>"
@@ -241,7 +239,7 @@ class ServiceState(Collector):
         yield jobs
         live = GaugeMetricFamily(
             "ofs_rq_workers_live",
-            f"RQ workers listening to the queue whose heartbeat is under {LIVE_WORKER_HEARTBEAT_SECONDS} s old.",
+            "RQ workers listening to the queue that are live (heartbeat under WORKER_TTL, process there).",
             labels=["queue"],
         )
         workers = live_workers(connection)
@@ -267,15 +265,10 @@ class ServiceState(Collector):
 
 
 def live_workers(connection) -> list[BaseWorker]:
-    """RQ's registered workers whose heartbeat is fresh (a killed one stays registered until
-    its key expires, minutes later)."""
+    """RQ's registered workers that are live by readiness's own test (``shared.health``), so the
+    "no live worker" alert and /readyz never disagree."""
     now = datetime.now(UTC)
-    return [
-        worker
-        for worker in Worker.all(connection=connection)
-        if worker.last_heartbeat is not None
-        and (now - _aware(worker.last_heartbeat)).total_seconds() < LIVE_WORKER_HEARTBEAT_SECONDS
-    ]
+    return [worker for worker in Worker.all(connection=connection) if worker_is_live(worker, now)]
 
 
 def _aware(moment: datetime) -> datetime:

@@ -32,8 +32,20 @@ def pytest_configure(config):
     os.environ["APP_ENV"] = "test"  # the development secrets, without production's checks
     from services import SERVICES
 
+    # Under pytest-xdist (`make test` runs TEST_WORKERS of them) each worker has schemas, a Redis
+    # database, PostgreSQL application name and process metrics ports of its own.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    suffix = f"_{worker}" if worker else ""
     for service in SERVICES:
-        os.environ[f"{service.name.upper()}_DATABASE_SCHEMA"] = f"test_{service.name}"
+        os.environ[f"{service.name.upper()}_DATABASE_SCHEMA"] = f"test_{service.name}{suffix}"
+    os.environ["PGAPPNAME"] = f"tests{suffix}"
+    if worker:
+        from shared.devredis import free_port
+
+        os.environ["WORKER_METRICS_PORT"] = str(free_port())
+        os.environ["CRON_METRICS_PORT"] = str(free_port())
+        if os.environ.get("REDIS_URL"):
+            os.environ["REDIS_URL"] = _worker_redis_url(os.environ["REDIS_URL"], int(worker.removeprefix("gw")))
     if not os.environ.get("REDIS_URL"):
         from shared.devredis import EmbeddedRedis
 
@@ -47,6 +59,17 @@ def pytest_configure(config):
     os.environ["METRICS_URL"] = consumer.url
     os.environ["DISSEMINATION_SUBSCRIBERS"] = "outcomes"
     os.environ["OUTCOMES_SUBSCRIBERS"] = "metrics"
+
+
+def _worker_redis_url(url: str, index: int) -> str:
+    """REDIS_URL's database number plus the worker's index (Redis has 16 databases: 0-15)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    if base + index > 15:
+        raise pytest.UsageError(f"REDIS_URL database {base} leaves no database for test worker {index}")
+    return urlunsplit(parts._replace(path=f"/{base + index}"))
 
 
 def pytest_unconfigure(config):

@@ -26,6 +26,8 @@ def cut_the_job_connection(database) -> int:
             text(
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                # this test process's own connections only (PGAPPNAME), never another test worker's
+                "AND application_name = current_setting('application_name') "
                 "AND state = 'idle in transaction'"
             )
         ).scalar()

@@ -240,6 +240,35 @@ def test_a_subscriber_back_gets_its_waiting_deliveries_with_the_next_success(
     print(f"\ncaught up: 5 waiting deliveries applied {took:.2f} s after the subscriber answered (retry was 60 s)")
 
 
+def test_deliveries_left_waiting_during_a_release_go_with_the_next_success(
+    app, outcomes_app, subscriber, redis_conn, run_jobs
+):
+    """A relay that fails while a release is under way (it started before the subscriber was
+    back) marks the outage again; a success meanwhile must leave that mark for the next one, so
+    the delivery goes within seconds, not at its retry a minute on."""
+    settings = point_jobs_at(app, subscriber, relay_retry_intervals=(60, 300, 900))
+    subscriber.state = "down"
+    late = emit_pings(app, settings, 2)
+    run_jobs()  # fail: the outage is marked, the retries are a minute away
+    scheduled = ScheduledJobRegistry("events", connection=redis_conn)
+    assert len(scheduled) == 2
+    release_lock = "outbox:release:dissemination:outcomes"
+    redis_conn.set(release_lock, "1")  # another worker's release is under way
+
+    subscriber.state = "up"
+    first = emit_pings(app, settings, 1)
+    run_jobs()  # this success finds the release under way: it leaves the mark
+    assert deliveries(app, first) == [("delivered", 1)]
+    assert deliveries(app, late) == [("pending", 1)] * 2 and len(scheduled) == 2
+    redis_conn.delete(release_lock)  # that release ends
+
+    second = emit_pings(app, settings, 1)
+    run_jobs()  # the next success releases what was left waiting
+    assert len(scheduled) == 0
+    assert deliveries(app, late) == [("delivered", 2)] * 2
+    assert inbox_counts(outcomes_app, late + first + second) == [1] * 4
+
+
 def test_a_subscriber_back_with_no_new_event_is_noticed_by_the_sweep(
     app, outcomes_app, subscriber, redis_conn, run_jobs, sweep_later
 ):

@@ -88,8 +88,11 @@ def test_an_inactive_recipient_is_refused(client, token):
     assert "recipients" in refused_field(client, token(), package_body(recipients=["GMP"]))
 
 
-@pytest.mark.parametrize("due", [in_days(-1), in_days(0.01), in_days(400), "2026-13-01T00:00:00+00:00"])
+@pytest.mark.parametrize(
+    "due", [-1, 0.01, 400, "2026-13-01T00:00:00+00:00"], ids=["past", "too-soon", "too-far", "no-such-month"]
+)
 def test_due_date_must_be_sane(client, token, due):
+    due = in_days(due) if isinstance(due, int | float) else due  # made now: the test's ids stay stable
     assert "outcome_due_at" in refused_field(client, token(), package_body(outcome_due_at=due))
 
 
