@@ -106,7 +106,8 @@ def test_requests_are_counted_by_route_pattern_never_by_raw_path(app, client, to
     outcomes = outcomes_app.test_client()
     assert outcomes.get(f"/form/{link}").status_code == 200
     text = scrape(outcomes)
-    assert value(text, "ofs_http_requests_total", service="outcomes", route="/form/<token>", method="GET", status="200") >= 1
+    labels = {"service": "outcomes", "route": "/form/<token>", "method": "GET", "status": "200"}
+    assert value(text, "ofs_http_requests_total", **labels) >= 1
     assert link not in text and link[:20] not in text and return_id not in text
 
 
