@@ -34,14 +34,13 @@ def seed_directory(session: Session, settings: Settings) -> tuple[int, int]:
     """Add the seed organisations that are missing; existing entries (and admins' edits to
     them) are left as they are. Returns (added, already present)."""
     existing = set(session.scalars(select(Organisation.code)))
-    added = 0
-    for entry in seed_entries():
-        if entry["code"] in existing:
-            continue
-        create_organisation(session, settings, entry)
-        added += 1
+    organisations = [new_organisation(settings, entry) for entry in seed_entries() if entry["code"] not in existing]
+    session.add_all(organisations)
+    session.flush()  # once for all: their defaults are set before their events are written
+    for organisation in organisations:
+        emit(session, shared_models, settings, "organisation.updated", organisation.code, organisation.as_event())
     session.commit()
-    return added, len(existing)
+    return len(organisations), len(existing)
 
 
 class WebhookUrlRefused(Invalid):
@@ -64,16 +63,22 @@ def webhook_url_problem(settings: Settings, url: str | None) -> str | None:
     return None
 
 
-def create_organisation(session: Session, settings: Settings, values: dict) -> Organisation:
-    """Add an organisation; one with a webhook gets its signing secret (``webhook_secret_sealed``)."""
-    if session.get(Organisation, values["code"]) is not None:
-        raise Conflict(f"Organisation {values['code']} already exists.")
+def new_organisation(settings: Settings, values: dict) -> Organisation:
+    """An organisation not yet added to a session: its webhook checked, and given its secret."""
     problem = webhook_url_problem(settings, values.get("webhook_url"))
     if problem:
         raise WebhookUrlRefused(problem)
     organisation = Organisation(**values)
     if organisation.webhook_url:
         _new_secret(settings, organisation)
+    return organisation
+
+
+def create_organisation(session: Session, settings: Settings, values: dict) -> Organisation:
+    """Add an organisation; one with a webhook gets its signing secret (``webhook_secret_sealed``)."""
+    if session.get(Organisation, values["code"]) is not None:
+        raise Conflict(f"Organisation {values['code']} already exists.")
+    organisation = new_organisation(settings, values)
     session.add(organisation)
     session.flush()
     emit(session, shared_models, settings, "organisation.updated", organisation.code, organisation.as_event())
