@@ -80,6 +80,14 @@ def pytest_unconfigure(config):
         _EMBEDDED_REDIS.stop()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests that drive Chromium are marked ``browser`` (CI's second pass, on the embedded
+    defaults, leaves them to the first: the pages do not depend on the database)."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+
+
 def pytest_report_header(config):
     return [
         f"database: {os.environ.get('DATABASE_URL') or 'SQLite files in ' + str(_TMP)}",
