@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.outcomes.links import form_url
+from shared.form_links import form_url
 from services.outcomes.models import ChaseEntry, ChasePolicy, ExpectedReturn, Organisation, shared_models
 from shared import clock
 from shared.calendar import add_working_days

@@ -1,6 +1,6 @@
 """The recipient web form at /form/<signed token> (no account needed).
 
-The signed link (``links.form_url``) names one expected return; whoever holds it may file and
+The signed link (``shared.form_links.form_url``) names one expected return; whoever holds it may file and
 amend that return, so every answer here is kept out of caches, search engines and Referer
 headers. Plain HTML forms in the GOV.UK Design System's markup, CSRF-protected with Flask-WTF
 (only here: the token-authenticated JSON API is not affected). They work fully without
@@ -39,7 +39,7 @@ from services.outcomes.form_wording import (
     answers_to_check,
     field_id,
 )
-from services.outcomes.links import LinkProblem, return_id_from
+from shared.form_links import LinkProblem, return_id_from
 from services.outcomes.models import ExpectedReturn, Organisation
 from shared.audit import audit_detail, audit_target
 from shared.db import commit, get_session, utcnow

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from services.outcomes import chasing, filing
 from services.outcomes.access import find_return, visible_returns_query
-from services.outcomes.links import form_url
+from shared.form_links import form_url
 from services.outcomes.models import ChaseEntry, ExpectedReturn
 from services.outcomes.schemas import (
     ChaseEntrySchema,
