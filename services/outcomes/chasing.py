@@ -17,12 +17,12 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.form_links import form_url
 from services.outcomes.models import ChaseEntry, ChasePolicy, ExpectedReturn, Organisation, shared_models
 from shared import clock
 from shared.calendar import add_working_days
 from shared.db import after_commit, commit_after_sending, utcnow
 from shared.errors import Conflict, Invalid
+from shared.form_links import form_url
 from shared.notify import Contact, Notification, NotificationError, Sending, send_with_fallback
 from shared.outbox import emit
 from shared.queue import enqueue, is_final_try, retry

@@ -20,9 +20,6 @@ in ``form_wording``, reading what was sent in ``form_input``.
 
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from flask import Blueprint, Flask, current_app, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import select
@@ -39,10 +36,11 @@ from services.outcomes.form_wording import (
     answers_to_check,
     field_id,
 )
-from shared.form_links import LinkProblem, return_id_from
 from services.outcomes.models import ExpectedReturn, Organisation
 from shared.audit import audit_detail, audit_target
 from shared.db import commit, get_session, utcnow
+from shared.form_links import LinkProblem, return_id_from
+from shared.local_time import date_time_words, date_words
 from shared.vocabulary import (
     ACCURACY_CHOICES,
     ACTION_CHOICES,
@@ -69,12 +67,6 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-
-try:
-    LOCAL_TIME = ZoneInfo("Europe/London")
-except ZoneInfoNotFoundError:  # pragma: no cover - no time-zone database installed
-    LOCAL_TIME = None
-
 
 # ---------------------------------------------------------------------------------------------
 # Pages that are not the form.
@@ -344,25 +336,6 @@ def _render_check(token: str, expected: ExpectedReturn, values: MultiDict, loade
     )
 
 
-def _local(moment: datetime) -> datetime:
-    return moment.astimezone(LOCAL_TIME) if LOCAL_TIME else moment
-
-
-def _date(moment: datetime | None) -> str:
-    if moment is None:
-        return ""
-    local = _local(moment)
-    return f"{local.day} {local:%B %Y}"
-
-
-def _date_time(moment: datetime | None) -> str:
-    if moment is None:
-        return ""
-    local = _local(moment)
-    hour = local.hour % 12 or 12
-    return f"{local.day} {local:%B %Y} at {hour}:{local:%M}{'am' if local.hour < 12 else 'pm'}"
-
-
 def _words(code: str | None) -> str:
     return (code or "").replace("_", " ").capitalize()
 
@@ -388,8 +361,8 @@ def init_app(app: Flask) -> None:
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     CSRFProtect().init_app(app)  # keeps itself in app.extensions["csrf"]
     app.jinja_env.filters["field_id"] = field_id
-    app.jinja_env.filters["date"] = _date
-    app.jinja_env.filters["date_time"] = _date_time
+    app.jinja_env.filters["date"] = date_words
+    app.jinja_env.filters["date_time"] = date_time_words
     app.jinja_env.filters["words"] = _words
     app.jinja_env.globals["service_name"] = SERVICE_NAME
     app.jinja_env.globals["centre_name"] = CENTRE_NAME
