@@ -10,7 +10,7 @@ import uuid
 import pytest
 from itsdangerous import TimestampSigner
 
-from services.outcomes import links
+from shared import form_links as links
 from services.outcomes.schemas import OutcomeInputSchema
 from shared.vocabulary import RESULT_FIELDS
 from tests.outcomes.form_helpers import (
