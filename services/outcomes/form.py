@@ -37,6 +37,7 @@ from services.outcomes.form_wording import (
     field_id,
 )
 from services.outcomes.models import ExpectedReturn, Organisation
+from shared import govuk
 from shared.audit import audit_detail, audit_target
 from shared.db import commit, get_session, utcnow
 from shared.form_links import LinkProblem, return_id_from
@@ -366,4 +367,5 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["words"] = _words
     app.jinja_env.globals["service_name"] = SERVICE_NAME
     app.jinja_env.globals["centre_name"] = CENTRE_NAME
+    govuk.init_app(app, "/form-assets")
     app.register_blueprint(bp)

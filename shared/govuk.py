@@ -1,0 +1,13 @@
+"""GOV.UK Frontend's stylesheet (``shared/static/govuk``, see its README), served by each service
+whose pages use the Design System's markup: the outcomes form, the recipients' pages."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+
+bp = Blueprint("govuk", __name__, static_folder="static/govuk")
+
+
+def init_app(app: Flask, url_prefix: str) -> None:
+    """Serve it at ``<url_prefix>/govuk/`` (outside any audited prefix: a stylesheet is no read of anything)."""
+    app.register_blueprint(bp, url_prefix=url_prefix)
