@@ -64,6 +64,12 @@ def audit_page() -> None:
     g.audit_page = True
 
 
+def audit_route_only() -> None:
+    """Record this request by its route, not its URL, whose query carries a credential (an
+    identity provider's authorization code and state)."""
+    g.audit_route_only = True
+
+
 def skip_audit() -> None:
     """Leave this request out of the audit log: only for reads that record nobody's action
     and come too often to keep (a Prometheus scrape every 15 s)."""
@@ -137,7 +143,7 @@ def _route() -> str:
 def _recorded_path(rule: str) -> str:
     """The path as the audit log keeps it. A form link's token is a credential (it lets anyone
     file for that return), so form requests are recorded by their route, never their URL."""
-    if request.path.startswith("/form/"):
+    if request.path.startswith("/form/") or g.get("audit_route_only"):
         return rule[:500]
     return request.full_path.rstrip("?")[:500]
 

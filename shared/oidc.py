@@ -119,8 +119,8 @@ def principal_from_id_token(settings: Settings, claims: dict) -> Principal:
         return principal_from_verified_claims(settings, claims)
     except TokenError as error:
         raise SignInRefused(
-            "no_org" if "org" in str(error) else "invalid",
-            "Your account's details could not be used here.",
+            "invalid",
+            "Your account’s details could not be used here: ask your administrator to check them.",
             f"oidc refused: {error.reason}",
         ) from error
 

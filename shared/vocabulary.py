@@ -90,6 +90,7 @@ def grading_words(source_evaluation: int, intelligence_assessment: str) -> str:
     assessment = INTELLIGENCE_ASSESSMENT_LABELS.get(intelligence_assessment, "unknown")
     return f"{source_evaluation}{intelligence_assessment}: {source} source, {assessment[0].lower()}{assessment[1:]}"
 
+
 # --- outcome returns ----------------------------------------------------------------------
 
 RETURN_STATUS_CHOICES = (

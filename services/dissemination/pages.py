@@ -39,7 +39,7 @@ from services.dissemination.access import (
 )
 from services.dissemination.models import Dissemination
 from shared import govuk
-from shared.audit import audit_detail, audit_outcome, audit_page, audit_target
+from shared.audit import audit_detail, audit_outcome, audit_page, audit_route_only, audit_target
 from shared.auth import Principal
 from shared.clock import now as clock_now
 from shared.db import commit, get_session
@@ -263,6 +263,7 @@ def sign_in_oidc():
 
 @bp.get("/sign-in/callback")
 def sign_in_callback():
+    audit_route_only()
     oidc = _oidc()
     if oidc is None:
         abort(404)

@@ -29,7 +29,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis.exceptions import RedisError
 
 from services.metrics import charts, figures
-from shared.audit import audit_detail, audit_outcome, audit_target
+from shared.audit import audit_detail, audit_outcome, audit_route_only, audit_target
 from shared.auth import Principal
 from shared.db import get_session
 from shared.oidc import OidcSignIn, oidc_configured
@@ -216,6 +216,7 @@ def sign_in_oidc():
 
 @bp.get("/sign-in/callback")
 def sign_in_callback():
+    audit_route_only()
     oidc = _oidc()
     if oidc is None:
         abort(404)
