@@ -57,7 +57,7 @@ PER_PAGE = 25
 NEXT_PATH = re.compile(r"^/(inbox|disseminations/[0-9a-fA-F-]{36})(\?page=[0-9]{1,6})?$")
 
 bp = Blueprint(
-    "pages", __name__, template_folder="templates", static_folder="static/pages", static_url_path="/pages-assets"
+    "pages", __name__, template_folder="templates", static_folder="static/pages", static_url_path="/pages-assets/pages"
 )
 csrf = CSRFProtect()
 CONTENT_SECURITY_POLICY = (
