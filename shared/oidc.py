@@ -77,8 +77,12 @@ class OidcSignIn:
         self.client.framework.expires_in = FLOW_SECONDS
 
     def redirect(self, callback_url: str):
-        """The redirect to the provider's sign-in page (state, nonce and PKCE challenge in it)."""
-        return self.client.authorize_redirect(callback_url)
+        """The redirect to the provider's sign-in page (state, nonce and PKCE challenge in it).
+        Raises SignInRefused when the provider's metadata cannot be read."""
+        try:
+            return self.client.authorize_redirect(callback_url)
+        except Exception as error:  # noqa: BLE001 - the provider is down or misconfigured: a page, not a 500
+            raise _refusal(error) from error
 
     def finish(self) -> Principal:
         """The callback: the code exchanged, the ID token verified, the principal it names.

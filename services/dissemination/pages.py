@@ -255,9 +255,11 @@ def sign_in_oidc():
         abort(404)
     session["sign_in_next"] = _next_path(request.args.get("next"))
     try:
-        return oidc.redirect(url_for(".sign_in_callback", _external=True))
-    except Exception as error:  # noqa: BLE001 - the provider's metadata could not be read: a page, not a 500
-        audit_outcome("error", f"oidc error: {type(error).__name__}: {error}"[:500])
+        # The public address, as registered with the provider (not the one a proxy forwarded to).
+        settings = current_app.extensions["settings"]
+        return oidc.redirect(settings.public_urls["dissemination"] + url_for(".sign_in_callback"))
+    except SignInRefused as refused:
+        audit_outcome("error", refused.reason)
         return _refused_page("provider", REFUSALS["provider"], 503)
 
 

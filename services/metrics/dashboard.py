@@ -211,7 +211,13 @@ def sign_in_oidc():
     oidc = _oidc()
     if oidc is None:
         abort(404)
-    return oidc.redirect(url_for(".sign_in_callback", _external=True))
+    # The public address, as registered with the provider (not the one a proxy forwarded to).
+    settings = current_app.extensions["settings"]
+    try:
+        return oidc.redirect(settings.public_urls["metrics"] + url_for(".sign_in_callback"))
+    except SignInRefused as refused:
+        audit_outcome("error", refused.reason)
+        return _sign_in_page(error=str(refused), status=503)
 
 
 @bp.get("/sign-in/callback")

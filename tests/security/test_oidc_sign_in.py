@@ -218,3 +218,18 @@ def test_oidc_settings_come_together(monkeypatch):
     monkeypatch.setenv("OIDC_CLIENT_ID", "pages")
     monkeypatch.setenv("OIDC_CLIENT_SECRET", "secret-of-the-client")
     assert load_settings("dissemination", [Declared()]).oidc_issuer == "https://idp.example"
+
+
+def test_a_provider_that_cannot_be_reached_is_a_page_not_an_error(app):
+    from services.dissemination import create_app
+    from shared.devredis import free_port
+
+    gone = f"http://localhost:{free_port()}"
+    application = create_app(
+        {"settings": {"testing": True, "oidc_issuer": gone, "oidc_client_id": "x", "oidc_client_secret": "y"}}
+    )
+    response = application.test_client().get("/sign-in/oidc")
+    assert response.status_code == 503 and "did not work" in text(response)
+    row = audit_rows(application)[-1]
+    assert row.outcome == "error" and row.detail.startswith("oidc error: ")
+    application.extensions["database"].engine.dispose()
