@@ -70,7 +70,7 @@ NOTICES = {
     "unavailable": "The service cannot reach its session store just now. Try again in a minute.",
     "signed-out": "You have signed out.",
 }
-REFUSALS = {
+REFUSALS: dict[str, str | None] = {
     "expired": "Your sign-in had expired by the time it reached us. Sign in again.",
     "no_org": "Your account does not say which organisation you belong to, so we cannot show you its packages.",
     "centre_role": None,  # the refusal's own words name the role and the organisation
@@ -278,7 +278,7 @@ def sign_in_callback():
     return _enter(principal, None, "oidc", session.pop("sign_in_next", None))
 
 
-def _refused_page(kind: str, message: str, status: int, principal: Principal | None = None):
+def _refused_page(kind: str, message: str | None, status: int, principal: Principal | None = None):
     return render_template("pages/refused.html", kind=kind, message=message, principal=principal), status
 
 
