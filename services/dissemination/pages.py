@@ -131,7 +131,8 @@ def token_sign_in_exists(settings: Settings) -> bool:
 
 @bp.before_request
 def _every_request():
-    audit_page()
+    if request.endpoint != "pages.static":  # a stylesheet is no read of anything
+        audit_page()
     # The pages never take a bearer header: the audit log and the access rules see whoever the
     # session says (set by each view once checked).
     g.principal = None

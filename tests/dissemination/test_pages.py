@@ -78,6 +78,10 @@ def test_the_package_page_says_everything_a_recipient_needs(client, token, sent)
     assert "(UK time)" in page
     assert 'id="acknowledge"' in page and 'id="file-return"' in page
     assert response.headers["Cache-Control"] == "no-store"
+    audited = len(audit_rows(client.application))
+    for stylesheet in ("/pages-assets/pages/pages.css", "/pages-assets/govuk/govuk-frontend.min.css"):
+        assert client.get(stylesheet).status_code == 200
+    assert len(audit_rows(client.application)) == audited  # a stylesheet is no read of anything
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
 
 
