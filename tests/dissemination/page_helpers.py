@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-import html
-import re
+# The dashboard's tests read pages and the audit log the same way.
+from tests.metrics.test_dashboard import csrf_token, location, raw, text
+from tests.metrics.test_dashboard_security import audit_rows
 
-from sqlalchemy import select
-
-
-def raw(headers: dict) -> str:
-    return headers["Authorization"].removeprefix("Bearer ")
-
-
-def csrf_token(page: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert found, "no CSRF token in the page"
-    return found[1]
-
-
-def text(response) -> str:
-    return html.unescape(response.get_data(as_text=True))
-
-
-def location(response) -> str:
-    return response.headers["Location"]
+__all__ = ["audit_rows", "csrf_token", "dissemination_id", "location", "raw", "sign_in", "text"]
 
 
 def sign_in(client, jwt: str, next_path: str | None = None):
@@ -33,15 +16,6 @@ def sign_in(client, jwt: str, next_path: str | None = None):
     if next_path:
         data["next"] = next_path
     return client.post("/sign-in", data=data)
-
-
-def audit_rows(app) -> list:
-    model = app.extensions["service"].models.AuditEntry
-    session = app.extensions["database"].session()
-    try:
-        return session.scalars(select(model).order_by(model.id)).all()
-    finally:
-        session.close()
 
 
 def dissemination_id(client, token, reference: str, org: str = "GMP") -> str:
