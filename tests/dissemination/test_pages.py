@@ -280,6 +280,9 @@ def test_filing_counts_as_acknowledgement_and_sets_the_return_status(
     pump_events(source=outcomes_app, target=app)
     item = client.get(f"/api/v1/disseminations/{gmp}", headers=recipient).get_json()
     assert item["acknowledged_at"] and item["acknowledged_by"] == "analyst@gmp"
+    # Announced like any acknowledgement, so the outcomes and metrics services count it too.
+    acknowledged = [e for e in outbox_events(app) if e.type == "dissemination.acknowledged"]
+    assert len(acknowledged) == 1 and acknowledged[0].payload["acknowledged_by"] == "analyst@gmp"
     sign_in(client, raw(recipient))
     assert "Interim" in text(client.get("/inbox"))
     final = outcomes_client.post(
@@ -289,6 +292,18 @@ def test_filing_counts_as_acknowledgement_and_sets_the_return_status(
     pump_events(source=outcomes_app, target=app)
     page = text(client.get("/inbox"))
     assert "Final" in page and "Acknowledged" in page
+    assert len([e for e in outbox_events(app) if e.type == "dissemination.acknowledged"]) == 1
+
+
+def outbox_events(app) -> list:
+    from sqlalchemy import select
+
+    models = app.extensions["service"].models
+    session = app.extensions["database"].session()
+    try:
+        return session.scalars(select(models.OutboxEvent).order_by(models.OutboxEvent.position)).all()
+    finally:
+        session.close()
 
 
 def test_page_links_are_absolute_addresses_of_the_pages(app, sent):
