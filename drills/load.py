@@ -202,6 +202,7 @@ class Load:
             idempotency_key=_key(),
         )
         ret.filings.append({"status": status, "arrests": arrests})
+        ret.acknowledged = True  # filing counts as acknowledgement
         if status == "final" and ret.final_at is None:
             ret.final_at = datetime.now(UTC)
         self.filed += 1

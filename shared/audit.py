@@ -1,5 +1,5 @@
 """The audit log: every API read and write, every web page a person reads or submits (the
-recipient form, the leadership dashboard, its sign-ins and sign-outs), and every refusal, with
+recipient form, the leadership dashboard, the recipients' pages, their sign-ins and sign-outs), and every refusal, with
 who, when, what and the answer given. Written in its own transaction after the answer is decided, so a refused or
 failed request is recorded even though its own changes were rolled back.
 
@@ -58,6 +58,18 @@ def audit_outcome(outcome: str, detail: str | None = None) -> None:
         g.audit_detail = detail
 
 
+def audit_page() -> None:
+    """Record this request though its path is outside the audited prefixes: a page a person
+    signs in to (the recipients' pages call it for every request of their blueprint)."""
+    g.audit_page = True
+
+
+def audit_route_only() -> None:
+    """Record this request by its route, not its URL, whose query carries a credential (an
+    identity provider's authorization code and state)."""
+    g.audit_route_only = True
+
+
 def skip_audit() -> None:
     """Leave this request out of the audit log: only for reads that record nobody's action
     and come too often to keep (a Prometheus scrape every 15 s)."""
@@ -79,7 +91,11 @@ def outcome_for(status: int) -> str:
 
 
 def _record(response: Response) -> Response:
-    if not audited(request.path) or request.method in ("OPTIONS", "HEAD") or g.get("audit_skip"):
+    if (
+        not (audited(request.path) or g.get("audit_page"))
+        or request.method in ("OPTIONS", "HEAD")
+        or g.get("audit_skip")
+    ):
         return response
     try:
         principal = current_principal()
@@ -127,7 +143,7 @@ def _route() -> str:
 def _recorded_path(rule: str) -> str:
     """The path as the audit log keeps it. A form link's token is a credential (it lets anyone
     file for that return), so form requests are recorded by their route, never their URL."""
-    if request.path.startswith("/form/"):
+    if request.path.startswith("/form/") or g.get("audit_route_only"):
         return rule[:500]
     return request.full_path.rstrip("?")[:500]
 

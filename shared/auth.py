@@ -196,6 +196,13 @@ def verify_token(settings: Settings, token: str) -> Principal:
             "token lives too long",
             f"exp - iat is {expires_at - issued_at:.0f} s, more than JWT_MAX_LIFETIME {settings.jwt_max_lifetime} s",
         )
+    return principal_from_verified_claims(settings, claims)
+
+
+def principal_from_verified_claims(settings: Settings, claims: dict) -> Principal:
+    """The principal that verified claims (an API token's, or an ID token's from OpenID Connect
+    sign-in) name: ``sub``, ``org`` (a directory code), ``roles`` (a list, or a comma-separated
+    string), ``clearance`` (OFFICIAL when absent). Raises TokenError when one is unusable."""
     roles = claims.get("roles") or []
     if isinstance(roles, str):
         roles = roles.split(",")
@@ -209,7 +216,7 @@ def verify_token(settings: Settings, token: str) -> Principal:
         raise TokenError("token has an org that is not an organisation code", f"org {org[:40]!r}")
     if clearance not in CLASSIFICATIONS:
         raise TokenError("token has an unknown clearance")
-    sub = str(claims["sub"])
+    sub = str(claims.get("sub") or "")
     if not 1 <= len(sub) <= MAX_SUB_LENGTH or not sub.isprintable():
         raise TokenError("token has a sub that is empty, too long or unprintable")
     # Roles this system does not know are no roles here (and cannot overflow the audit log).

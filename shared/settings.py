@@ -237,6 +237,11 @@ class Settings:
     worker_metrics_port: int = WORKER_METRICS_PORT
     cron_metrics_port: int = CRON_METRICS_PORT
     process_metrics_address: str = "127.0.0.1"
+    # People sign in to the web pages with the organisation's identity provider (OpenID Connect,
+    # shared.oidc) when OIDC_ISSUER is set.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = field(default=None, repr=False)
 
     @property
     def production(self) -> bool:
@@ -325,6 +330,9 @@ def load_settings(service: str, services: Sequence[Declared], overrides: dict | 
         worker_metrics_port=_int("WORKER_METRICS_PORT", WORKER_METRICS_PORT),
         cron_metrics_port=_int("CRON_METRICS_PORT", CRON_METRICS_PORT),
         process_metrics_address=_env("PROCESS_METRICS_ADDRESS", "127.0.0.1"),
+        oidc_issuer=(_env("OIDC_ISSUER") or "").rstrip("/") or None,
+        oidc_client_id=_env("OIDC_CLIENT_ID"),
+        oidc_client_secret=_env("OIDC_CLIENT_SECRET"),
     )
     values.update(overrides or {})
     if values["max_classification"] not in CLASSIFICATIONS:
@@ -334,6 +342,7 @@ def load_settings(service: str, services: Sequence[Declared], overrides: dict | 
         raise ConfigurationError(f"JWT_ALGORITHMS must name some of {', '.join(sorted(SUPPORTED_JWT_ALGORITHMS))}")
     settings = Settings(**values)
     check_secrets(settings)
+    check_oidc(settings)
     check_email(settings)
     return settings
 
@@ -370,6 +379,31 @@ def check_email(settings: Settings) -> None:
             uuid.UUID(template_id)
         except ValueError:
             raise ConfigurationError("NOTIFY_EMAIL_TEMPLATE_ID must be a Notify template's id (a UUID)") from None
+
+
+def check_oidc(settings: Settings) -> None:
+    """Sign-in with an identity provider needs all three settings; in production its issuer is
+    https and its client secret a strong one of its own (see docs/sign-in.md)."""
+    named = {
+        "OIDC_ISSUER": settings.oidc_issuer,
+        "OIDC_CLIENT_ID": settings.oidc_client_id,
+        "OIDC_CLIENT_SECRET": settings.oidc_client_secret,
+    }
+    if not any(named.values()):
+        return
+    missing = [name for name, value in named.items() if not value]
+    if missing:
+        raise ConfigurationError(f"{', '.join(missing)} must be set with the other OIDC_ settings; see docs/sign-in.md")
+    if not settings.production:
+        return
+    assert settings.oidc_issuer and settings.oidc_client_secret
+    if not settings.oidc_issuer.lower().startswith("https://"):
+        raise ConfigurationError("OIDC_ISSUER must be an https:// address in production")
+    if len(settings.oidc_client_secret.encode()) < 16:
+        raise ConfigurationError("OIDC_CLIENT_SECRET is too short to be an identity provider's client secret")
+    others = {settings.jwt_secret, settings.event_secret, settings.form_secret, settings.session_secret}
+    if settings.oidc_client_secret in others:
+        raise ConfigurationError("OIDC_CLIENT_SECRET must differ from the other secrets: each secret guards one thing")
 
 
 def check_secrets(settings: Settings) -> None:

@@ -77,7 +77,19 @@ INTELLIGENCE_ASSESSMENT_LABELS = {
     "E": "Suspected false",
 }
 INTELLIGENCE_ASSESSMENTS = tuple(INTELLIGENCE_ASSESSMENT_LABELS)
-HANDLING_CODES = ("P", "C")
+HANDLING_CODE_LABELS = {
+    "P": "Lawful sharing permitted",
+    "C": "Lawful sharing permitted subject to conditions",
+}
+HANDLING_CODES = tuple(HANDLING_CODE_LABELS)
+
+
+def grading_words(source_evaluation: int, intelligence_assessment: str) -> str:
+    """The grading in words as well as code: ``2B: untested source, known indirectly, corroborated``."""
+    source = SOURCE_EVALUATION_LABELS.get(source_evaluation, "unknown").lower()
+    assessment = INTELLIGENCE_ASSESSMENT_LABELS.get(intelligence_assessment, "unknown")
+    return f"{source_evaluation}{intelligence_assessment}: {source} source, {assessment[0].lower()}{assessment[1:]}"
+
 
 # --- outcome returns ----------------------------------------------------------------------
 

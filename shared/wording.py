@@ -1,46 +1,11 @@
-"""How people are told things: dates and times in UK local time, and e-mails written once and
-sent as both plain text and HTML.
-
-Every service stores and exchanges times in UTC; a person reads them in the time of the place
-the service works in (Europe/London: GMT in winter, BST in summer), written the GOV.UK way
-("1 December 2026 at 2:30pm GMT").
-"""
+"""E-mails written once and sent as both plain text and HTML. Times in them are in UK local time
+with the zone named ("1 December 2026 at 2:30pm GMT"; ``shared.local_time``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
-
-LOCAL_TIME = ZoneInfo("Europe/London")
-
-
-def local(moment: datetime) -> datetime:
-    """``moment`` in UK local time (a naive time is taken to be UTC, as the databases keep it)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(LOCAL_TIME)
-
-
-def uk_date(moment: datetime | None) -> str:
-    """'1 December 2026' (UK local date); '' for no date."""
-    if moment is None:
-        return ""
-    day = local(moment)
-    return f"{day.day} {day:%B %Y}"
-
-
-def uk_time(moment: datetime | None, *, zone: bool = True) -> str:
-    """'1 December 2026 at 2:30pm GMT' (UK local time, 'BST' in summer); '' for no time."""
-    if moment is None:
-        return ""
-    at = local(moment)
-    hour = at.hour % 12 or 12
-    words = f"{at.day} {at:%B %Y} at {hour}:{at:%M}{'am' if at.hour < 12 else 'pm'}"
-    return f"{words} {at.tzname()}" if zone else words
-
 
 # --- e-mails -------------------------------------------------------------------------------------
 

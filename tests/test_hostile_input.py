@@ -386,3 +386,76 @@ def test_a_summary_ending_before_this_year_needs_a_from(metrics_client, token):
     assert (
         metrics_client.get("/api/v1/metrics/summary?from=2000-01&to=2000-12", headers=admin(token)).status_code == 200
     )
+
+
+# -- the recipients' pages: no input gets a 500 ---------------------------------------------------
+
+HOSTILE_VALUES = [
+    "",
+    "%00",
+    "a%00b",
+    "%ED%A0%80",  # a lone surrogate, UTF-8 encoded
+    "%FF%FE",
+    "x" * 5000,
+    "../../etc/passwd",
+    "<script>alert(1)</script>",
+    "99999999999999999999999",
+    "-1",
+    "1e9",
+    "%0d%0aSet-Cookie:%20x=1",
+]
+
+
+def _recipient_session(app, token):
+    import re
+
+    browser = app.test_client()
+    page = browser.get("/sign-in").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
+    jwt = token("GMP", "recipient")["Authorization"].removeprefix("Bearer ")
+    assert browser.post("/sign-in", data={"csrf_token": csrf, "token": jwt}).status_code == 303
+    return browser, csrf
+
+
+def test_hostile_input_to_the_recipient_pages_is_never_a_500(app, token):
+    import uuid
+
+    from tests.dissemination.helpers import issue_package
+
+    client = app.test_client()
+    package = issue_package(client, token(), recipients=["GMP"])
+    inbox = client.get("/api/v1/inbox", headers=token("GMP", "recipient")).get_json()
+    own = next(item["id"] for item in inbox if item["package"]["id"] == package["id"])
+    signed_in, csrf = _recipient_session(app, token)
+    anonymous = app.test_client()
+    for browser in (anonymous, signed_in):
+        for value in HOSTILE_VALUES:
+            asked = [
+                browser.get(f"/inbox?page={value}"),
+                browser.get(f"/inbox?{value}={value}"),
+                browser.get(f"/sign-in?next={value}&reason={value}"),
+                browser.get(f"/sign-in/oidc?next={value}"),
+                browser.get(f"/sign-in/callback?code={value}&state={value}"),
+                browser.get(f"/disseminations/{value}"),
+                browser.get(f"/disseminations/{own}?acknowledged={value}"),
+                browser.post(f"/disseminations/{own}/acknowledge", data={"csrf_token": value}),
+                browser.post("/sign-in", data={"csrf_token": csrf, "token": value, "next": value}),
+                browser.post("/sign-in", data={"csrf_token": value, "token": value}),
+            ]
+            for response in asked:
+                assert response.status_code < 500, (value, response.request.path, response.status_code)
+        for path in (f"/disseminations/{uuid.uuid4()}", f"/disseminations/{uuid.uuid4()}/return"):
+            assert browser.get(path).status_code in (303, 404)
+    # A token of every shape: refused with a page, never an error.
+    browser = app.test_client()
+    for value in ("Bearer ", "a.b.c", "e30.e30.", "x" * 9000, "\u0000", "Bearer " + "é" * 100):
+        page = browser.get("/sign-in").get_data(as_text=True)
+        import re
+
+        fresh = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
+        response = browser.post("/sign-in", data={"csrf_token": fresh, "token": value})
+        assert response.status_code in (401, 422), (value[:20], response.status_code)
+    # The signed-in session survived all of it, and nothing was acknowledged by accident.
+    assert signed_in.get("/inbox").status_code == 200
+    item = client.get(f"/api/v1/disseminations/{own}", headers=token("GMP", "recipient")).get_json()
+    assert item["acknowledged_at"] is None

@@ -80,7 +80,7 @@ def test_metrics_refuse_anyone_without_the_scrape_token_and_audit_it(app, client
 
 
 def test_requests_are_counted_by_route_pattern_never_by_raw_path(app, client, token, outcomes_app, pump_events):
-    from services.outcomes.links import form_token
+    from shared.form_links import form_token
     from tests.outcomes.helpers import issued_returns
 
     missing = uuid.uuid4()

@@ -196,7 +196,7 @@ def test_one_outcome_is_followed_by_its_request_id_through_every_service_and_the
         followed, event="event emitted"
     ).items()
     # The worker: each relay job, bound to the request id from its meta, with its own job id.
-    relays = [line for line in followed if line["event"] == "event relayed"]
+    relays = [line for line in followed if line["event"] == "event relayed" and line["event_id"] == str(stored.id)]
     assert sorted(line["subscriber"] for line in relays) == ["dissemination", "metrics"]
     assert all(line["job_id"].startswith("relay-outcomes-") and line["queue"] == "events" for line in relays)
     # Each consumer: one INFO line when it applies the event.
@@ -205,11 +205,19 @@ def test_one_outcome_is_followed_by_its_request_id_through_every_service_and_the
         for line in followed
         if line["event"] == "event applied"
     ]
+    # Filing counted as the acknowledgement the recipient had not given: the dissemination
+    # service announced it while applying the event, under the same request id.
     assert sorted(applied) == [
         ("dissemination", "outcome.filed", "outcomes", "info"),
+        ("metrics", "dissemination.acknowledged", "dissemination", "info"),
         ("metrics", "outcome.filed", "outcomes", "info"),
+        ("outcomes", "dissemination.acknowledged", "dissemination", "info"),
     ]
-    assert all(line["event_id"] == str(stored.id) for line in followed if line["event"] == "event applied")
+    assert all(
+        line["event_id"] == str(stored.id)
+        for line in followed
+        if line["event"] == "event applied" and line["type"] == "outcome.filed"
+    )
     # Every line of the run is one JSON object with the fields an operator filters on.
     for line in log_lines():
         assert {"timestamp", "level", "logger", "process", "event"} <= line.keys(), line

@@ -126,6 +126,9 @@ def print_welcome(services: tuple[Service, ...], config: Path) -> None:
     if "metrics" in names:
         dashboard = f"{settings.service_urls['metrics']}/dashboard"
         print(f"\nLeadership dashboard: {dashboard} (sign in with the leadership token)")
+    if "dissemination" in names:
+        inbox = f"{settings.service_urls['dissemination']}/inbox"
+        print(f"Recipients' pages: {inbox} (sign in with a recipient token, e.g. GMP's)")
     if "outcomes" in names:
         print(f"Recipients' web form: the form_url of each return, {settings.service_urls['outcomes']}/api/v1/returns")
     mail = (

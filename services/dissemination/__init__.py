@@ -20,6 +20,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     api = app.extensions["api"]
     for module in (organisations, packages, disseminations, inbox):
         api.register_blueprint(module.blp)
+    from services.dissemination import pages
+
+    pages.init_app(app)
 
     @app.cli.command("seed")
     def seed_command():
@@ -39,7 +42,8 @@ SERVICE = Service(
     description=(
         "The National County Lines Coordination Centre's intelligence packages: the organisation "
         "directory, drafting, grading and issuing packages, delivery to each recipient, "
-        "acknowledgement, withdrawal and the audit log."
+        "acknowledgement, withdrawal and the audit log. Recipients also read and acknowledge their packages "
+        "on web pages (/inbox) after signing in with their identity provider."
     ),
     port=5001,
     create_app=create_app,

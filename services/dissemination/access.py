@@ -6,11 +6,11 @@ from __future__ import annotations
 import uuid
 
 from flask_smorest import abort
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from services.dissemination.models import Dissemination, Package
 from shared.audit import audit_target
-from shared.auth import current_principal
+from shared.auth import Principal, current_principal
 from shared.db import get_session
 
 
@@ -50,6 +50,37 @@ def find_dissemination(dissemination_id: uuid.UUID, *, for_update: bool = False)
             "No such dissemination.",
         )
     return dissemination
+
+
+def find_dissemination_to_acknowledge(dissemination_id: uuid.UUID) -> Dissemination:
+    """The dissemination the caller acknowledges, locked: its own organisation's only (centre
+    staff may read others', never acknowledge for them: 403)."""
+    dissemination = find_dissemination(dissemination_id, for_update=True)
+    if dissemination.organisation != current_principal().org:
+        audit_detail_refused(f"acknowledging for {dissemination.organisation}, caller is {current_principal().org}")
+        abort(403, message="Only the receiving organisation can acknowledge.")
+    return dissemination
+
+
+def inbox_query(principal: Principal) -> Select:
+    """The caller organisation's disseminations within its clearance (the inbox, API and page)."""
+    return (
+        select(Dissemination)
+        .join(Package)
+        .where(
+            Dissemination.organisation == principal.org,
+            Package.classification.in_(principal.allowed_classifications),
+        )
+    )
+
+
+INBOX_ORDER = (Dissemination.created_at.desc(), Dissemination.id)
+
+
+def audit_detail_refused(reason: str) -> None:
+    from shared.audit import audit_detail
+
+    audit_detail(f"refused: {reason}")
 
 
 def _refuse(reason: str, message: str) -> None:

@@ -20,11 +20,12 @@ from services.dissemination.directory import ensure_webhook_secret
 from services.dissemination.models import Dissemination, Organisation, Package, shared_models
 from services.dissemination.payloads import dissemination_event
 from shared.db import commit_after_sending, utcnow
+from shared.local_time import date_time_words
 from shared.notify import Contact, Notification, NotificationError, send_with_fallback
 from shared.outbox import emit
 from shared.queue import enqueue, is_final_try, retry
 from shared.settings import Settings
-from shared.wording import EmailBody, uk_time
+from shared.wording import EmailBody
 
 
 def enqueue_later(settings: Settings, kind: str, dissemination_id: uuid.UUID):
@@ -59,10 +60,15 @@ def contacts(organisation: Organisation | None) -> list[Contact]:
     ]
 
 
-def page_urls(settings: Settings, dissemination: Dissemination) -> dict[str, str]:
-    """The recipient's pages for a dissemination: what a person is sent (never the API)."""
-    pages = settings.public_urls["dissemination"]
-    return {"package_page": f"{pages}/disseminations/{dissemination.id}", "inbox_page": f"{pages}/inbox"}
+def page_links(settings: Settings, dissemination: Dissemination) -> dict[str, str]:
+    """Absolute addresses of the recipient's pages about ``dissemination``: what a person is
+    sent (never the API)."""
+    base = settings.public_urls["dissemination"]
+    return {
+        "package_page": f"{base}/disseminations/{dissemination.id}",
+        "inbox_page": f"{base}/inbox",
+        "sign_in_page": f"{base}/sign-in",
+    }
 
 
 def notification_for(
@@ -72,7 +78,7 @@ def notification_for(
     People are sent to the recipient's pages (they sign in there); a webhook gets the API too."""
     package = dissemination.package
     api = settings.public_urls["dissemination"]
-    pages = page_urls(settings, dissemination)
+    pages = {name: url for name, url in page_links(settings, dissemination).items() if name != "sign_in_page"}
     links = {
         "dissemination": f"{api}/api/v1/disseminations/{dissemination.id}",
         "package": f"{api}/api/v1/packages/{package.id}",
@@ -106,7 +112,7 @@ def notification_for(
             {
                 "Reference": package.reference,
                 "Protective marking": package.classification,
-                "Outcome return due": uk_time(dissemination.due_at),
+                "Outcome return due": date_time_words(dissemination.due_at, zone=True),
             }
         )
         body.paragraph("Sign in to read the package and acknowledge that you have received it.")

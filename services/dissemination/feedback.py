@@ -5,20 +5,37 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from flask import current_app
 from sqlalchemy.orm import Session
 
+from services.dissemination.issuing import record_acknowledgement
 from services.dissemination.models import Dissemination
 
 
 def on_outcome_filed(session: Session, event: dict) -> None:
-    """A final outcome return marks the dissemination returned (the first one counts)."""
+    """Any filed return (interim or final) counts as acknowledgement and sets the return status
+    the recipient's inbox shows; a final one marks the dissemination returned (the first counts)."""
     payload = event["payload"]
-    if payload.get("status") != "final":
-        return
     dissemination = session.get(Dissemination, uuid.UUID(payload["return_id"]))
-    if dissemination is None or dissemination.returned_at is not None:
+    if dissemination is None:
         return
-    dissemination.returned_at = datetime.fromisoformat(payload["filed_at"])
+    filed_at = datetime.fromisoformat(payload["filed_at"])
+    record_return(session, dissemination, payload.get("status"), filed_at, payload.get("filed_by"))
+    if payload.get("status") == "final" and dissemination.returned_at is None:
+        dissemination.returned_at = filed_at
+
+
+def record_return(
+    session: Session, dissemination: Dissemination, status: str | None, filed_at: datetime, filed_by: str | None
+) -> None:
+    """Filing counts as acknowledgement (announced like any other, so the outcomes and metrics
+    services count it too). Once final, a later interim amendment does not make the inbox show
+    the return as interim again (events may also arrive out of order)."""
+    if dissemination.acknowledged_at is None and dissemination.package.status != "withdrawn":
+        settings = current_app.extensions["settings"]
+        record_acknowledgement(session, settings, dissemination, filed_at, filed_by or "outcome return filed")
+    if status in ("interim", "final") and dissemination.return_status != "final":
+        dissemination.return_status = status
 
 
 EVENT_HANDLERS = {"outcome.filed": on_outcome_filed}

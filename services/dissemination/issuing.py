@@ -115,8 +115,17 @@ def acknowledge(session: Session, settings: Settings, dissemination: Disseminati
         raise StateConflict(f"Package {dissemination.package.reference} was withdrawn.")
     if dissemination.acknowledged_at:
         return False
-    dissemination.acknowledged_at = utcnow()
-    dissemination.acknowledged_by = principal.sub
+    record_acknowledgement(session, settings, dissemination, utcnow(), principal.sub)
+    return True
+
+
+def record_acknowledgement(
+    session: Session, settings: Settings, dissemination: Dissemination, at: datetime, by: str
+) -> None:
+    """The acknowledgement itself, and its event: by the recipient (``acknowledge``) or by filing
+    a return, which counts as one (``feedback.on_outcome_filed``)."""
+    dissemination.acknowledged_at = at
+    dissemination.acknowledged_by = by[:200]
     if dissemination.delivered_at is None:
         # Seen in the inbox: it has reached them whatever the notification did.
         dissemination.delivered_at = dissemination.acknowledged_at
@@ -124,6 +133,5 @@ def acknowledge(session: Session, settings: Settings, dissemination: Disseminati
         dissemination.delivery_channel = dissemination.delivery_channel or "inbox"
     session.flush()
     payload = dissemination_event(dissemination)
-    payload.update(acknowledged_at=dissemination.acknowledged_at.isoformat(), acknowledged_by=principal.sub)
+    payload.update(acknowledged_at=at.isoformat(), acknowledged_by=dissemination.acknowledged_by)
     emit(session, shared_models, settings, "dissemination.acknowledged", dissemination.id, payload)
-    return True

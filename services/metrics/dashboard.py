@@ -1,13 +1,13 @@
 """The leadership dashboard at /dashboard: one server-rendered page of figures for leaders.
 
-A plain Flask blueprint (not part of the JSON API or its OpenAPI document). A leader signs in by
-pasting a bearer token; it is verified with the same rules as the API and then dropped: the
-verified principal and the moment the session must end -- the token's own expiry or 8 hours after
-signing in, whichever comes first -- are kept in Redis under a random session id, and only that id
-goes in Flask's signed session cookie (HttpOnly, SameSite=Strict, Secure behind https). Every
-request checks the record again (expiry, leadership); signing out deletes it. Since the token is
-not kept, a key rotated at the identity provider does not end a session already open: it ends
-when the token would have expired, at most 8 hours later.
+A plain Flask blueprint (not part of the JSON API or its OpenAPI document). A leader signs in
+with the organisation's identity provider when ``OIDC_ISSUER`` is set (``shared.oidc``), or by
+pasting a bearer token (outside production, or in production while no identity provider is
+set); the token is verified with the same rules as the API and then dropped. The session itself
+-- the verified principal in Redis under a random id, only that id in the signed cookie, at most
+8 hours, checked on every request -- is ``shared.web_sessions``, shared with the recipients'
+pages. Since the token is not kept, a key rotated at the identity provider does not end a session
+already open: it ends when the token would have expired, at most 8 hours later.
 
 Every request is audited like an API call (``shared.audit``): sign-ins (allowed or refused, with
 the reason, never the token), sign-outs, page reads, and reads refused for want of a session.
@@ -19,35 +19,26 @@ a description and the numbers as text.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import re
-import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
-import jwt
-from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, abort, current_app, g, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis.exceptions import RedisError
 
 from services.metrics import charts, figures
-from shared.audit import audit_detail, audit_outcome, audit_target
-from shared.auth import Principal, TokenError, verify_token
+from shared.audit import audit_detail, audit_outcome, audit_route_only, audit_target
+from shared.auth import Principal
 from shared.db import get_session
-from shared.queue import redis_connection
+from shared.oidc import OidcSignIn, oidc_configured
 from shared.vocabulary import INTELLIGENCE_ASSESSMENT_LABELS as ASSESSMENT_LABELS
 from shared.vocabulary import SOURCE_EVALUATION_LABELS as SOURCE_LABELS
 from shared.vocabulary import THREAT_AREAS, VERDICT_LABELS
+from shared.web_sessions import SignInRefused, WebSessions, configure_cookie, verify_pasted_token
 
 SERVICE_NAME = "NCLCC outcomes dashboard"
-SESSION_KEY = "dashboard_session"  # in the cookie: the session's random id, nothing else of it
-SESSION_LIFETIME = timedelta(hours=8)
-SESSION_STORE_PREFIX = "metrics:dashboard-session:"
-# Tokens longer than any identity provider issues are refused before verifying them.
-TOKEN_MAX_LENGTH = 8000
 MONTH = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
 EARLIEST_YEAR, LATEST_YEAR = 2000, 2099
 MAX_MONTHS = 120
@@ -88,20 +79,18 @@ TREND_SERIES = (
 def init_app(app: Flask) -> None:
     """Registered by create_app: the blueprint, its session cookie and CSRF protection."""
     settings = app.extensions["settings"]
-    app.config["SESSION_COOKIE_HTTPONLY"] = True
-    app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
-    # Secure only behind https, so the dashboard also works on http://127.0.0.1 in development.
-    app.config["SESSION_COOKIE_SECURE"] = settings.public_urls.get("metrics", "").lower().startswith("https://")
-    app.config["PERMANENT_SESSION_LIFETIME"] = SESSION_LIFETIME
-    # Its own name and path: on one development host the outcomes form's session cookie (same
-    # name, any port) would otherwise overwrite this one, and the API never needs it.
-    app.config["SESSION_COOKIE_NAME"] = "nclcc_dashboard"
-    app.config["SESSION_COOKIE_PATH"] = bp.url_prefix
-    # The JSON API authenticates by bearer token and has no CSRF token: check only where asked.
-    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
-    # The sign-out button of a dashboard left open all day still works.
-    app.config.setdefault("WTF_CSRF_TIME_LIMIT", int(SESSION_LIFETIME.total_seconds()))
+    # Strict, as no other site ever links into the dashboard; Lax with an identity provider,
+    # whose redirect back to /dashboard/sign-in/callback must carry the cookie.
+    configure_cookie(
+        app,
+        name="nclcc_dashboard",
+        path=bp.url_prefix,
+        public_url=settings.public_urls.get("metrics", ""),
+        same_site="Lax" if oidc_configured(settings) else "Strict",
+    )
     csrf.init_app(app)
+    if oidc_configured(settings):
+        app.extensions["dashboard_oidc"] = OidcSignIn(app, "dashboard")
     app.jinja_env.globals["dashboard_service_name"] = SERVICE_NAME
     app.register_blueprint(bp)
 
@@ -121,7 +110,7 @@ def _headers(response):
     return response
 
 
-# -- signing in and out --------------------------------------------------------------------------
+# -- signing in and out (the sessions themselves: shared.web_sessions) ---------------------------
 
 
 def now() -> float:
@@ -129,102 +118,25 @@ def now() -> float:
     return time.time()
 
 
-def _store_key(session_id: str) -> str:
-    # Redis keeps a digest of the id: a copy of Redis does not hand out usable cookies.
-    return SESSION_STORE_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
-
-
-def _redis():
-    return redis_connection(current_app.extensions["settings"].redis_url)
-
-
-def session_fingerprint(session_id: str) -> str:
-    """What the audit log names a session by (never the id itself, which is a credential)."""
-    return hashlib.sha256(session_id.encode()).hexdigest()[:16]
+sessions = WebSessions("dashboard", may_enter=lambda principal: principal.is_leader, clock=lambda: now())
 
 
 def start_session(principal: Principal, token_expires_at: float) -> str:
-    """Keep the verified principal server-side; the id returned goes in the cookie."""
-    signed_in_at = now()
-    ends_at = min(token_expires_at, signed_in_at + SESSION_LIFETIME.total_seconds())
-    session_id = secrets.token_urlsafe(32)
-    record = {
-        "sub": principal.sub,
-        "org": principal.org,
-        "roles": sorted(principal.roles),
-        "clearance": principal.clearance,
-        "signed_in_at": signed_in_at,
-        "ends_at": ends_at,
-    }
-    _redis().set(_store_key(session_id), json.dumps(record), ex=max(1, math.ceil(ends_at - signed_in_at)))
-    return session_id
+    return sessions.start(principal, token_expires_at)
 
 
 def load_session(session_id: str) -> dict | None:
-    found = _redis().get(_store_key(session_id))
-    if found is None:
-        return None
-    try:
-        record = json.loads(found)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
+    return sessions.load(session_id)
 
 
-def end_session(session_id: str) -> None:
-    _redis().delete(_store_key(session_id))
+def _token_page_exists() -> bool:
+    """Pasting a token: outside production, and in production until an identity provider is set."""
+    settings = current_app.extensions["settings"]
+    return not (settings.production and oidc_configured(settings))
 
 
-def _verify(token: str) -> tuple[Principal | None, str | None, str | None]:
-    """The token's principal and expiry (epoch seconds); or why it was refused: 'expired' or a
-    description, and the reason for the audit log."""
-    try:
-        principal = verify_token(current_app.extensions["settings"], token)
-    except TokenError as error:
-        if isinstance(error.__cause__, jwt.ExpiredSignatureError):
-            return None, "expired", f"token refused: {error.reason}"
-        return None, str(error), f"token refused: {error.reason}"
-    # verify_token checked the signature and that exp is a number.
-    expires_at = jwt.decode(token, options={"verify_signature": False})["exp"]
-    g.dashboard_token_expires_at = float(expires_at)
-    return principal, None, None
-
-
-def _signed_in() -> tuple[Principal | None, str | None]:
-    """The leader this session belongs to, checked now; or None and the sign-in notice to show."""
-    session_id = session.get(SESSION_KEY)
-    if not isinstance(session_id, str) or not session_id:
-        return None, None
-    try:
-        record = load_session(session_id)
-    except RedisError:
-        return None, "unavailable"
-    if record is None:  # ended by its time limit (Redis let it go) or signed out elsewhere
-        return None, "expired"
-    try:
-        principal = Principal(
-            sub=str(record["sub"]),
-            org=str(record["org"]),
-            roles=frozenset(record["roles"]),
-            clearance=str(record["clearance"]),
-        )
-        ends_at = float(record["ends_at"])
-    except (KeyError, TypeError, ValueError):
-        return None, "invalid"
-    if now() >= ends_at:
-        return None, "expired"
-    if not principal.is_leader:
-        return None, "invalid"
-    return principal, None
-
-
-def _end_current_session() -> None:
-    session_id = session.pop(SESSION_KEY, None)
-    if isinstance(session_id, str) and session_id:
-        try:
-            end_session(session_id)
-        except RedisError:
-            pass  # it ends by its own time limit anyway
+def _oidc() -> OidcSignIn | None:
+    return current_app.extensions.get("dashboard_oidc")
 
 
 @bp.before_request
@@ -234,12 +146,19 @@ def _who():
 
 
 def _sign_in_page(error: str | None = None, detail: str | None = None, notice: str | None = None, status: int = 200):
-    return render_template("dashboard/sign_in.html", error=error, detail=detail, notice=notice), status
+    return render_template(
+        "dashboard/sign_in.html",
+        error=error,
+        detail=detail,
+        notice=notice,
+        token_page=_token_page_exists(),
+        oidc=_oidc() is not None,
+    ), status
 
 
 @bp.get("/sign-in")
 def sign_in():
-    principal, _ = _signed_in()
+    principal, _ = sessions.current()
     if principal is not None:
         g.principal = principal
         return redirect(url_for(".dashboard"), 303)
@@ -248,6 +167,8 @@ def sign_in():
 
 @bp.post("/sign-in")
 def sign_in_submit():
+    if not _token_page_exists():
+        abort(404)
     try:
         csrf.protect()
     except CSRFError as problem:
@@ -255,53 +176,74 @@ def sign_in_submit():
         return _sign_in_page(
             error="This sign-in form had expired or did not come from this page. Paste your token again.", status=400
         )
-    token = request.form.get("token", "").strip()
-    if token[:7].lower() == "bearer ":  # the whole Authorization header value, pasted
-        token = token[7:].strip()
-    if not token:
-        audit_detail("invalid: no token pasted")
-        return _sign_in_page(error="Paste your access token into the box.", status=422)
-    if len(token) > TOKEN_MAX_LENGTH:
-        audit_detail(f"token refused: {len(token)} characters, more than {TOKEN_MAX_LENGTH}")
-        return _sign_in_page(error="That token is too long. Ask for a shorter one.", status=401)
-    principal, problem, reason = _verify(token)
-    if principal is None:
-        audit_detail(reason)
-        if problem == "expired":
+    try:
+        principal, expires_at = verify_pasted_token(current_app.extensions["settings"], request.form.get("token", ""))
+    except SignInRefused as refused:
+        audit_detail(refused.reason)
+        if refused.kind == "empty":
+            return _sign_in_page(error=str(refused), status=422)
+        if refused.kind == "too_long":
+            return _sign_in_page(error=str(refused), status=401)
+        if refused.kind == "expired":
             return _sign_in_page(error="That token has expired. Ask for a new one and paste it here.", status=401)
         return _sign_in_page(
-            error="That token could not be verified. Check you copied all of it.", detail=problem, status=401
+            error="That token could not be verified. Check you copied all of it.", detail=str(refused), status=401
         )
+    return _enter(principal, expires_at, "token")
+
+
+def _enter(principal: Principal, expires_at: float | None, via: str):
     g.principal = principal
     if not principal.is_leader:
         audit_detail("refused: the dashboard is for leadership")
         return render_template("dashboard/refused.html", principal=principal), 403
-    _end_current_session()
     try:
-        session_id = start_session(principal, g.dashboard_token_expires_at)
+        sessions.begin(principal, expires_at, via)
     except RedisError:
         audit_outcome("error", "session store unavailable")
         return _sign_in_page(notice=NOTICES["unavailable"], status=503)
-    session.clear()  # nothing from before signing in is carried over
-    session.permanent = True
-    session[SESSION_KEY] = session_id
-    audit_target("dashboard_session", session_fingerprint(session_id), "signed in")
     return redirect(url_for(".dashboard"), 303)
+
+
+@bp.get("/sign-in/oidc")
+def sign_in_oidc():
+    """To the identity provider (OpenID Connect, PKCE); it sends the person back to the callback."""
+    oidc = _oidc()
+    if oidc is None:
+        abort(404)
+    # The public address, as registered with the provider (not the one a proxy forwarded to).
+    settings = current_app.extensions["settings"]
+    try:
+        return oidc.redirect(settings.public_urls["metrics"] + url_for(".sign_in_callback"))
+    except SignInRefused as refused:
+        audit_outcome("error", refused.reason)
+        return _sign_in_page(error=str(refused), status=503)
+
+
+@bp.get("/sign-in/callback")
+def sign_in_callback():
+    audit_route_only()
+    oidc = _oidc()
+    if oidc is None:
+        abort(404)
+    try:
+        principal = oidc.finish()
+    except SignInRefused as refused:
+        audit_outcome("refused", refused.reason)
+        return _sign_in_page(error=str(refused), status=401 if refused.kind in ("state", "provider") else 403)
+    return _enter(principal, None, "oidc")
 
 
 @bp.post("/sign-out")
 def sign_out():
-    principal, _ = _signed_in()
+    principal, _ = sessions.current()
     g.principal = principal
     try:
         csrf.protect()
     except CSRFError as problem:
         audit_detail(f"invalid: CSRF: {problem.description}")
         return render_template("dashboard/sign_out_problem.html", principal=principal), 400
-    session_id = session.get(SESSION_KEY)
-    if isinstance(session_id, str) and session_id:
-        audit_target("dashboard_session", session_fingerprint(session_id), "signed out")
-    _end_current_session()
+    sessions.end_current(audit=True)
     session.clear()
     return redirect(url_for(".sign_in", reason="signed-out"), 303)
 
@@ -361,10 +303,10 @@ def read_filters(args, today: date) -> tuple[Filters, dict[str, str]]:
 
 @bp.get("")
 def dashboard():
-    principal, reason = _signed_in()
+    principal, reason = sessions.current()
     if principal is None:
         if reason and reason != "unavailable":
-            _end_current_session()
+            sessions.end_current()
         audit_outcome("refused", f"refused: dashboard session {reason}" if reason else "refused: not signed in")
         return redirect(url_for(".sign_in", reason=reason) if reason else url_for(".sign_in"), 303)
     g.principal = principal

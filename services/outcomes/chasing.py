@@ -17,17 +17,18 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.outcomes.links import form_url
 from services.outcomes.models import ChaseEntry, ChasePolicy, ExpectedReturn, Organisation, shared_models
 from shared import clock
 from shared.calendar import add_working_days
 from shared.db import after_commit, commit_after_sending, utcnow
 from shared.errors import Conflict, Invalid
+from shared.form_links import form_url
+from shared.local_time import date_time_words, date_words
 from shared.notify import Contact, Notification, NotificationError, Sending, send_with_fallback
 from shared.outbox import emit
 from shared.queue import enqueue, is_final_try, retry
 from shared.settings import Settings
-from shared.wording import EmailBody, uk_date, uk_time
+from shared.wording import EmailBody
 
 DAY = 86400
 DEFAULT_STEPS = [
@@ -216,7 +217,7 @@ def chase_message(
     pages = settings.public_urls["dissemination"]
     package_page = f"{pages}/disseminations/{expected.id}"
     centre_page = f"{pages}/packages/{expected.package_id}#return-{expected.id}"
-    due = uk_time(expected.due_at)
+    due = date_time_words(expected.due_at, zone=True)
     # As of when the step was meant to go (a step after the due date is about a late return even
     # if a slow sweep sends it early by the clock of another host).
     now = max(clock.now(), entry.planned_at)
@@ -232,7 +233,7 @@ def chase_message(
     if entry.notify == "recipient":
         subject = (
             f"{'OVERDUE: ' if overdue else ''}Outcome return for {reference} "
-            f"{'was' if overdue else 'is'} due {uk_date(expected.due_at)}"
+            f"{'was' if overdue else 'is'} due {date_words(expected.due_at)}"
         )
         body.paragraph(f"{organisation_name}: your outcome return for intelligence package {reference} is {lateness}.")
         body.paragraph(

@@ -87,6 +87,7 @@ def outcome_event(expected: ExpectedReturn, outcome: OutcomeReturn) -> dict:
         "status": outcome.status,
         "filed_at": outcome.filed_at.isoformat(),
         "filed_via": outcome.filed_via,
+        "filed_by": outcome.filed_by,
         "on_time": outcome.filed_at <= expected.due_at,
         "outcome": {
             "actions": outcome.actions,

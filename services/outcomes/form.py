@@ -1,6 +1,6 @@
 """The recipient web form at /form/<signed token> (no account needed).
 
-The signed link (``links.form_url``) names one expected return; whoever holds it may file and
+The signed link (``shared.form_links.form_url``) names one expected return; whoever holds it may file and
 amend that return, so every answer here is kept out of caches, search engines and Referer
 headers. Plain HTML forms in the GOV.UK Design System's markup, CSRF-protected with Flask-WTF
 (only here: the token-authenticated JSON API is not affected). They work fully without
@@ -20,8 +20,6 @@ in ``form_wording``, reading what was sent in ``form_input``.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from flask import Blueprint, Flask, current_app, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import select
@@ -38,10 +36,12 @@ from services.outcomes.form_wording import (
     answers_to_check,
     field_id,
 )
-from services.outcomes.links import LinkProblem, return_id_from
 from services.outcomes.models import ExpectedReturn, Organisation
+from shared import govuk
 from shared.audit import audit_detail, audit_target
 from shared.db import commit, get_session, utcnow
+from shared.form_links import LinkProblem, return_id_from
+from shared.local_time import date_time_words, date_words
 from shared.vocabulary import (
     ACCURACY_CHOICES,
     ACTION_CHOICES,
@@ -52,7 +52,6 @@ from shared.vocabulary import (
     TIMELINESS_CHOICES,
     Choice,
 )
-from shared.wording import uk_date, uk_time
 
 SERVICE_NAME = "NCLCC outcome returns"
 CENTRE_NAME = "the NCLCC"
@@ -338,14 +337,6 @@ def _render_check(token: str, expected: ExpectedReturn, values: MultiDict, loade
     )
 
 
-def _date(moment: datetime | None) -> str:
-    return uk_date(moment)
-
-
-def _date_time(moment: datetime | None) -> str:
-    return uk_time(moment, zone=False)
-
-
 def _words(code: str | None) -> str:
     return (code or "").replace("_", " ").capitalize()
 
@@ -371,9 +362,10 @@ def init_app(app: Flask) -> None:
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     CSRFProtect().init_app(app)  # keeps itself in app.extensions["csrf"]
     app.jinja_env.filters["field_id"] = field_id
-    app.jinja_env.filters["date"] = _date
-    app.jinja_env.filters["date_time"] = _date_time
+    app.jinja_env.filters["date"] = date_words
+    app.jinja_env.filters["date_time"] = date_time_words
     app.jinja_env.filters["words"] = _words
     app.jinja_env.globals["service_name"] = SERVICE_NAME
     app.jinja_env.globals["centre_name"] = CENTRE_NAME
+    govuk.init_app(app, "/form-assets")
     app.register_blueprint(bp)

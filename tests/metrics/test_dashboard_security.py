@@ -90,7 +90,7 @@ def test_the_cookie_is_secure_httponly_and_strict_behind_https(metrics_app, toke
 
 def test_the_form_cookie_is_secure_httponly_and_strict_behind_https(app, outcomes_app, token, pump_events):
     from services.outcomes import create_app
-    from services.outcomes.links import form_token
+    from shared.form_links import form_token
     from tests.outcomes.helpers import issued_returns
 
     return_id = issued_returns(app.test_client(), token, pump_events, recipients=("GMP",))["GMP"]

@@ -403,8 +403,9 @@ def test_each_message_is_written_for_its_reader_with_names_and_uk_time(chase, ou
 
 
 def test_times_are_written_in_uk_local_time_summer_and_winter():
-    from shared.wording import uk_date, uk_time
+    from shared.local_time import date_time_words, date_words
 
-    assert uk_time(datetime(2026, 7, 1, 13, 30, tzinfo=UTC)) == "1 July 2026 at 2:30pm BST"
-    assert uk_time(datetime(2026, 12, 1, 0, 5, tzinfo=UTC)) == "1 December 2026 at 12:05am GMT"
-    assert uk_date(datetime(2026, 6, 30, 23, 30, tzinfo=UTC)) == "1 July 2026"  # already the 1st in London
+    assert date_time_words(datetime(2026, 7, 1, 13, 30, tzinfo=UTC), zone=True) == "1 July 2026 at 2:30pm BST"
+    assert date_time_words(datetime(2026, 12, 1, 0, 5, tzinfo=UTC), zone=True) == "1 December 2026 at 12:05am GMT"
+    assert date_time_words(datetime(2026, 12, 1, 0, 5)) == "1 December 2026 at 12:05am"  # naive: UTC
+    assert date_words(datetime(2026, 6, 30, 23, 30, tzinfo=UTC)) == "1 July 2026"  # already the 1st in London

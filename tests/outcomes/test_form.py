@@ -10,8 +10,8 @@ import uuid
 import pytest
 from itsdangerous import TimestampSigner
 
-from services.outcomes import links
 from services.outcomes.schemas import OutcomeInputSchema
+from shared import form_links as links
 from shared.vocabulary import RESULT_FIELDS
 from tests.outcomes.form_helpers import (
     csrf_token_of,

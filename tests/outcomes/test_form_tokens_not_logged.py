@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select
 
-from services.outcomes.links import form_token
+from shared.form_links import form_token
 from shared.settings import ROOT
 from tests.outcomes.helpers import issued_returns
 

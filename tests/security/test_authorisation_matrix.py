@@ -192,6 +192,21 @@ NOT_IN_THE_MATRIX = {
     "/dashboard/sign-in": "leadership dashboard sign-in (tests/metrics/test_dashboard.py)",
     "/dashboard/sign-out": "leadership dashboard sign-out (tests/metrics/test_dashboard.py)",
     "/dashboard/static/<path:filename>": "the dashboard's stylesheet, public",
+    "/dashboard/sign-in/oidc": "leadership dashboard sign-in (tests/security/test_oidc_sign_in.py)",
+    "/dashboard/sign-in/callback": "leadership dashboard sign-in (tests/security/test_oidc_sign_in.py)",
+    # The recipients' pages authenticate by session, not bearer token: their own matrix below
+    # (PAGE_ROWS), their sign-in in tests/dissemination/test_pages.py and test_oidc_sign_in.py.
+    "/sign-in": "recipients' pages sign-in (tests/dissemination/test_pages.py)",
+    "/sign-in/oidc": "recipients' pages sign-in (tests/security/test_oidc_sign_in.py)",
+    "/sign-in/callback": "recipients' pages sign-in (tests/security/test_oidc_sign_in.py)",
+    "/sign-out": "recipients' pages sign-out (tests/dissemination/test_pages.py)",
+    "/inbox": "recipients' pages: PAGE_ROWS",
+    "/disseminations/<uuid:dissemination_id>": "recipients' pages: PAGE_ROWS",
+    "/disseminations/<uuid:dissemination_id>/acknowledge": "recipients' pages: PAGE_ROWS",
+    "/disseminations/<uuid:dissemination_id>/return": "recipients' pages: PAGE_ROWS",
+    "/pages-assets/govuk/<path:filename>": "GOV.UK Frontend's stylesheet, public",
+    "/pages-assets/pages/<path:filename>": "the recipients' pages' stylesheet, public",
+    "/form-assets/govuk/<path:filename>": "GOV.UK Frontend's stylesheet, public",
 }
 
 
@@ -357,3 +372,69 @@ def test_every_api_route_has_its_row(app, outcomes_app, metrics_app):
                 if (name, method, path) not in covered:
                     missing.append(f"{name} {method} {rule.rule}")
     assert missing == []
+
+
+# -- the recipients' pages -------------------------------------------------------------------------
+# Each caller signs in to the pages with its token (the development sign-in) and then asks with
+# the session. "in": sent to sign in (no session: the token has no recipient role, or none was
+# given); "form": sent on to the outcomes form; "ack": acknowledged, back to the package page.
+#                anon iss adm lead low  own  olow oth  ocl  xcl
+PAGE_ROWS = [
+    ("GET", "/inbox", "in in in in in 200 200 200 200 in"),
+    ("GET", "/disseminations/{dissemination}", "in in in in in 200 404 404 200 in"),
+    ("GET", "/disseminations/{dissemination}/return", "in in in in in form 404 404 form in"),
+    ("POST", "/disseminations/{dissemination}/acknowledge", "in in in in in ack 404 404 ack in"),
+]
+
+
+def page_session(harness: Harness, caller: str):
+    """A browser signed in to the recipients' pages as ``caller`` (if its token may sign in)."""
+    import re
+
+    browser = harness.apps["dissemination"].test_client()
+    if CALLERS[caller] is not None:
+        page = browser.get("/sign-in").get_data(as_text=True)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
+        token = harness.headers(caller)["Authorization"].removeprefix("Bearer ")
+        browser.post("/sign-in", data={"csrf_token": csrf, "token": token})
+    return browser
+
+
+def page_answer(response) -> str:
+    if response.status_code != 303:
+        return str(response.status_code)
+    where = response.headers["Location"]
+    if where.startswith("/sign-in"):
+        return "in"
+    if "/form/" in where:
+        return "form"
+    return "ack" if where.endswith("?acknowledged=1") else where
+
+
+@pytest.mark.parametrize(("method", "path", "table"), PAGE_ROWS, ids=[f"{m} {p}" for m, p, _ in PAGE_ROWS])
+def test_recipient_pages_matrix(harness, method, path, table):
+    import re
+
+    world = harness.build()
+    expected = dict(zip(CALLERS, table.split(), strict=True))
+    url = path.format(**world.ids)
+    order = sorted(CALLERS, key=lambda caller: expected[caller] in ("200", "form", "ack"))  # refusals first
+    for caller in order:
+        browser = page_session(harness, caller)
+        data = None
+        if method == "POST":
+            page = browser.get("/inbox")
+            found = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
+            data = {"csrf_token": found[1] if found else ""}
+        events_before = harness.count("dissemination", "OutboxEvent")
+        response = browser.open(url, method=method, data=data)
+        answer = page_answer(response)
+        assert answer == expected[caller], (caller, answer)
+        entry = harness.last_audit("dissemination")
+        assert entry.method == method and entry.status_code == response.status_code, f"{caller}: not audited"
+        if expected[caller] not in ("200", "form", "ack"):
+            assert entry.outcome == "refused", caller
+            assert harness.count("dissemination", "OutboxEvent") == events_before, (
+                f"{caller}: a refusal changed something"
+            )
+            assert "Traceback" not in response.get_data(as_text=True)

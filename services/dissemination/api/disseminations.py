@@ -6,10 +6,10 @@ import uuid
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import Blueprint
 
 from services.dissemination import issuing
-from services.dissemination.access import find_dissemination
+from services.dissemination.access import find_dissemination, find_dissemination_to_acknowledge
 from services.dissemination.schemas import InboxItemSchema
 from shared.auth import current_principal, require
 from shared.db import commit, get_session
@@ -36,9 +36,7 @@ class DisseminationAcknowledge(MethodView):
     @blp.response(200, InboxItemSchema)
     def post(self, dissemination_id: uuid.UUID):
         """Acknowledge receipt for your organisation. Acknowledging again changes nothing."""
-        dissemination = find_dissemination(dissemination_id, for_update=True)
-        if dissemination.organisation != current_principal().org:
-            abort(403, message="Only the receiving organisation can acknowledge.")
+        dissemination = find_dissemination_to_acknowledge(dissemination_id)
         session = get_session()
         issuing.acknowledge(session, current_app.extensions["settings"], dissemination, current_principal())
         commit(session)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from sqlalchemy import select
 
+from services.dissemination.access import INBOX_ORDER, inbox_query
 from services.dissemination.models import Dissemination, Package
 from services.dissemination.schemas import InboxItemSchema, InboxQueryArgsSchema
 from shared.api import page_of
@@ -49,17 +49,7 @@ class Inbox(MethodView):
     @blp.paginate()
     def get(self, args, pagination_parameters):
         """Packages sent to your organisation, newest first, within your clearance."""
-        principal = current_principal()
-        query = (
-            select(Dissemination)
-            .join(Package)
-            .where(
-                Dissemination.organisation == principal.org,
-                Package.classification.in_(principal.allowed_classifications),
-            )
-        )
+        query = inbox_query(current_principal())
         if "status" in args:
             query = query.where(STATUS_FILTERS[args["status"]]())
-        return page_of(
-            get_session(), query, pagination_parameters, order_by=(Dissemination.created_at.desc(), Dissemination.id)
-        )
+        return page_of(get_session(), query, pagination_parameters, order_by=INBOX_ORDER)

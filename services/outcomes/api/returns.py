@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from services.outcomes import chasing, filing
 from services.outcomes.access import find_return, visible_returns_query
-from services.outcomes.links import form_url
 from services.outcomes.models import ChaseEntry, ExpectedReturn
 from services.outcomes.schemas import (
     ChaseEntrySchema,
@@ -26,6 +25,7 @@ from shared import clock
 from shared.api import page_of
 from shared.auth import current_principal, require
 from shared.db import commit, get_session
+from shared.form_links import form_url
 from shared.idempotency import idempotent
 
 blp = Blueprint("returns", __name__, url_prefix="/api/v1/returns", description="Outcome returns.")

@@ -1,4 +1,9 @@
-"""Signed links to the recipient web form: bound to one return, and they expire."""
+"""Signed links to the recipient web form: bound to one return, and they expire.
+
+The form is the outcomes service's (``/form/<token>``); the dissemination service mints the same
+links for a signed-in recipient's own dissemination (its expected return has the same id). Both
+sign with ``FORM_SECRET``, so each holds it; nothing else does.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from shared.settings import Settings
 
 SALT = "outcome-form-v1"
+# The service that serves the form (by its name in the settings' URLs).
+FORM_SERVICE = "outcomes"
 FORM_LINK_SECONDS = 120 * 24 * 3600  # long enough to amend a return well after it is due
 
 
@@ -27,7 +34,7 @@ def form_token(settings: Settings, return_id: uuid.UUID) -> str:
 
 
 def form_url(settings: Settings, return_id: uuid.UUID) -> str:
-    return f"{settings.public_urls['outcomes']}/form/{form_token(settings, return_id)}"
+    return f"{settings.public_urls[FORM_SERVICE]}/form/{form_token(settings, return_id)}"
 
 
 def return_id_from(settings: Settings, token: str, max_age: int | None = None) -> uuid.UUID:
