@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from flask import current_app
 from sqlalchemy.orm import Session
 
+from services.dissemination import onward
 from services.dissemination.models import Dissemination
 
 
@@ -21,4 +23,10 @@ def on_outcome_filed(session: Session, event: dict) -> None:
     dissemination.returned_at = datetime.fromisoformat(payload["filed_at"])
 
 
-EVENT_HANDLERS = {"outcome.filed": on_outcome_filed}
+def after_outcome_filed(session: Session, event: dict) -> None:
+    """A filed return: the dissemination's own state, then what its recipient passed on."""
+    on_outcome_filed(session, event)
+    onward.follow_pass_on(session, current_app.extensions["settings"], event)
+
+
+EVENT_HANDLERS = {"outcome.filed": after_outcome_filed}

@@ -65,6 +65,7 @@ def return_figures(ret: ReturnState) -> Counter:
         figures["withdrawn"] = 1
         return figures
     figures["recipients"] = 1
+    figures["onward"] = 1 if ret.onward_from else 0
     figures["delivered"] = 1 if ret.delivered_at else 0
     figures["failed"] = 1 if ret.delivery_failed and not ret.delivered_at else 0
     figures["acknowledged"] = 1 if ret.acknowledged_at else 0
@@ -83,7 +84,9 @@ def return_figures(ret: ReturnState) -> Counter:
         figures[f"priority:{outcome.get('priority')}"] += 1
         for strand in outcome.get("strands", []):
             figures[f"strand:{strand}"] += 1
-        attribution = outcome.get("attribution") or "unattributed"
+        # Results along a pass-on count toward the package as "onward", whatever the recipient
+        # said of its own intelligence; each return counts once, in its current version.
+        attribution = "onward" if ret.onward_from else outcome.get("attribution") or "unattributed"
         for name in RESULT_FIELDS:
             value = (outcome.get("results") or {}).get(name) or 0
             if value:
@@ -230,6 +233,7 @@ class Projector:
                 r.package_id = package_id
                 r.organisation = d["organisation"]
                 r.due_at = r.due_at or parse_time(d["due_at"])
+                r.onward_from = r.onward_from or (uuid.UUID(d["onward_from"]) if d.get("onward_from") else None)
 
             self.change_return(ret, describe)
         self.touched_packages.add(package_id)
@@ -258,6 +262,11 @@ class Projector:
         for return_id in payload.get("dissemination_ids", []):
             self.change_return(self.ret(uuid.UUID(return_id)), lambda r: setattr(r, "withdrawn", True))
         self.touched_packages.add(package_id)
+
+    def on_dissemination_withdrawn(self, payload: dict) -> None:
+        """One onward dissemination withdrawn (its pass-on amended away): its return and its
+        results stop counting."""
+        self.change_return(self.ret(uuid.UUID(payload["dissemination_id"])), lambda r: setattr(r, "withdrawn", True))
 
     def on_dissemination_delivered(self, payload: dict) -> None:
         def delivered(r):
@@ -294,6 +303,8 @@ class Projector:
                 r.outcome = payload["outcome"]
             r.package_id = r.package_id or uuid.UUID(payload["package_id"])
             r.organisation = r.organisation or payload["organisation"]
+            if payload.get("onward_from"):
+                r.onward_from = r.onward_from or uuid.UUID(payload["onward_from"])
             r.due_at = r.due_at or parse_time(payload.get("due_at"))
 
         self.change_return(ret, filed)
@@ -331,6 +342,7 @@ PROJECTIONS: dict[str, Callable[[Projector, dict], None]] = {
     "organisation.updated": Projector.on_organisation_updated,
     "package.issued": Projector.on_package_issued,
     "package.withdrawn": Projector.on_package_withdrawn,
+    "dissemination.withdrawn": Projector.on_dissemination_withdrawn,
     "dissemination.delivered": Projector.on_dissemination_delivered,
     "dissemination.delivery_failed": Projector.on_dissemination_delivery_failed,
     "dissemination.acknowledged": Projector.on_dissemination_acknowledged,
@@ -384,6 +396,8 @@ def refresh_verdict(session: Session, package: PackageState) -> None:
     package.final_returns = int(figures["final"])
     package.actioned_returns = int(figures["actioned"])
     package.arrests = int(figures["result:arrests"])
+    package.onward_arrests = int(figures["result:arrests:onward"])
+    package.onward_recipients = int(figures["onward"])
     if package.withdrawn_at is not None:
         package.verdict, package.verdict_reason = "no_action", "Withdrawn by the centre."
         return
