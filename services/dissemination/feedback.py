@@ -26,7 +26,15 @@ def on_outcome_filed(session: Session, event: dict) -> None:
 def after_outcome_filed(session: Session, event: dict) -> None:
     """A filed return: the dissemination's own state, then what its recipient passed on."""
     on_outcome_filed(session, event)
+    note_return_status(session, event)
     onward.follow_pass_on(session, current_app.extensions["settings"], event)
+
+
+def note_return_status(session: Session, event: dict) -> None:
+    """The latest return's status (a final one stays final: an amendment after it is final too)."""
+    dissemination = session.get(Dissemination, uuid.UUID(event["payload"]["return_id"]))
+    if dissemination is not None and dissemination.return_status != "final":
+        dissemination.return_status = event["payload"]["status"]
 
 
 EVENT_HANDLERS = {"outcome.filed": after_outcome_filed}

@@ -29,7 +29,8 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm.attributes import set_committed_value
 
 from services.metrics.models import Fact, Organisation, PackageState, ReturnState
 from shared.vocabulary import ACTIONED, RESULT_FIELDS
@@ -430,24 +431,37 @@ def refresh_verdict(session: Session, package: PackageState) -> None:
         package.verdict_reason = f"{int(figures['final'])} of {counted(recipients, 'final return')} in; not yet due."
 
 
-def facts_from_state(session: Session, chunk: int = 20000) -> int:
+# Columns added after the migration that calls ``facts_from_state`` (0002): it must not read them.
+ONWARD_COLUMNS = (ReturnState.onward_from, PackageState.onward_arrests, PackageState.onward_recipients)
+
+
+def facts_from_state(session: Session, chunk: int = 20000, absent: tuple = ()) -> int:
     """Empty ``facts`` and recompute them from the ``packages`` and ``returns`` tables (the sum
-    the difference rule keeps). Returns the number of returns counted."""
+    the difference rule keeps). Returns the number of returns counted.
+
+    ``absent``: model columns the tables do not have yet (a migration older than them): they
+    are not read, and count as empty."""
     session.execute(delete(Fact))
     deltas: Counter = Counter()
     counted_returns = 0
+    not_there = [defer(column, raiseload=True) for column in absent]
     rows = session.execute(
         select(ReturnState, PackageState)
         .outerjoin(PackageState, PackageState.package_id == ReturnState.package_id)
+        .options(*not_there)
         .execution_options(yield_per=2000)
     )
     for ret, package in rows:
+        for column in absent:
+            if column.class_ is ReturnState:
+                set_committed_value(ret, column.key, None)
         deltas.update(contribution(package, ret))
         counted_returns += 1
         if counted_returns % chunk == 0:
             write_facts(session, {k: v for k, v in deltas.items() if v})
             deltas.clear()
-    for package in session.scalars(select(PackageState).execution_options(yield_per=2000)):
+    package_options = [defer(column, raiseload=True) for column in absent if column.class_ is PackageState]
+    for package in session.scalars(select(PackageState).options(*package_options).execution_options(yield_per=2000)):
         deltas.update(package_contribution(package))
     write_facts(session, {k: v for k, v in deltas.items() if v})
     return counted_returns
