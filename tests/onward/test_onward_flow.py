@@ -198,7 +198,8 @@ def test_a_chain_three_deep_and_what_it_cannot_do(
     }
     chain = client.get(f"/api/v1/packages/{package['id']}/chain", headers=token()).get_json()
     assert {link["organisation"]: link["chain"] for link in chain["links"]}["CHESHIRE"] == (
-        "NCLCC -> ROCU-NW (interim return) -> GMP (interim return) -> LANCS (interim return) -> CHESHIRE (no return yet)"
+        "NCLCC -> ROCU-NW (interim return) -> GMP (interim return) -> LANCS (interim return) "
+        "-> CHESHIRE (no return yet)"
     )
 
     events_before = _outbox_count(outcomes_app)
