@@ -66,3 +66,15 @@ def start(client, token, app, outcomes_app, outcomes_client, pump_events, run_jo
     carry(pump_events, app, outcomes_app)
     ids = {org: row["id"] for org, row in disseminations(client, token, package["id"]).items()}
     return {"package": package, "ids": ids}
+
+
+def deepen(client, token, app, outcomes_app, outcomes_client, pump_events, world: dict) -> dict[str, str]:
+    """GMP passes it to LANCS and LANCS to CHESHIRE: ROCU-NW (0) -> GMP (1) -> LANCS (2) ->
+    CHESHIRE (3). Returns {organisation: dissemination id}."""
+    package_id = world["package"]["id"]
+    for org, to in (("GMP", "LANCS"), ("LANCS", "CHESHIRE")):
+        held = disseminations(client, token, package_id)[org]["id"]
+        response = file(outcomes_client, token, org, held, **pass_on(to))
+        assert response.status_code == 201, response.get_json()
+        carry(pump_events, app, outcomes_app)
+    return {org: row["id"] for org, row in disseminations(client, token, package_id).items()}
