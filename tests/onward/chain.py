@@ -6,6 +6,11 @@ direct) that passes it on to GMP: GMP gets an onward dissemination (depth 1) and
 
 from __future__ import annotations
 
+import json
+
+from sqlalchemy import select
+
+from shared import signing
 from tests.dissemination.helpers import issue_package
 from tests.outcomes.helpers import outcome_body
 
@@ -78,3 +83,23 @@ def deepen(client, token, app, outcomes_app, outcomes_client, pump_events, world
         assert response.status_code == 201, response.get_json()
         carry(pump_events, app, outcomes_app)
     return {org: row["id"] for org, row in disseminations(client, token, package_id).items()}
+
+
+def outbox_messages(service_app) -> list[dict]:
+    """Every event the service has emitted, as its relay sends them, in order."""
+    models = service_app.extensions["service"].models
+    session = service_app.extensions["database"].session()
+    try:
+        events = session.scalars(select(models.OutboxEvent).order_by(models.OutboxEvent.position)).all()
+        return [e.as_message(service_app.extensions["service"].name) for e in events]
+    finally:
+        session.close()
+
+
+def deliver(target, message: dict) -> str:
+    """One event to a service's /internal/events, signed; its answer (applied, duplicate, ignored)."""
+    body = json.dumps(message).encode()
+    secret = target.extensions["settings"].event_secret
+    response = target.test_client().post("/internal/events", data=body, headers=signing.signed_headers(secret, body))
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["result"]

@@ -14,12 +14,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
-from sqlalchemy import select
-
-from shared import signing
-from tests.onward.chain import carry, disseminations, file, pass_on, start
+from tests.onward.chain import carry, deliver, disseminations, file, outbox_messages, pass_on, start
 
 
 def to_metrics(pump_events, app, outcomes_app, metrics_app) -> None:
@@ -115,20 +111,4 @@ def test_a_late_package_issued_still_marks_the_return_onward(
 
 
 def _redeliver_all(app, outcomes_app, metrics_app) -> set[str]:
-    results: set[str] = set()
-    secret = metrics_app.extensions["settings"].event_secret
-    for source in (app, outcomes_app):
-        models = source.extensions["service"].models
-        session = source.extensions["database"].session()
-        try:
-            events = session.scalars(select(models.OutboxEvent).order_by(models.OutboxEvent.position)).all()
-            messages = [e.as_message(source.extensions["service"].name) for e in events]
-        finally:
-            session.close()
-        for message in messages:
-            body = json.dumps(message).encode()
-            response = metrics_app.test_client().post(
-                "/internal/events", data=body, headers=signing.signed_headers(secret, body)
-            )
-            results.add(response.get_json()["result"])
-    return results
+    return {deliver(metrics_app, message) for source in (app, outcomes_app) for message in outbox_messages(source)}

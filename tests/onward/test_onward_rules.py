@@ -4,14 +4,10 @@ past the rules change nothing they should not."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select
-
-from shared import signing
-from tests.onward.chain import carry, deepen, disseminations, file, pass_on, start
+from tests.onward.chain import carry, deepen, deliver, disseminations, file, outbox_messages, pass_on, start
 from tests.outcomes.form_helpers import csrf_token_of, error_links, form_data, form_path, outcomes_of, page_text
 
 
@@ -68,9 +64,9 @@ def test_an_older_filing_arriving_after_a_newer_one_changes_nothing(
     rocu = disseminations(client, token, package["id"])["ROCU-NW"]["id"]
     assert file(outcomes_client, token, "ROCU-NW", rocu, **pass_on("GMP")).status_code == 201
     assert file(outcomes_client, token, "ROCU-NW", rocu, **pass_on("LANCS")).status_code == 201
-    filed = [m for m in _outbox(outcomes_app) if m["type"] == "outcome.filed"]
+    filed = [m for m in outbox_messages(outcomes_app) if m["type"] == "outcome.filed"]
     assert [m["payload"]["version"] for m in filed] == [1, 2]
-    assert [_send(app, m) for m in reversed(filed)] == ["applied", "applied"]
+    assert [deliver(app, m) for m in reversed(filed)] == ["applied", "applied"]
     rows = disseminations(client, token, package["id"])
     assert set(rows) == {"ROCU-NW", "MPS", "LANCS"}
     carry(pump_events, app, outcomes_app)  # the rest, and these two again: duplicates
@@ -103,7 +99,7 @@ def test_a_pass_on_that_slipped_past_the_rules_does_nothing(
                 "outcome": {"actions": ["passed_on"], "passed_to": passed_to},
             },
         }
-        assert _send(app, message) == "applied"
+        assert deliver(app, message) == "applied"
     after = disseminations(client, token, package["id"])
     assert set(after) == set(before)
 
@@ -122,21 +118,3 @@ def test_hostile_pass_on_answers_are_4xx_and_change_nothing(
     assert client.get("/api/v1/packages/not-a-uuid/chain", headers=centre).status_code == 404
     assert client.get(f"/api/v1/packages/{uuid.uuid4()}/chain", headers=centre).status_code == 404
     assert client.get(f"/api/v1/packages/{world['package']['id']}/chain?x=1", headers=centre).status_code == 422
-
-
-def _outbox(service_app) -> list[dict]:
-    models = service_app.extensions["service"].models
-    session = service_app.extensions["database"].session()
-    try:
-        events = session.scalars(select(models.OutboxEvent).order_by(models.OutboxEvent.position)).all()
-        return [e.as_message(service_app.extensions["service"].name) for e in events]
-    finally:
-        session.close()
-
-
-def _send(target, message: dict) -> str:
-    body = json.dumps(message).encode()
-    secret = target.extensions["settings"].event_secret
-    response = target.test_client().post("/internal/events", data=body, headers=signing.signed_headers(secret, body))
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()["result"]
