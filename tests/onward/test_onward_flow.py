@@ -246,3 +246,28 @@ def _outbox_count(service_app) -> int:
 
 def _redeliver(source, target) -> list[str]:
     return [deliver(target, message) for message in outbox_messages(source)]
+
+
+def test_a_lost_redis_delays_the_onward_notices_and_loses_none(
+    client, token, app, outcomes_app, outcomes_client, pump_events, run_jobs, mailbox, redis_conn
+):
+    from services.dissemination import jobs
+
+    world = start(client, token, app, outcomes_app, outcomes_client, pump_events, run_jobs)
+    redis_conn.flushdb()  # GMP's delivery job is lost
+    run_jobs()
+    assert not [m for m in mailbox() if m["To"] == "outcomes.gmp@directory.invalid"]
+    assert jobs.sweep_notifications(settle_seconds=0) == 1
+    run_jobs()
+    assert len([m for m in mailbox() if m["To"] == "outcomes.gmp@directory.invalid"]) == 1
+
+    # The amendment's withdrawal notice is lost too, and found by the same sweep.
+    assert file(outcomes_client, token, "ROCU-NW", world["ids"]["ROCU-NW"], **pass_on("LANCS")).status_code == 201
+    carry(pump_events, app, outcomes_app)
+    redis_conn.flushdb()
+    assert jobs.sweep_notifications(settle_seconds=0) == 2  # GMP's withdrawal, LANCS's delivery
+    run_jobs()
+    gmp_subjects = [m["Subject"] for m in mailbox() if m["To"] == "outcomes.gmp@directory.invalid"]
+    assert len(gmp_subjects) == 2 and "WITHDRAWN" in gmp_subjects[1]
+    assert any(m["To"] == "outcomes.lancs@directory.invalid" for m in mailbox())
+    assert jobs.sweep_notifications(settle_seconds=0) == 0
