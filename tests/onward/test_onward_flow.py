@@ -76,6 +76,13 @@ def test_a_pass_on_creates_a_dissemination_delivered_acknowledged_and_chased_lik
     assert links["GMP"]["chain"] == "NCLCC -> ROCU-NW (interim return) -> GMP (no return yet)"
     assert links["GMP"]["passed_on_by"] == "ROCU-NW" and links["GMP"]["onward_depth"] == 1
     assert links["MPS"]["chain"] == "NCLCC -> MPS (no return yet)"
+    # Reading the chain is audited against the package, as every read is.
+    audit = client.get(
+        "/api/v1/audit",
+        query_string={"action": "GET /api/v1/packages/<uuid:package_id>/chain"},
+        headers=token("NCLCC", "admin"),
+    ).get_json()
+    assert [(e["target_type"], e["target_id"], e["outcome"]) for e in audit] == [("package", package["id"], "allowed")]
     # Each link after the one it came from; the centre's recipients in the order they were sent (then by code).
     assert [link["organisation"] for link in chain["links"]] == ["MPS", "ROCU-NW", "GMP"]
 
@@ -212,6 +219,13 @@ def test_a_chain_three_deep_and_what_it_cannot_do(
         assert response.status_code == 422, (org, to, response.get_json())
         errors = response.get_json()["errors"]["json"]
         assert list(errors) == ["passed_to"] and words in errors["passed_to"][0], (org, to, errors)
+    # Each refusal is audited against its return.
+    audit = outcomes_client.get(
+        "/api/v1/audit",
+        query_string={"action": "POST /api/v1/returns/<uuid:return_id>/outcomes", "outcome": "invalid"},
+        headers=token("NCLCC", "admin"),
+    ).get_json()
+    assert sorted(e["target_id"] for e in audit) == sorted(return_id for _org, return_id, _to, _words in refused)
     # The refusals changed nothing: no filing, no event.
     assert _outbox_count(outcomes_app) == events_before
     assert (
