@@ -46,14 +46,13 @@ def follow_pass_on(session: Session, settings: Settings, event: dict) -> None:
     # onward dissemination remembers when the filing that made or withdrew it was filed.
     if any(filed_at < moment for d in onward for moment in (d.created_at, d.withdrawn_at) if moment):
         return
-    reason = (
-        f"{source.organisation} amended its outcome return: the package is no longer passed on to " + "{organisation}."
-    )
     for dissemination in onward:
         if dissemination.withdrawn_at is None and dissemination.organisation != passed_to:
-            withdraw_onward(
-                session, settings, dissemination, filed_at, reason.format(organisation=dissemination.organisation)
+            reason = (
+                f"{source.organisation} amended its outcome return: the package is no longer passed on to "
+                f"{dissemination.organisation}."
             )
+            withdraw_onward(session, settings, dissemination, filed_at, reason)
     if passed_to and not any(d.organisation == passed_to and d.withdrawn_at is None for d in onward):
         pass_on(session, settings, source, passed_to, filed_at)
 
