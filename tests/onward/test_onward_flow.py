@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from services.outcomes import chasing
 from services.outcomes.models import ChaseEntry
+from shared.notify import plain_text
 from tests.onward.chain import carry, deliver, disseminations, file, outbox_messages, pass_on, returns_of, start
 
 
@@ -34,9 +35,9 @@ def test_a_pass_on_creates_a_dissemination_delivered_acknowledged_and_chased_lik
     run_jobs()
     mails = [m for m in mailbox() if m["To"] == "outcomes.gmp@directory.invalid"]
     assert len(mails) == 1
-    text = mails[0].get_content()
-    assert "ROCU-NW has passed on intelligence package" in text and package["reference"] in text
-    assert f"/api/v1/disseminations/{gmp['id']}" in text
+    text = plain_text(mails[0])
+    assert "has been passed on to" in text and "by ROCU-NW." in text and package["reference"] in text
+    assert f"/disseminations/{gmp['id']}" in text
     gmp_token = token("GMP", "recipient")
     inbox = client.get("/api/v1/inbox", headers=gmp_token).get_json()
     assert [(item["id"], item["status"], item["passed_on_by"]) for item in inbox] == [
@@ -119,7 +120,7 @@ def test_an_amendment_that_drops_the_pass_on_withdraws_it_and_a_new_passed_to_ge
     # GMP is told, as when a package is withdrawn; Lancashire gets the package.
     gmp_mails = [m for m in mailbox() if m["To"] == "outcomes.gmp@directory.invalid"]
     assert [("WITHDRAWN" in m["Subject"]) for m in gmp_mails] == [False, True]
-    assert "no longer passed on to GMP" in gmp_mails[1].get_content()
+    assert "no longer passed on to GMP" in plain_text(gmp_mails[1])
     assert any(m["To"] == "outcomes.lancs@directory.invalid" for m in mailbox())
     gmp_token = token("GMP", "recipient")
     assert [i["status"] for i in client.get("/api/v1/inbox?status=withdrawn", headers=gmp_token).get_json()] == [
