@@ -226,6 +226,10 @@ class Settings:
     notify_sweep_seconds: int
     default_outcome_days: int
     min_due_seconds: int
+    # A package passed on by a recipient (docs/onward.md): the onward return's due date, and how
+    # many pass-ons deep a chain may go.
+    onward_outcome_days: int = 28
+    onward_max_depth: int = 3
     relay_retry_intervals: tuple[int, ...] = RELAY_RETRY_INTERVALS
     notify_retry_intervals: tuple[int, ...] = NOTIFY_RETRY_INTERVALS
     chase_retry_intervals: tuple[int, ...] = CHASE_RETRY_INTERVALS
@@ -320,6 +324,8 @@ def load_settings(service: str, services: Sequence[Declared], overrides: dict | 
         # How often, and after how long, a package's notice whose job was lost is sent again.
         notify_sweep_seconds=_int("NOTIFY_SWEEP_SECONDS", 60),
         default_outcome_days=_int("DEFAULT_OUTCOME_DAYS", 28),
+        onward_outcome_days=_int("ONWARD_OUTCOME_DAYS", 28),
+        onward_max_depth=_int("ONWARD_MAX_DEPTH", 3),
         # Demos and end-to-end tests run the chase ladder in seconds; production keeps an hour.
         min_due_seconds=_int("MIN_DUE_SECONDS", 3600),
         relay_retry_intervals=_intervals("RELAY_RETRY_INTERVALS") or RELAY_RETRY_INTERVALS,
@@ -340,6 +346,8 @@ def load_settings(service: str, services: Sequence[Declared], overrides: dict | 
     unknown = set(values["jwt_algorithms"]) - SUPPORTED_JWT_ALGORITHMS
     if unknown or not values["jwt_algorithms"]:
         raise ConfigurationError(f"JWT_ALGORITHMS must name some of {', '.join(sorted(SUPPORTED_JWT_ALGORITHMS))}")
+    if values["onward_outcome_days"] < 1 or values["onward_max_depth"] < 0:
+        raise ConfigurationError("ONWARD_OUTCOME_DAYS must be 1 or more and ONWARD_MAX_DEPTH 0 or more")
     settings = Settings(**values)
     check_secrets(settings)
     check_oidc(settings)

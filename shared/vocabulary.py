@@ -126,6 +126,9 @@ ATTRIBUTION_CHOICES = (
     Choice("contributed", "It contributed", "It was one of several sources that led to the results."),
 )
 ATTRIBUTIONS = values(ATTRIBUTION_CHOICES)
+# How the figures attribute results: as the recipient said, or "onward" for every result on the
+# return of an organisation the package was passed on to (counted toward the original package).
+RESULT_ATTRIBUTIONS = (*ATTRIBUTIONS, "onward")
 
 STRAND_CHOICES = (
     Choice("pursue", "Pursue", "Prosecuting and disrupting the people involved."),

@@ -97,15 +97,16 @@ def notification_for(
         "due_at": dissemination.due_at.isoformat(),
         "links": links,
     }
-    if dissemination.onward_from:
-        payload["onward_from"] = str(dissemination.onward_from)
+    source = dissemination.onward_source
+    if source is not None:
+        payload.update(onward_from=str(source.id), passed_on_by=source.organisation)
     body = EmailBody()
     if kind == "deliver":
         subject = f"[{package.classification}] Intelligence package {package.reference} for {organisation_name}"
         body.paragraph(
             f"Intelligence package {package.reference} from the {centre_name} has been passed on to "
-            f"{organisation_name}."
-            if dissemination.onward_from
+            f"{organisation_name} by {source.organisation}."
+            if source is not None
             else f"The {centre_name} has sent intelligence package {package.reference} to {organisation_name}."
         )
         body.facts(
@@ -151,7 +152,9 @@ def notify_recipient(session: Session, settings: Settings, kind: str, disseminat
     ).first()
     if dissemination is None:
         return "nothing to do"
-    if kind == "deliver" and (dissemination.delivered_at or dissemination.package.status == "withdrawn"):
+    if kind == "deliver" and (
+        dissemination.delivered_at or dissemination.package.status == "withdrawn" or dissemination.withdrawn_at
+    ):
         return "already delivered"
     if kind == "withdrawal" and dissemination.withdrawal_notified_at:
         return "already notified"
@@ -237,6 +240,7 @@ def undelivered_since(session: Session, seconds: int) -> list[tuple[str, uuid.UU
         .where(
             Dissemination.delivery_status == "pending",
             Package.status == "issued",
+            Dissemination.withdrawn_at.is_(None),
             Dissemination.created_at < cutoff,
         )
         .limit(1000)
@@ -252,4 +256,14 @@ def undelivered_since(session: Session, seconds: int) -> list[tuple[str, uuid.UU
         )
         .limit(1000)
     ).all()
+    withdraw_alone = session.scalars(
+        select(Dissemination.id)
+        .where(
+            Dissemination.withdrawal_notified_at.is_(None),
+            Dissemination.withdrawn_at < cutoff,
+            Dissemination.withdrawn_at > utcnow() - timedelta(days=7),
+        )
+        .limit(1000)
+    ).all()
+    withdraw = list(dict.fromkeys([*withdraw, *withdraw_alone]))
     return [("deliver", i) for i in deliver] + [("withdrawal", i) for i in withdraw]

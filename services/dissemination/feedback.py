@@ -8,6 +8,7 @@ from datetime import datetime
 from flask import current_app
 from sqlalchemy.orm import Session
 
+from services.dissemination import onward
 from services.dissemination.issuing import record_acknowledgement
 from services.dissemination.models import Dissemination
 
@@ -38,4 +39,10 @@ def record_return(
         dissemination.return_status = status
 
 
-EVENT_HANDLERS = {"outcome.filed": on_outcome_filed}
+def after_outcome_filed(session: Session, event: dict) -> None:
+    """A filed return: the dissemination's own state, then what its recipient passed on."""
+    on_outcome_filed(session, event)
+    onward.follow_pass_on(session, current_app.extensions["settings"], event)
+
+
+EVENT_HANDLERS = {"outcome.filed": after_outcome_filed}

@@ -113,6 +113,10 @@ def acknowledge(session: Session, settings: Settings, dissemination: Disseminati
     this call recorded it."""
     if dissemination.package.status == "withdrawn":
         raise StateConflict(f"Package {dissemination.package.reference} was withdrawn.")
+    if dissemination.withdrawn_at is not None:
+        raise StateConflict(
+            f"Package {dissemination.package.reference} was withdrawn from {dissemination.organisation}."
+        )
     if dissemination.acknowledged_at:
         return False
     record_acknowledgement(session, settings, dissemination, utcnow(), principal.sub)

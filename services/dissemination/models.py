@@ -149,6 +149,8 @@ class Dissemination(Base):
     withdrawal_reason: Mapped[str | None] = mapped_column(Text)
 
     package: Mapped[Package] = relationship(back_populates="disseminations", lazy="joined", innerjoin=True)
+    # The dissemination whose recipient passed the package on to this one (services/dissemination/onward.py).
+    onward_source: Mapped[Dissemination | None] = relationship(remote_side=[id], lazy="select", viewonly=True)
 
     @property
     def status(self) -> str:

@@ -27,4 +27,7 @@ def dissemination_event(dissemination: Dissemination) -> dict:
         "package_id": str(dissemination.package_id),
         "organisation": dissemination.organisation,
         "due_at": dissemination.due_at.isoformat(),
+        # Passed on by a recipient: the dissemination it came from, and how many pass-ons deep.
+        "onward_from": str(dissemination.onward_from) if dissemination.onward_from else None,
+        "onward_depth": dissemination.onward_depth or 0,
     }

@@ -238,6 +238,47 @@ class DisseminationSchema(BaseSchema):
     acknowledged_at = fields.AwareDateTime(allow_none=True)
     acknowledged_by = fields.String(allow_none=True)
     returned_at = fields.AwareDateTime(allow_none=True)
+    onward_from = fields.UUID(
+        allow_none=True, metadata={"description": "passed on by a recipient: the dissemination it came from"}
+    )
+    onward_depth = fields.Integer(metadata={"description": "0 for the centre's recipients, 1 for a first pass-on, ..."})
+    passed_on_by = fields.Function(
+        lambda d: d.onward_source.organisation if d.onward_source else None,
+        allow_none=True,
+        metadata={"type": "string", "description": "the recipient that passed it on"},
+    )
+    withdrawn_at = fields.AwareDateTime(
+        allow_none=True, metadata={"description": "withdrawn on its own: its pass-on was amended away"}
+    )
+    withdrawal_reason = fields.String(allow_none=True)
+
+
+class ChainLinkSchema(BaseSchema):
+    dissemination_id = fields.UUID()
+    organisation = fields.String()
+    passed_on_by = fields.String(metadata={"description": "the centre, or the recipient that passed it on"})
+    onward_from = fields.UUID(allow_none=True)
+    onward_depth = fields.Integer()
+    status = fields.String(metadata={"description": " / ".join(DISSEMINATION_STATUSES)})
+    return_status = fields.String(allow_none=True, metadata={"description": "the latest return: interim or final"})
+    due_at = fields.AwareDateTime()
+    withdrawn_at = fields.AwareDateTime(allow_none=True)
+    withdrawal_reason = fields.String(allow_none=True)
+    chain = fields.String(
+        metadata={
+            "example": "NCLCC -> ROCU-NW (final return) -> GMP (no return yet)",
+            "description": "the way from the centre",
+        }
+    )
+
+
+class PackageChainSchema(BaseSchema):
+    package_id = fields.UUID()
+    reference = fields.String()
+    links = fields.List(
+        fields.Nested(ChainLinkSchema),
+        metadata={"description": "every dissemination, each followed by those passed on from it"},
+    )
 
 
 class PackageForRecipientSchema(BaseSchema):

@@ -19,6 +19,7 @@ from shared.vocabulary import (
     ACCURACIES,
     ACTIONS,
     PRIORITIES,
+    RESULT_ATTRIBUTIONS,
     RESULT_FIELDS,
     SOURCE_EVALUATIONS,
     STRANDS,
@@ -47,7 +48,7 @@ def results_of(figures: Counter) -> dict:
     def amounts(suffix: str) -> dict:
         return {name: figures[f"result:{name}{suffix}"] for name in RESULT_FIELDS}
 
-    return {"totals": amounts(""), "direct": amounts(":direct"), "contributed": amounts(":contributed")}
+    return {"totals": amounts(""), **{attribution: amounts(f":{attribution}") for attribution in RESULT_ATTRIBUTIONS}}
 
 
 def quality_of(figures: Counter) -> dict:
@@ -85,6 +86,8 @@ def package_summary(package: PackageState) -> dict:
         "final_returns": package.final_returns,
         "actioned_returns": package.actioned_returns,
         "arrests": package.arrests,
+        "onward_recipients": package.onward_recipients,
+        "onward_arrests": package.onward_arrests,
     }
 
 
@@ -167,6 +170,7 @@ def package_metrics(session: Session, package: PackageState) -> dict:
                 "actions": (r.outcome or {}).get("actions", []),
                 "priority": (r.outcome or {}).get("priority"),
                 "version": r.version,
+                "onward_from": str(r.onward_from) if r.onward_from else None,
             }
             for r in sorted(returns, key=lambda r: r.organisation or "")
         ],

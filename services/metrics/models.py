@@ -60,6 +60,9 @@ class PackageState(Base):
     final_returns: Mapped[int] = mapped_column(default=0)
     actioned_returns: Mapped[int] = mapped_column(default=0)
     arrests: Mapped[int] = mapped_column(default=0)
+    # Of those, on the returns of organisations it was passed on to; and how many such returns.
+    onward_arrests: Mapped[int] = mapped_column(default=0, server_default="0")
+    onward_recipients: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class ReturnState(Base):
@@ -82,6 +85,8 @@ class ReturnState(Base):
     overdue: Mapped[bool] = mapped_column(default=False)
     withdrawn: Mapped[bool] = mapped_column(default=False)
     chases_sent: Mapped[int] = mapped_column(default=0)
+    # Passed on by a recipient: the return it came from. Its results count as "onward".
+    onward_from: Mapped[uuid.UUID | None]
 
 
 class Fact(Base):

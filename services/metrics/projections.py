@@ -29,7 +29,8 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm.attributes import set_committed_value
 
 from services.metrics.models import Fact, Organisation, PackageState, ReturnState
 from shared.vocabulary import ACTIONED, RESULT_FIELDS
@@ -65,6 +66,7 @@ def return_figures(ret: ReturnState) -> Counter:
         figures["withdrawn"] = 1
         return figures
     figures["recipients"] = 1
+    figures["onward"] = 1 if ret.onward_from else 0
     figures["delivered"] = 1 if ret.delivered_at else 0
     figures["failed"] = 1 if ret.delivery_failed and not ret.delivered_at else 0
     figures["acknowledged"] = 1 if ret.acknowledged_at else 0
@@ -83,7 +85,9 @@ def return_figures(ret: ReturnState) -> Counter:
         figures[f"priority:{outcome.get('priority')}"] += 1
         for strand in outcome.get("strands", []):
             figures[f"strand:{strand}"] += 1
-        attribution = outcome.get("attribution") or "unattributed"
+        # Results along a pass-on count toward the package as "onward", whatever the recipient
+        # said of its own intelligence; each return counts once, in its current version.
+        attribution = "onward" if ret.onward_from else outcome.get("attribution") or "unattributed"
         for name in RESULT_FIELDS:
             value = (outcome.get("results") or {}).get(name) or 0
             if value:
@@ -230,6 +234,7 @@ class Projector:
                 r.package_id = package_id
                 r.organisation = d["organisation"]
                 r.due_at = r.due_at or parse_time(d["due_at"])
+                r.onward_from = r.onward_from or (uuid.UUID(d["onward_from"]) if d.get("onward_from") else None)
 
             self.change_return(ret, describe)
         self.touched_packages.add(package_id)
@@ -258,6 +263,11 @@ class Projector:
         for return_id in payload.get("dissemination_ids", []):
             self.change_return(self.ret(uuid.UUID(return_id)), lambda r: setattr(r, "withdrawn", True))
         self.touched_packages.add(package_id)
+
+    def on_dissemination_withdrawn(self, payload: dict) -> None:
+        """One onward dissemination withdrawn (its pass-on amended away): its return and its
+        results stop counting."""
+        self.change_return(self.ret(uuid.UUID(payload["dissemination_id"])), lambda r: setattr(r, "withdrawn", True))
 
     def on_dissemination_delivered(self, payload: dict) -> None:
         def delivered(r):
@@ -294,6 +304,8 @@ class Projector:
                 r.outcome = payload["outcome"]
             r.package_id = r.package_id or uuid.UUID(payload["package_id"])
             r.organisation = r.organisation or payload["organisation"]
+            if payload.get("onward_from"):
+                r.onward_from = r.onward_from or uuid.UUID(payload["onward_from"])
             r.due_at = r.due_at or parse_time(payload.get("due_at"))
 
         self.change_return(ret, filed)
@@ -331,6 +343,7 @@ PROJECTIONS: dict[str, Callable[[Projector, dict], None]] = {
     "organisation.updated": Projector.on_organisation_updated,
     "package.issued": Projector.on_package_issued,
     "package.withdrawn": Projector.on_package_withdrawn,
+    "dissemination.withdrawn": Projector.on_dissemination_withdrawn,
     "dissemination.delivered": Projector.on_dissemination_delivered,
     "dissemination.delivery_failed": Projector.on_dissemination_delivery_failed,
     "dissemination.acknowledged": Projector.on_dissemination_acknowledged,
@@ -384,6 +397,8 @@ def refresh_verdict(session: Session, package: PackageState) -> None:
     package.final_returns = int(figures["final"])
     package.actioned_returns = int(figures["actioned"])
     package.arrests = int(figures["result:arrests"])
+    package.onward_arrests = int(figures["result:arrests:onward"])
+    package.onward_recipients = int(figures["onward"])
     if package.withdrawn_at is not None:
         package.verdict, package.verdict_reason = "no_action", "Withdrawn by the centre."
         return
@@ -416,24 +431,37 @@ def refresh_verdict(session: Session, package: PackageState) -> None:
         package.verdict_reason = f"{int(figures['final'])} of {counted(recipients, 'final return')} in; not yet due."
 
 
-def facts_from_state(session: Session, chunk: int = 20000) -> int:
+# Columns added after the migration that calls ``facts_from_state`` (0002): it must not read them.
+ONWARD_COLUMNS = (ReturnState.onward_from, PackageState.onward_arrests, PackageState.onward_recipients)
+
+
+def facts_from_state(session: Session, chunk: int = 20000, absent: tuple = ()) -> int:
     """Empty ``facts`` and recompute them from the ``packages`` and ``returns`` tables (the sum
-    the difference rule keeps). Returns the number of returns counted."""
+    the difference rule keeps). Returns the number of returns counted.
+
+    ``absent``: model columns the tables do not have yet (a migration older than them): they
+    are not read, and count as empty."""
     session.execute(delete(Fact))
     deltas: Counter = Counter()
     counted_returns = 0
+    not_there = [defer(column, raiseload=True) for column in absent]
     rows = session.execute(
         select(ReturnState, PackageState)
         .outerjoin(PackageState, PackageState.package_id == ReturnState.package_id)
+        .options(*not_there)
         .execution_options(yield_per=2000)
     )
     for ret, package in rows:
+        for column in absent:
+            if column.class_ is ReturnState:
+                set_committed_value(ret, column.key, None)
         deltas.update(contribution(package, ret))
         counted_returns += 1
         if counted_returns % chunk == 0:
             write_facts(session, {k: v for k, v in deltas.items() if v})
             deltas.clear()
-    for package in session.scalars(select(PackageState).execution_options(yield_per=2000)):
+    package_options = [defer(column, raiseload=True) for column in absent if column.class_ is PackageState]
+    for package in session.scalars(select(PackageState).options(*package_options).execution_options(yield_per=2000)):
         deltas.update(package_contribution(package))
     write_facts(session, {k: v for k, v in deltas.items() if v})
     return counted_returns

@@ -58,13 +58,22 @@ class PackageRowSchema(BaseSchema):
     final_returns = fields.Integer()
     actioned_returns = fields.Integer()
     arrests = fields.Integer()
+    onward_recipients = fields.Integer(
+        metadata={"description": "organisations a recipient passed it on to (their returns count toward it)"}
+    )
+    onward_arrests = fields.Integer(metadata={"description": "of the arrests, those on onward returns"})
 
 
 class PackageMetricsSchema(PackageRowSchema):
     reach = fields.Dict()
     compliance = fields.Dict()
     use = fields.Dict()
-    results = fields.Dict()
+    results = fields.Dict(
+        metadata={
+            "description": "totals, and by attribution: direct, contributed, and onward (on the returns of "
+            "organisations it was passed on to)"
+        }
+    )
     quality = fields.Dict()
     by_recipient = fields.List(fields.Dict())
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from services.outcomes.models import ChaseEntry, ExpectedReturn, Organisation, OutcomeReturn, shared_models
@@ -16,8 +16,9 @@ class FilingRefused(Conflict):
     """The return cannot take an outcome now (answered 409)."""
 
 
-def filing_problems(session: Session, expected: ExpectedReturn, values: dict) -> dict[str, str]:
-    """Rules that need the database or the return's history, beyond the schema's."""
+def filing_problems(session: Session, settings: Settings, expected: ExpectedReturn, values: dict) -> dict[str, str]:
+    """Rules that need the database or the return's history, beyond the schema's (the API and
+    the web form both ask here)."""
     problems: dict[str, str] = {}
     passed_to = values.get("passed_to")
     if passed_to and "passed_on" in values.get("actions", []):
@@ -26,15 +27,46 @@ def filing_problems(session: Session, expected: ExpectedReturn, values: dict) ->
             problems["passed_to"] = f"Unknown organisation {passed_to}."
         elif passed_to == expected.organisation:
             problems["passed_to"] = "Pass it to an organisation other than your own."
+        else:
+            problem = pass_on_problem(session, settings, expected, passed_to)
+            if problem:
+                problems["passed_to"] = problem
     if expected.final_returned_at and values.get("status") == "interim":
         problems["status"] = "A final return has been filed; an amendment must be final too."
     return problems
 
 
+def pass_on_problem(session: Session, settings: Settings, expected: ExpectedReturn, passed_to: str) -> str | None:
+    """Passing the package on must not make a loop or a chain deeper than ``ONWARD_MAX_DEPTH``:
+    it may not go to an organisation that already holds it (the centre, a recipient, one it was
+    passed on to, even if that pass-on was withdrawn since), nor from a return that is already
+    that deep. Keeping the pass-on this return already made is no new pass-on."""
+    held = session.scalars(
+        select(ExpectedReturn).where(
+            ExpectedReturn.package_id == expected.package_id, ExpectedReturn.organisation == passed_to
+        )
+    ).first()
+    keeps_its_pass_on = held is not None and held.onward_from == expected.id and held.close_reason != "withdrawn"
+    if keeps_its_pass_on:
+        return None
+    if passed_to == settings.centre_org:
+        return f"{passed_to} issued this package: it cannot be passed back to it."
+    if held is not None:
+        if held.close_reason == "withdrawn" and held.onward_from is not None:
+            return f"{passed_to} has had this package before (that pass-on was withdrawn): it cannot have it again."
+        return f"{passed_to} already holds this package."
+    if expected.onward_depth >= settings.onward_max_depth:
+        return (
+            f"This package has already been passed on {expected.onward_depth} "
+            f"time{'' if expected.onward_depth == 1 else 's'}, as far as it may go: it cannot be passed on again."
+        )
+    return None
+
+
 def file_outcome(
     session: Session, settings: Settings, expected: ExpectedReturn, values: dict, *, filed_by: str, via: str
 ) -> OutcomeReturn:
-    problems = filing_problems(session, expected, values)
+    problems = filing_problems(session, settings, expected, values)
     if problems:
         raise Invalid(problems)
     if expected.close_reason == "withdrawn":
@@ -82,6 +114,7 @@ def outcome_event(expected: ExpectedReturn, outcome: OutcomeReturn) -> dict:
         "reference": expected.reference,
         "organisation": expected.organisation,
         "due_at": expected.due_at.isoformat(),
+        "onward_from": str(expected.onward_from) if expected.onward_from else None,
         "version": outcome.version,
         "amendment": outcome.version > 1,
         "status": outcome.status,

@@ -168,7 +168,7 @@ def check_answers(token: str):
     """Continue: every rule at once; the form again with every problem, or the check page."""
     expected = _expected_return(token)
     values = form_input.values_from_request(request.form)
-    loaded, errors = form_input.check(get_session(), expected, values)
+    loaded, errors = form_input.check(get_session(), current_app.extensions["settings"], expected, values)
     if errors:
         audit_detail("invalid: " + ", ".join(form_input.ordered(errors)))
         return _render_form(token, expected, values, errors, status=422)
@@ -189,7 +189,7 @@ def send(token: str):
     expected = _expected_return(token, for_update=True)
     session = get_session()
     values = _sealed_answers(expected)
-    loaded, errors = form_input.check(session, expected, values)
+    loaded, errors = form_input.check(session, current_app.extensions["settings"], expected, values)
     if errors:
         audit_detail("invalid when sent: " + ", ".join(form_input.ordered(errors)))
         return _render_form(token, expected, values, errors, status=422)

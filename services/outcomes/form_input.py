@@ -108,7 +108,9 @@ def form_body(values: MultiDict) -> dict:
     return body
 
 
-def check(session: Session, expected: ExpectedReturn, values: MultiDict) -> tuple[dict, dict[str, str]]:
+def check(
+    session: Session, settings: Settings, expected: ExpectedReturn, values: MultiDict
+) -> tuple[dict, dict[str, str]]:
     """Every rule, field by field and across fields, and the filing rules, in one pass: the
     loaded answers (those that loaded, when some did not) and a problem per field, in words."""
     try:
@@ -118,7 +120,7 @@ def check(session: Session, expected: ExpectedReturn, values: MultiDict) -> tupl
         loaded = error.valid_data if isinstance(error.valid_data, dict) else {}
         messages = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
     errors = {key: human(key, message, values.get(key, "")) for key, message in _flatten(messages).items()}
-    for key, message in filing.filing_problems(session, expected, loaded).items():
+    for key, message in filing.filing_problems(session, settings, expected, loaded).items():
         errors.setdefault(key, message.rstrip("."))
     return loaded, errors
 

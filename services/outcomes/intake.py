@@ -24,7 +24,9 @@ def on_organisation_updated(session: Session, event: dict) -> None:
 
 
 def on_package_issued(session: Session, event: dict) -> None:
-    """One expected return per dissemination, with the dissemination's id and due date."""
+    """One expected return per dissemination, with the dissemination's id and due date. A
+    package passed on by a recipient comes the same way, with only the onward dissemination,
+    its ``onward_from`` and depth, and when it was passed on as its ``issued_at``."""
     payload = event["payload"]
     for dissemination in payload["disseminations"]:
         return_id = uuid.UUID(dissemination["dissemination_id"])
@@ -39,16 +41,26 @@ def on_package_issued(session: Session, event: dict) -> None:
                 threat_area=payload["threat_area"],
                 classification=payload["classification"],
                 organisation=dissemination["organisation"],
-                issued_at=datetime.fromisoformat(payload["issued_at"]),
+                issued_at=datetime.fromisoformat(dissemination.get("issued_at") or payload["issued_at"]),
                 due_at=datetime.fromisoformat(dissemination["due_at"]),
                 extensions=[],
+                onward_from=uuid.UUID(dissemination["onward_from"]) if dissemination.get("onward_from") else None,
+                onward_depth=dissemination.get("onward_depth") or 0,
             )
         )
 
 
 def on_package_withdrawn(session: Session, event: dict) -> None:
     """A withdrawn package owes no return: close its returns and cancel pending chases."""
-    ids = [uuid.UUID(i) for i in event["payload"]["dissemination_ids"]]
+    close_withdrawn(session, [uuid.UUID(i) for i in event["payload"]["dissemination_ids"]], "package withdrawn")
+
+
+def on_dissemination_withdrawn(session: Session, event: dict) -> None:
+    """One dissemination withdrawn on its own (its pass-on amended away): the same."""
+    close_withdrawn(session, [uuid.UUID(event["payload"]["dissemination_id"])], "pass-on withdrawn")
+
+
+def close_withdrawn(session: Session, ids: list[uuid.UUID], why: str) -> None:
     for expected in session.query(ExpectedReturn).filter(ExpectedReturn.id.in_(ids)):
         if expected.closed_at is None:
             expected.closed_at = utcnow()
@@ -56,7 +68,7 @@ def on_package_withdrawn(session: Session, event: dict) -> None:
     session.execute(
         update(ChaseEntry)
         .where(ChaseEntry.return_id.in_(ids), ChaseEntry.result == "pending")
-        .values(result="cancelled", error="package withdrawn")
+        .values(result="cancelled", error=why)
     )
 
 
@@ -71,5 +83,6 @@ EVENT_HANDLERS = {
     "organisation.updated": on_organisation_updated,
     "package.issued": on_package_issued,
     "package.withdrawn": on_package_withdrawn,
+    "dissemination.withdrawn": on_dissemination_withdrawn,
     "dissemination.acknowledged": on_dissemination_acknowledged,
 }

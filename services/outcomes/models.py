@@ -69,6 +69,9 @@ class ExpectedReturn(Base):
     overdue_emitted_at: Mapped[datetime | None]
     ladder_done_at: Mapped[datetime | None]
     extensions: Mapped[list] = mapped_column(default=list)
+    # Passed on by a recipient: the return (= dissemination) it came from, and how many pass-ons deep.
+    onward_from: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    onward_depth: Mapped[int] = mapped_column(default=0, server_default="0")
 
     outcomes: Mapped[list[OutcomeReturn]] = relationship(
         back_populates="expected_return", order_by="OutcomeReturn.version", lazy="selectin"

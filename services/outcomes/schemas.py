@@ -219,6 +219,10 @@ class ExpectedReturnSchema(BaseSchema):
     current = fields.Nested(OutcomeSchema, allow_none=True)
     extensions = fields.List(fields.Dict())
     form_url = fields.String(allow_none=True, metadata={"description": "the recipient's web form (recipients only)"})
+    onward_from = fields.UUID(
+        allow_none=True, metadata={"description": "passed on by a recipient: the return (dissemination) it came from"}
+    )
+    onward_depth = fields.Integer(metadata={"description": "0 for the centre's recipients, 1 for a first pass-on, ..."})
 
 
 class ReturnQueryArgsSchema(BaseSchema):

@@ -426,13 +426,13 @@ def test_passing_it_on_names_the_organisation(outcomes_client, token, gmp_return
         outcomes_client,
         path,
         actions=["passed_on"],
-        passed_to="MPS",
+        passed_to="ROCU-NW",  # MPS holds the package already: it could not be passed to MPS
         attribution=...,
         **{f"results.{name}": "" for name in RESULT_FIELDS},
     )
     assert response.status_code == 303
     [outcome] = outcomes_of(outcomes_client, token, gmp_return)
-    assert outcome["passed_to"] == "MPS" and outcome["attribution"] is None
+    assert outcome["passed_to"] == "ROCU-NW" and outcome["attribution"] is None
     assert set(outcome["results"].values()) == {0}
 
 
@@ -567,7 +567,7 @@ ONE_ROUND = [
     (
         {"actions": ["passed_on", "no_action"], "passed_to": "", "no_action_reason": ""},
         ["actions", "passed-to", "no-action-reason"],
-        {"actions": ["passed_on"], "passed_to": "MPS"},
+        {"actions": ["passed_on"], "passed_to": "ROCU-NW"},
     ),
     (
         {
@@ -579,7 +579,7 @@ ONE_ROUND = [
         },
         ["passed-to", "intelligence-feedback-accuracy", "comments", "filer-name"],
         {
-            "passed_to": "MPS",
+            "passed_to": "ROCU-NW",
             "intelligence_feedback.accuracy": "false",
             "filer_name": "Sam Patel",
             "comments": "Shorter.",

@@ -124,6 +124,8 @@ ROWS = [
         body={"title": "Retitled draft"},
     ),
     row("dissemination", "GET", "/api/v1/packages/{package}/disseminations", "401 200 200 200 404 403 403 403 403 403"),
+    # Where the package went, passed on included: the centre's business, as its disseminations are.
+    row("dissemination", "GET", "/api/v1/packages/{package}/chain", "401 200 200 200 404 403 403 403 403 403"),
     row("dissemination", "POST", "/api/v1/packages/{draft}/issue", "401 200 403 403 200 403 403 403 403 403"),
     row(
         "dissemination",

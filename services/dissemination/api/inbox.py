@@ -14,29 +14,27 @@ from shared.db import get_session
 
 blp = Blueprint("inbox", __name__, url_prefix="/api/v1/inbox", description="Your organisation's packages.")
 
+
+def _live():
+    """Neither the package nor this dissemination alone (a pass-on amended away) withdrawn."""
+    return (Package.status != "withdrawn") & Dissemination.withdrawn_at.is_(None)
+
+
 STATUS_FILTERS = {
-    "withdrawn": lambda: Package.status == "withdrawn",
-    "returned": lambda: (Package.status != "withdrawn") & Dissemination.returned_at.is_not(None),
-    "acknowledged": lambda: (
-        (Package.status != "withdrawn")
-        & Dissemination.returned_at.is_(None)
-        & Dissemination.acknowledged_at.is_not(None)
-    ),
+    "withdrawn": lambda: (Package.status == "withdrawn") | Dissemination.withdrawn_at.is_not(None),
+    "returned": lambda: _live() & Dissemination.returned_at.is_not(None),
+    "acknowledged": lambda: _live() & Dissemination.returned_at.is_(None) & Dissemination.acknowledged_at.is_not(None),
     "delivered": lambda: (
-        (Package.status != "withdrawn")
+        _live()
         & Dissemination.returned_at.is_(None)
         & Dissemination.acknowledged_at.is_(None)
         & Dissemination.delivered_at.is_not(None)
     ),
     "delivery_failed": lambda: (
-        (Package.status != "withdrawn")
-        & Dissemination.delivered_at.is_(None)
-        & (Dissemination.delivery_status == "failed")
+        _live() & Dissemination.delivered_at.is_(None) & (Dissemination.delivery_status == "failed")
     ),
     "pending_delivery": lambda: (
-        (Package.status != "withdrawn")
-        & Dissemination.delivered_at.is_(None)
-        & (Dissemination.delivery_status == "pending")
+        _live() & Dissemination.delivered_at.is_(None) & (Dissemination.delivery_status == "pending")
     ),
 }
 

@@ -9,11 +9,12 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import or_, select
 
-from services.dissemination import drafting, issuing
+from services.dissemination import drafting, issuing, onward
 from services.dissemination.access import find_package
 from services.dissemination.models import Dissemination, Package
 from services.dissemination.schemas import (
     DisseminationSchema,
+    PackageChainSchema,
     PackageCreateSchema,
     PackageQueryArgsSchema,
     PackageSchema,
@@ -126,3 +127,17 @@ class PackageDisseminations(MethodView):
     def get(self, package_id: uuid.UUID):
         """Who the package went to: delivered, acknowledged, due and returned, per recipient."""
         return find_package(package_id).disseminations
+
+
+@blp.route("/<uuid:package_id>/chain")
+class PackageChain(MethodView):
+    @require(*sorted(CENTRE_ROLES))
+    @blp.response(200, PackageChainSchema)
+    def get(self, package_id: uuid.UUID):
+        """Where the package went, passed on included: centre -> ROCU -> force, each with its return."""
+        package = find_package(package_id)
+        return {
+            "package_id": package.id,
+            "reference": package.reference,
+            "links": onward.chain_of(package, _settings().centre_org),
+        }

@@ -150,6 +150,8 @@ CSV_COLUMNS = (
     "final_returns",
     "actioned_returns",
     "arrests",
+    "onward_recipients",
+    "onward_arrests",
     "withdrawn_at",
 )
 

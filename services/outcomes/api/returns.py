@@ -56,6 +56,8 @@ def return_view(expected: ExpectedReturn) -> dict:
                 "first_returned_at",
                 "closed_at",
                 "extensions",
+                "onward_from",
+                "onward_depth",
             )
         },
         "status": expected.status_at(clock.now()),
