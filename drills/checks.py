@@ -137,7 +137,7 @@ class Counts:
             message_id = str(mail["Message-ID"])
             delivery = DELIVERY_MESSAGE_ID.search(message_id)
             chase = CHASE_MESSAGE_ID.search(message_id)
-            key: tuple | None = None
+            key = None
             if delivery and delivery.group(1) in expected_ids:
                 key = ("deliver", delivery.group(1))
             elif chase and chase.group(1) in expected_ids:
@@ -153,7 +153,11 @@ class Counts:
     # --- what should be ----------------------------------------------------------------------
 
     def expected_notices(self) -> set[tuple]:
-        wanted: set[tuple] = {("deliver", ret.id) for p in self.packages for ret in p.returns.values() if ret.id}
+        # A recipient that read its inbox before the notice went was delivered to there
+        # (delivery_channel "inbox"): no notice is sent for it then.
+        read_first = {key for key, row in self.disseminations.items() if row.delivery_channel == "inbox"}
+        ids = {ret.id for p in self.packages for ret in p.returns.values() if ret.id}
+        wanted: set[tuple] = {("deliver", return_id) for return_id in ids - read_first}
         for return_id, rows in self.chases.items():
             wanted |= {("chase", return_id, row.step) for row in rows if row.result in SENT}
         return wanted
@@ -413,10 +417,23 @@ def settle(system: System, ledger: Ledger, drill: str, within: float) -> tuple[C
 
     started = time.monotonic()
     last: dict[str, Any] = {}
+    # The figures are read once, at the end: not before every unreturned package's ladder is
+    # over (and so its returns overdue), or a quick drill would read them as still due.
+    last_step = max(step["offset_seconds"] for step in LADDER)
+    ladders_end = max(
+        (
+            package.due_at.timestamp() + last_step + 2
+            for package in ledger.of(drill)
+            if any(ret.final_at is None for ret in package.returns.values())
+        ),
+        default=0.0,
+    )
 
     def settled() -> bool:
         if not system.alive():
             return True  # nothing will change any more: report what is there
+        if time.time() < ladders_end:
+            return False
         counts = Counts.take(system, ledger, drill)
         last["counts"], last["problems"] = counts, counts.problems(datetime.now(UTC))
         return not last["problems"]
