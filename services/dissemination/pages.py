@@ -55,7 +55,9 @@ from shared.web_sessions import SignInRefused, WebSessions, configure_cookie, ve
 SERVICE_NAME = "NCLCC intelligence packages"
 PER_PAGE = 25
 # Where a sign-in may send the browser on to: these pages only.
-NEXT_PATH = re.compile(r"^/(inbox|disseminations/[0-9a-fA-F-]{36})(\?page=[0-9]{1,6})?$")
+NEXT_PATH = re.compile(
+    r"^/(inbox|disseminations/[0-9a-fA-F-]{36}|packages|packages/[0-9a-fA-F-]{36})(\?page=[0-9]{1,6})?$"
+)
 
 bp = Blueprint(
     "pages", __name__, template_folder="templates", static_folder="static/pages", static_url_path="/pages-assets/pages"
@@ -75,7 +77,8 @@ REFUSALS: dict[str, str | None] = {
     "expired": "Your sign-in had expired by the time it reached us. Sign in again.",
     "no_org": "Your account does not say which organisation you belong to, so we cannot show you its packages.",
     "centre_role": None,  # the refusal's own words name the role and the organisation
-    "no_role": "Your account does not have the recipient role, which reading your organisation’s packages needs.",
+    "no_role": "Your account does not have the recipient role, which reading your organisation’s packages needs "
+    "(or a centre role, for the centre's view of its packages).",
     "state": "This sign-in was started in another window, or too long ago. Sign in again.",
     "denied": "You chose not to sign in.",
     "provider": "Signing in with your organisation’s account did not work. Try again in a minute.",
@@ -87,7 +90,12 @@ def now() -> float:
     return time.time()
 
 
-sessions = WebSessions("recipient", may_enter=lambda principal: "recipient" in principal.roles, clock=lambda: now())
+def may_enter(principal: Principal) -> bool:
+    """A recipient, for its organisation's pages; the centre's staff, for the centre's pages."""
+    return "recipient" in principal.roles or principal.is_centre
+
+
+sessions = WebSessions("recipient", may_enter=may_enter, clock=lambda: now())
 
 
 def init_app(app: Flask) -> None:
@@ -109,6 +117,8 @@ def init_app(app: Flask) -> None:
         app.extensions["recipient_oidc"] = OidcSignIn(app, "recipient")
     app.jinja_env.globals["pages_service_name"] = SERVICE_NAME
     govuk.init_app(app, "/pages-assets")
+    from services.dissemination import centre_pages  # noqa: F401 - the centre's pages, on this blueprint
+
     app.register_blueprint(bp)
 
 
@@ -199,7 +209,11 @@ def _oidc() -> OidcSignIn | None:
 
 
 def _next_path(value: str | None) -> str:
-    return value if value and NEXT_PATH.match(value) else url_for(".inbox")
+    if value and NEXT_PATH.match(value):
+        return value
+    # The centre's staff start from the packages it sent; a recipient from its inbox.
+    principal = g.get("principal")
+    return url_for(".packages") if principal is not None and principal.is_centre else url_for(".inbox")
 
 
 def _sign_in_page(error: str | None = None, notice: str | None = None, status: int = 200):
@@ -276,7 +290,7 @@ def _refused_page(kind: str, message: str | None, status: int, principal: Princi
 
 def _enter(principal: Principal, expires_at: float | None, via: str, next_path: str | None):
     g.principal = principal
-    if "recipient" not in principal.roles:
+    if not may_enter(principal):
         audit_outcome("refused", f"refused: no recipient role ({via})")
         return _refused_page("no_role", REFUSALS["no_role"], 403, principal)
     try:
