@@ -22,6 +22,7 @@ from __future__ import annotations
 from authlib.integrations.flask_client import OAuth
 from flask import Flask, current_app
 
+from shared.audit import audit_route_only
 from shared.auth import Principal, TokenError, principal_from_verified_claims
 from shared.queue import redis_connection
 from shared.settings import Settings
@@ -76,11 +77,14 @@ class OidcSignIn:
         )
         self.client.framework.expires_in = FLOW_SECONDS
 
-    def redirect(self, callback_url: str):
-        """The redirect to the provider's sign-in page (state, nonce and PKCE challenge in it).
-        Raises SignInRefused when the provider's metadata cannot be read."""
+    def redirect(self, callback_path: str):
+        """The redirect to the provider's sign-in page (state, nonce and PKCE challenge in it),
+        which sends the person back to ``callback_path`` at this service's public address (as
+        registered with the provider; not the address a proxy forwarded to). Raises
+        SignInRefused when the provider's metadata cannot be read."""
+        settings: Settings = current_app.extensions["settings"]
         try:
-            return self.client.authorize_redirect(callback_url)
+            return self.client.authorize_redirect(settings.public_urls[settings.service] + callback_path)
         except Exception as error:  # noqa: BLE001 - the provider is down or misconfigured: a page, not a 500
             raise _refusal(error) from error
 
@@ -88,6 +92,7 @@ class OidcSignIn:
         """The callback: the code exchanged, the ID token verified, the principal it names.
         Raises SignInRefused, never anything else. (The session that follows lasts its 8 hours:
         an ID token's expiry bounds when it may be used to sign in, not the session.)"""
+        audit_route_only()  # the callback's query carries the authorization code
         try:
             token = self.client.authorize_access_token(leeway=LEEWAY_SECONDS)
         except Exception as error:  # noqa: BLE001 - whatever went wrong, the person gets a page, not a 500

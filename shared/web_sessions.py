@@ -47,6 +47,15 @@ class SignInRefused(Exception):
         self.kind = kind
         self.reason = reason
 
+    @property
+    def status(self) -> int:
+        """The answer's status code: the person's own doing, the provider's, or who they are."""
+        if self.kind in ("state", "denied"):
+            return 400
+        if self.kind == "provider":
+            return 503
+        return 403
+
 
 def configure_cookie(app: Flask, *, name: str, path: str, public_url: str, same_site: str) -> None:
     """The app's session cookie: its own name and path (on one development host the services'

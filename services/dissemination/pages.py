@@ -40,7 +40,7 @@ from services.dissemination.access import (
 from services.dissemination.delivery import page_links  # noqa: F401 - the pages' addresses, said once
 from services.dissemination.models import Dissemination
 from shared import govuk
-from shared.audit import audit_detail, audit_outcome, audit_page, audit_route_only, audit_target
+from shared.audit import audit_detail, audit_outcome, audit_page, audit_target
 from shared.auth import Principal
 from shared.clock import now as clock_now
 from shared.db import commit, get_session
@@ -261,17 +261,14 @@ def sign_in_oidc():
         abort(404)
     session["sign_in_next"] = _next_path(request.args.get("next"))
     try:
-        # The public address, as registered with the provider (not the one a proxy forwarded to).
-        settings = current_app.extensions["settings"]
-        return oidc.redirect(settings.public_urls["dissemination"] + url_for(".sign_in_callback"))
+        return oidc.redirect(url_for(".sign_in_callback"))
     except SignInRefused as refused:
         audit_outcome("error", refused.reason)
-        return _refused_page("provider", REFUSALS["provider"], 503)
+        return _refused_page(refused.kind, REFUSALS["provider"], refused.status)
 
 
 @bp.get("/sign-in/callback")
 def sign_in_callback():
-    audit_route_only()
     oidc = _oidc()
     if oidc is None:
         abort(404)
@@ -279,8 +276,7 @@ def sign_in_callback():
         principal = oidc.finish()
     except SignInRefused as refused:
         audit_outcome("refused", refused.reason)
-        status = 400 if refused.kind in ("state", "denied") else 503 if refused.kind == "provider" else 403
-        return _refused_page(refused.kind, REFUSALS.get(refused.kind) or str(refused), status)
+        return _refused_page(refused.kind, REFUSALS.get(refused.kind) or str(refused), refused.status)
     return _enter(principal, None, "oidc", session.pop("sign_in_next", None))
 
 

@@ -29,7 +29,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis.exceptions import RedisError
 
 from services.metrics import charts, figures
-from shared.audit import audit_detail, audit_outcome, audit_route_only, audit_target
+from shared.audit import audit_detail, audit_outcome, audit_target
 from shared.auth import Principal
 from shared.db import get_session
 from shared.oidc import OidcSignIn, oidc_configured
@@ -211,18 +211,15 @@ def sign_in_oidc():
     oidc = _oidc()
     if oidc is None:
         abort(404)
-    # The public address, as registered with the provider (not the one a proxy forwarded to).
-    settings = current_app.extensions["settings"]
     try:
-        return oidc.redirect(settings.public_urls["metrics"] + url_for(".sign_in_callback"))
+        return oidc.redirect(url_for(".sign_in_callback"))
     except SignInRefused as refused:
         audit_outcome("error", refused.reason)
-        return _sign_in_page(error=str(refused), status=503)
+        return _sign_in_page(error=str(refused), status=refused.status)
 
 
 @bp.get("/sign-in/callback")
 def sign_in_callback():
-    audit_route_only()
     oidc = _oidc()
     if oidc is None:
         abort(404)
@@ -230,7 +227,7 @@ def sign_in_callback():
         principal = oidc.finish()
     except SignInRefused as refused:
         audit_outcome("refused", refused.reason)
-        return _sign_in_page(error=str(refused), status=401 if refused.kind in ("state", "provider") else 403)
+        return _sign_in_page(error=str(refused), status=refused.status)
     return _enter(principal, None, "oidc")
 
 

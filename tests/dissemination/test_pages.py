@@ -333,3 +333,19 @@ def test_in_production_there_is_no_token_sign_in(monkeypatch):
     # Production settings are not built here (they need every secret); the rule reads one flag.
     production = type("S", (), {"production": True})()
     assert not token_sign_in_exists(production)
+
+
+def test_a_return_past_its_due_date_without_a_final_is_overdue(app, client, token, sent):
+    from datetime import UTC, datetime
+
+    package, gmp = sent
+    sign_in(client, raw(token("GMP", "recipient")))
+    row = f'data-reference="{package["reference"]}"'
+    assert ">None<" in text(client.get("/inbox")).split(row)[1].split("</tr>")[0]
+    app.extensions["clock"] = lambda: datetime(2099, 1, 1, tzinfo=UTC)
+    try:
+        inbox = text(client.get("/inbox")).split(row)[1].split("</tr>")[0]
+        assert ">Overdue<" in inbox
+        assert ">Overdue<" in text(client.get(f"/disseminations/{gmp}"))
+    finally:
+        del app.extensions["clock"]

@@ -155,33 +155,35 @@ def test_the_provider_refusing_is_a_page_not_an_error(oidc_app, provider):
     assert response.status_code == 400 and "You chose not to sign in" in text(response)
 
 
-def test_in_production_with_an_identity_provider_the_token_page_does_not_exist(app, token):
-    from services.dissemination import create_app
-
+def production_settings() -> dict:
     strong = {name: name * 12 for name in ("jwt", "event", "form", "session", "webhooks", "scrape")}
-    production = create_app(
-        {
-            "settings": {
-                "testing": True,
-                "app_env": "production",
-                "jwt_secret": strong["jwt"],
-                "event_secret": strong["event"],
-                "form_secret": strong["form"],
-                "session_secret": strong["session"],
-                "webhook_secrets_key": strong["webhooks"],
-                "metrics_scrape_token": strong["scrape"],
-                "jwt_issuer": "https://idp.example",
-                "jwt_audience": "nclcc",
-                "oidc_issuer": "https://idp.example",
-                "oidc_client_id": "nclcc-pages",
-                "oidc_client_secret": "a-client-secret-from-the-provider",
-            }
-        }
-    )
+    return {
+        "testing": True,
+        "app_env": "production",
+        "jwt_secret": strong["jwt"],
+        "event_secret": strong["event"],
+        "form_secret": strong["form"],
+        "session_secret": strong["session"],
+        "webhook_secrets_key": strong["webhooks"],
+        "metrics_scrape_token": strong["scrape"],
+        "jwt_issuer": "https://idp.example",
+        "jwt_audience": "nclcc",
+        "oidc_issuer": "https://idp.example",
+        "oidc_client_id": "nclcc-pages",
+        "oidc_client_secret": "a-client-secret-from-the-provider",
+    }
+
+
+@pytest.mark.parametrize("service", ["dissemination", "metrics"])
+def test_in_production_with_an_identity_provider_the_token_page_does_not_exist(app, token, service):
+    import importlib
+
+    production = importlib.import_module(f"services.{service}").create_app({"settings": production_settings()})
+    prefix = "/dashboard" if service == "metrics" else ""
     browser = production.test_client()
-    page = text(browser.get("/sign-in"))
+    page = text(browser.get(f"{prefix}/sign-in"))
     assert "Sign in with your organisation’s account" in page and 'name="token"' not in page
-    assert browser.post("/sign-in", data={"token": raw_token(token)}).status_code == 404
+    assert browser.post(f"{prefix}/sign-in", data={"token": raw_token(token)}).status_code == 404
     production.extensions["database"].engine.dispose()
 
 
