@@ -446,12 +446,26 @@ def test_hostile_input_to_the_recipient_pages_is_never_a_500(app, token):
                 assert response.status_code < 500, (value, response.request.path, response.status_code)
         for path in (f"/disseminations/{uuid.uuid4()}", f"/disseminations/{uuid.uuid4()}/return"):
             assert browser.get(path).status_code in (303, 404)
+    # The centre's pages, signed in as its staff.
+    centre = app.test_client()
+    page = centre.get("/sign-in").get_data(as_text=True)
+    import re
+
+    centre_csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
+    token_value = token()["Authorization"].removeprefix("Bearer ")
+    assert centre.post("/sign-in", data={"csrf_token": centre_csrf, "token": token_value}).status_code == 303
+    for value in HOSTILE_VALUES:
+        for response in (
+            centre.get(f"/packages?page={value}"),
+            centre.get(f"/packages/{value}"),
+            centre.get(f"/packages/{package['id']}?{value}={value}"),
+        ):
+            assert response.status_code < 500, (value, response.request.path, response.status_code)
+    assert centre.get(f"/packages/{uuid.uuid4()}").status_code == 404
     # A token of every shape: refused with a page, never an error.
     browser = app.test_client()
     for value in ("Bearer ", "a.b.c", "e30.e30.", "x" * 9000, "\u0000", "Bearer " + "é" * 100):
         page = browser.get("/sign-in").get_data(as_text=True)
-        import re
-
         fresh = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
         response = browser.post("/sign-in", data={"csrf_token": fresh, "token": value})
         assert response.status_code in (401, 422), (value[:20], response.status_code)

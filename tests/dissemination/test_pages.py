@@ -178,7 +178,7 @@ def test_the_centre_reads_but_cannot_acknowledge_for_a_force(client, token, sent
 
 
 def test_without_the_recipient_role_you_cannot_sign_in(app, client, token):
-    response = sign_in(client, raw(token("NCLCC", "leader", sub="chief@nclcc")))
+    response = sign_in(client, raw(token("GMP", "leader", sub="chief@nclcc")))  # no role the pages take
     assert response.status_code == 403
     assert "does not have the recipient role" in text(response)
     row = audit_rows(app)[-1]

@@ -206,6 +206,8 @@ NOT_IN_THE_MATRIX = {
     "/disseminations/<uuid:dissemination_id>": "recipients' pages: PAGE_ROWS",
     "/disseminations/<uuid:dissemination_id>/acknowledge": "recipients' pages: PAGE_ROWS",
     "/disseminations/<uuid:dissemination_id>/return": "recipients' pages: PAGE_ROWS",
+    "/packages": "the centre's pages: PAGE_ROWS",
+    "/packages/<uuid:package_id>": "the centre's pages: PAGE_ROWS",
     "/pages-assets/govuk/<path:filename>": "GOV.UK Frontend's stylesheet, public",
     "/pages-assets/pages/<path:filename>": "the recipients' pages' stylesheet, public",
     "/form-assets/govuk/<path:filename>": "GOV.UK Frontend's stylesheet, public",
@@ -378,14 +380,19 @@ def test_every_api_route_has_its_row(app, outcomes_app, metrics_app):
 
 # -- the recipients' pages -------------------------------------------------------------------------
 # Each caller signs in to the pages with its token (the development sign-in) and then asks with
-# the session. "in": sent to sign in (no session: the token has no recipient role, or none was
-# given); "form": sent on to the outcomes form; "ack": acknowledged, back to the package page.
+# the session. "in": sent to sign in (no session: the token has neither a recipient role nor a
+# centre role, or none was given); "form": sent on to the outcomes form; "ack": acknowledged,
+# back to the package page. The centre's staff read every package page, but file and
+# acknowledge nothing for a recipient.
 #                anon iss adm lead low  own  olow oth  ocl  xcl
 PAGE_ROWS = [
-    ("GET", "/inbox", "in in in in in 200 200 200 200 in"),
-    ("GET", "/disseminations/{dissemination}", "in in in in in 200 404 404 200 in"),
-    ("GET", "/disseminations/{dissemination}/return", "in in in in in form 404 404 form in"),
-    ("POST", "/disseminations/{dissemination}/acknowledge", "in in in in in ack 404 404 ack in"),
+    ("GET", "/inbox", "in 200 200 200 200 200 200 200 200 in"),
+    ("GET", "/disseminations/{dissemination}", "in 200 200 200 404 200 404 404 200 in"),
+    ("GET", "/disseminations/{dissemination}/return", "in 403 403 403 404 form 404 404 form in"),
+    ("POST", "/disseminations/{dissemination}/acknowledge", "in 403 403 403 404 ack 404 404 ack in"),
+    # The centre's pages: its staff only, within clearance.
+    ("GET", "/packages", "in 200 200 200 200 404 404 404 404 in"),
+    ("GET", "/packages/{package}", "in 200 200 200 404 404 404 404 404 in"),
 ]
 
 

@@ -85,7 +85,7 @@ def test_a_recipient_signs_in_with_the_provider_and_reads_the_package(oidc_app, 
         ({"roles": ["recipient"]}, "does not say which organisation", "oidc refused: the ID token has no org claim"),
         ({"org": "not a code!", "roles": ["recipient"]}, "could not be used", "oidc refused: org 'not a code!'"),
         (
-            {"org": "NCLCC", "roles": ["leader"]},
+            {"org": "GMP", "roles": []},
             "does not have the recipient role",
             "refused: no recipient role (oidc)",
         ),
