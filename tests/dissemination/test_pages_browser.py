@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.notify import plain_text
 from tests.browser import Server, skip_without_chromium
 from tests.dissemination.helpers import issue_package
 from tests.oidc_provider import start_provider
@@ -96,10 +97,10 @@ def page(browser):
 
 
 def dissemination_from_mail(mailbox, organisation_email: str, reference: str) -> str:
-    """The dissemination id in the delivery e-mail's link (to the API today, to the page soon)."""
+    """The package page's address in the delivery e-mail, as the officer would follow it."""
     [message] = [m for m in mailbox() if m["To"] == organisation_email and reference in m["Subject"]]
-    found = re.search(r"/disseminations/([0-9a-f-]{36})", message.get_content())
-    assert found, message.get_content()
+    found = re.search(r"https?://\S+/disseminations/([0-9a-f-]{36})", plain_text(message))
+    assert found, plain_text(message)
     return found[1]
 
 
@@ -220,3 +221,50 @@ def test_a_recipient_reads_acknowledges_and_returns_by_keyboard(
     check_accessibility(page, "the signed-out page")
     page.goto(f"{dissemination_server.url}/inbox")
     expect(page.locator("h1")).to_have_text("Sign in")
+
+
+def test_the_centre_follows_a_package_passed_on_by_keyboard(
+    recipient_pages,
+    app,
+    outcomes_app,
+    outcomes_client,
+    client,
+    token,
+    run_jobs,
+    pump_events,
+    provider,
+    servers,
+    page,
+    shots,
+):
+    """The centre's view: the packages it issued, and one package's chain, centre -> ROCU-NW ->
+    GMP, with each return's status, as the centre's chase e-mails link to it."""
+    from tests.onward.chain import start
+
+    dissemination_server, _ = servers
+    world = start(client, token, app, outcomes_app, outcomes_client, pump_events, run_jobs)
+    run_jobs()  # GMP is told it was passed on
+    package, ids = world["package"], world["ids"]
+    provider.set_user("jo.kent@nclcc", org="NCLCC", roles=["issuer"], clearance="OFFICIAL-SENSITIVE", name="Jo Kent")
+
+    page.goto(f"{dissemination_server.url}/packages")
+    press_button(page, page.get_by_role("button", name="Sign in with your organisation’s account"))
+    expect(page.locator("h1")).to_have_text("Authorize Client")
+    page.keyboard.type("jo.kent@nclcc")
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{dissemination_server.url}/packages")
+    expect(page.locator("h1")).to_have_text("Packages issued")
+    check_accessibility(page, "the centre's packages")
+
+    tab_to(page, page.get_by_role("link", name=package["reference"]))
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{dissemination_server.url}/packages/{package['id']}")
+    expect(page.locator("h1")).to_have_text(package["title"])
+    assert len(markings(page)) == 2
+    gmp = page.locator(f"#return-{ids['GMP']}")
+    expect(gmp).to_contain_text("Greater Manchester Police")
+    expect(gmp).to_contain_text("Passed on by North West Regional Organised Crime Unit")
+    expect(page.locator(f"#return-{ids['ROCU-NW']}")).to_contain_text("Interim")
+    expect(gmp).not_to_contain_text("Not yet delivered")
+    check_accessibility(page, "the centre's view of a package")
+    page.screenshot(path=str(shots / "centre-1-chain.png"), full_page=True)
