@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import current_app
 from sqlalchemy.orm import Session
@@ -45,4 +45,17 @@ def after_outcome_filed(session: Session, event: dict) -> None:
     onward.follow_pass_on(session, current_app.extensions["settings"], event)
 
 
-EVENT_HANDLERS = {"outcome.filed": after_outcome_filed}
+def on_return_extended(session: Session, event: dict) -> None:
+    """A deadline extended in the outcomes service is the one the recipient's pages show (the
+    latest wins: extensions only move it later, whatever order their events arrive in)."""
+    payload = event["payload"]
+    dissemination = session.get(Dissemination, uuid.UUID(payload["return_id"]))
+    if dissemination is None:
+        return
+    due = datetime.fromisoformat(payload["due_at"])
+    current = dissemination.due_at if dissemination.due_at.tzinfo else dissemination.due_at.replace(tzinfo=UTC)
+    if due > current:
+        dissemination.due_at = due
+
+
+EVENT_HANDLERS = {"outcome.filed": after_outcome_filed, "return.extended": on_return_extended}

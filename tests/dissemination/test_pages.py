@@ -349,3 +349,29 @@ def test_a_return_past_its_due_date_without_a_final_is_overdue(app, client, toke
         assert ">Overdue<" in text(client.get(f"/disseminations/{gmp}"))
     finally:
         del app.extensions["clock"]
+
+
+def test_a_deadline_extended_by_the_centre_is_the_one_the_recipient_sees(
+    app, client, token, sent, outcomes_app, outcomes_client, pump_events
+):
+    from datetime import datetime
+
+    package, gmp = sent
+    pump_events()  # the outcomes service expects GMP's return
+    due = datetime.fromisoformat(outcomes_client.get(f"/api/v1/returns/{gmp}", headers=token()).get_json()["due_at"])
+    later = due + timedelta(days=9)
+    response = outcomes_client.post(
+        f"/api/v1/returns/{gmp}/extend",
+        json={"due_at": later.isoformat(), "reason": "Operation live."},
+        headers=token(),
+    )
+    assert response.status_code == 200
+    pump_events(source=outcomes_app, target=app)
+    item = client.get(f"/api/v1/disseminations/{gmp}", headers=token("GMP", "recipient")).get_json()
+    assert datetime.fromisoformat(item["due_at"]) == later
+    sign_in(client, raw(token("GMP", "recipient")))
+    from shared.local_time import date_words
+
+    assert date_words(later) in text(client.get(f"/disseminations/{gmp}"))
+    pump_events(source=outcomes_app, target=app)  # the same event again changes nothing
+    assert client.get(f"/api/v1/disseminations/{gmp}", headers=token("GMP", "recipient")).get_json() == item
