@@ -275,15 +275,22 @@ def _about(expected: ExpectedReturn) -> dict:
 
 
 def _others(expected: ExpectedReturn) -> list[Organisation]:
-    """The organisations it may be passed to: the other active ones."""
+    """The organisations it may be passed to: the other active ones that do not hold the package
+    already (the centre, its recipients, those it was passed on to), keeping the one this return
+    passed it to (``filing.pass_on_problem`` has the rule; the list only spares a refusal)."""
+    db = get_session()
+    holders = {
+        held.organisation
+        for held in db.scalars(select(ExpectedReturn).where(ExpectedReturn.package_id == expected.package_id))
+        if not (held.onward_from == expected.id and held.close_reason != "withdrawn")
+    }
+    holders |= {expected.organisation, current_app.extensions["settings"].centre_org}
     return list(
-        get_session()
-        .scalars(
+        db.scalars(
             select(Organisation)
-            .where(Organisation.active.is_(True), Organisation.code != expected.organisation)
+            .where(Organisation.active.is_(True), Organisation.code.not_in(holders))
             .order_by(Organisation.name)
-        )
-        .all()
+        ).all()
     )
 
 

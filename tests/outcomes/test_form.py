@@ -61,9 +61,10 @@ def test_the_form_shows_the_package_and_asks_every_question(outcomes_client, tok
             assert name in names, name
     assert {f"results.{name}" for name in RESULT_FIELDS} <= names
     assert {"filer_name", "filer_role", "csrf_token"} <= names
-    # Passed to: the other active organisations by name, not the recipient's own.
-    options = re.findall(r'<option value="([A-Z]*)"', body)
-    assert options[0] == "" and "MPS" in options and "GMP" not in options
+    # Passed to: the other active organisations by name, not the recipient's own nor any holder.
+    options = re.findall(r'<option value="([A-Z-]*)"', body)
+    assert options[0] == "" and "ROCU-NW" in options  # a force or unit that does not hold it
+    assert "GMP" not in options and "MPS" not in options and "NCLCC" not in options  # its holders, and the centre
     assert '<meta name="robots" content="noindex">' in body
     # One script, the form's own, from this service (the CSP allows no other); no GOV.UK font.
     assert re.findall(r"<script[^>]*>", body) == ['<script src="/form-assets/form.js">']
