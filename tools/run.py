@@ -129,6 +129,8 @@ def print_welcome(services: tuple[Service, ...], config: Path) -> None:
     if "dissemination" in names:
         inbox = f"{settings.service_urls['dissemination']}/inbox"
         print(f"Recipients' pages: {inbox} (sign in with a recipient token, e.g. GMP's)")
+        packages = f"{settings.service_urls['dissemination']}/packages"
+        print(f"The centre's view of its packages: {packages} (sign in with the issuer token)")
     if "outcomes" in names:
         print(f"Recipients' web form: the form_url of each return, {settings.service_urls['outcomes']}/api/v1/returns")
     mail = (
