@@ -42,6 +42,7 @@ from services.metrics.definitions import (
     Rate,
     amount_words,
     attribution_words,
+    days_words,
     judged_words,
 )
 from shared.audit import audit_detail, audit_outcome, audit_target
@@ -423,9 +424,8 @@ def plural(count: float, one: str, many: str) -> str:
     return f"{number(count)} {one if count == 1 else many}"
 
 
-def rate_card(card_id: str, figure: Rate, funnel: dict) -> dict:
+def rate_card(card_id: str, figure: Rate, counts: dict) -> dict:
     """A rate's card: its value, its counts in words, and its definition."""
-    counts = {metric: funnel[stage] for stage, metric, _ in FUNNEL_STAGES}
     return {
         "id": card_id,
         "label": figure.label,
@@ -436,7 +436,9 @@ def rate_card(card_id: str, figure: Rate, funnel: dict) -> dict:
 
 
 def headline_cards(summary: dict) -> list[dict]:
-    funnel, totals = summary["funnel"], summary["results"]["totals"]
+    totals = summary["results"]["totals"]
+    # The facts each rate divides, by their names in definitions.py.
+    counts = {metric: summary["funnel"][stage] for stage, metric, _ in FUNNEL_STAGES} | {"on_time": summary["on_time"]}
     arrests = next(kind for kind in RESULT_KINDS if kind.name == "arrests")
     return [
         {
@@ -446,10 +448,10 @@ def headline_cards(summary: dict) -> list[dict]:
             "detail": "not counting withdrawn packages",
             "definition": "Packages issued in the period and not withdrawn.",
         },
-        rate_card("return-rate", RETURN_RATE, funnel),
-        rate_card("on-time", ON_TIME_RATE, funnel),
-        rate_card("acknowledged", ACKNOWLEDGED_RATE, funnel),
-        rate_card("actioned", ACTIONED_RATE, funnel),
+        rate_card("return-rate", RETURN_RATE, counts),
+        rate_card("on-time", ON_TIME_RATE, counts),
+        rate_card("acknowledged", ACKNOWLEDGED_RATE, counts),
+        rate_card("actioned", ACTIONED_RATE, counts),
         {
             "id": "arrests",
             "label": "Arrests",
@@ -558,9 +560,7 @@ def compliance_chart(organisations: list[dict]) -> dict:
                 if received
                 else "nothing received",
                 "on_time": percent(organisation["on_time_rate"]),
-                "median_days": "—"
-                if organisation["median_days_to_return"] is None
-                else f"{organisation['median_days_to_return']:,.1f}",
+                "median_days": days_words(organisation["median_days_to_return"]),
                 "overdue": number(organisation["overdue_now"]),
                 "is_overdue": organisation["overdue_now"] > 0,
             }

@@ -219,6 +219,11 @@ def median_from_histogram(histogram: Counter) -> float | None:
     return None
 
 
+def days_words(days: float | None) -> str:
+    """Median days as the API gives them, for a page: '0.02', '3.5', '—'."""
+    return "—" if days is None else f"{days:,.2f}".rstrip("0").rstrip(".")
+
+
 def median(values: list[float]) -> float | None:
     return round(statistics.median(values), 2) if values else None
 

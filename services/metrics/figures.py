@@ -22,6 +22,7 @@ from services.metrics.definitions import (
     median,
     median_from_histogram,
     rate,
+    result_cells,
     results_of,
 )
 from services.metrics.models import Fact, Organisation, PackageState, ReturnState
@@ -172,20 +173,27 @@ def package_metrics(session: Session, package: PackageState) -> dict:
     }
 
 
-def results_of_packages(session: Session, package_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict]:
-    """``results_of`` each package, read at once (the CSV export's result columns)."""
+def facts_of_packages(session: Session, package_ids: list[uuid.UUID]) -> dict[uuid.UUID, Counter]:
+    """Each package's own facts, read at once (the CSV export's figures)."""
     found: dict[str, Counter] = {str(package_id): Counter() for package_id in package_ids}
     rows = session.execute(
         select(Fact.key, Fact.metric, Fact.value).where(
-            Fact.scope == "package",
-            Fact.key.in_(list(found)),
-            Fact.classification == PACKAGE_CLASSIFICATION,
-            Fact.metric.startswith("result:"),
+            Fact.scope == "package", Fact.key.in_(list(found)), Fact.classification == PACKAGE_CLASSIFICATION
         )
     )
     for key, metric, value in rows:
         found[key][metric] += value  # type: ignore[assignment]  # amounts may be fractional
-    return {package_id: results_of(found[str(package_id)]) for package_id in package_ids}
+    return {package_id: found[str(package_id)] for package_id in package_ids}
+
+
+def package_export_row(package: PackageState, package_figures: Counter) -> dict:
+    """A package's CSV row: its summary, its rates and every result kind by attribution."""
+    return {
+        **package_summary(package),
+        "acknowledged": int(package_figures["acknowledged"]),
+        **{figure.name: figure.of(package_figures) for figure in RATES},
+        **result_cells(results_of(package_figures)),
+    }
 
 
 def facts_for(session: Session, scope: str, keys: list[str], classifications: list[str]) -> dict[str, Counter]:

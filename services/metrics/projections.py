@@ -412,7 +412,7 @@ def refresh_verdict(session: Session, package: PackageState) -> None:
     recipients = int(figures["recipients"])
     package.recipients = recipients
     package.final_returns = int(figures["final"])
-    package.actioned_returns = int(figures["actioned"])
+    package.actioned_returns = int(figures["final_actioned"])  # the actioned rate's numerator
     package.arrests = int(figures["result:arrests"])
     package.onward_arrests = int(figures["result:arrests:onward"])
     package.onward_recipients = int(figures["onward"])

@@ -56,7 +56,7 @@ class PackageRowSchema(BaseSchema):
     verdict_reason = fields.String()
     recipients = fields.Integer()
     final_returns = fields.Integer()
-    actioned_returns = fields.Integer()
+    actioned_returns = fields.Integer(metadata={"description": "final returns whose current version reports action"})
     arrests = fields.Integer()
     onward_recipients = fields.Integer(
         metadata={"description": "organisations a recipient passed it on to (their returns count toward it)"}

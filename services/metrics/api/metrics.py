@@ -13,7 +13,7 @@ from flask_smorest import Blueprint, abort
 
 from services.metrics import figures
 from services.metrics.access import cleared, find_package, is_leader, require_leader, require_organisation
-from services.metrics.definitions import result_cells, result_columns
+from services.metrics.definitions import RATES, result_columns
 from services.metrics.models import Organisation
 from services.metrics.schemas import (
     GradingSchema,
@@ -148,10 +148,12 @@ CSV_COLUMNS = (
     "verdict",
     "verdict_reason",
     "recipients",
+    "acknowledged",
     "final_returns",
     "actioned_returns",
     "onward_recipients",
     "withdrawn_at",
+    *(figure.name for figure in RATES),
     *result_columns(),
 )
 
@@ -174,9 +176,9 @@ class Export(MethodView):
             offset = 0
             while True:
                 batch = session.scalars(figures.package_query(args, classifications).offset(offset).limit(1000)).all()
-                results = figures.results_of_packages(session, [package.package_id for package in batch])
+                found = figures.facts_of_packages(session, [package.package_id for package in batch])
                 for package in batch:
-                    row = {**figures.package_summary(package), **result_cells(results[package.package_id])}
+                    row = figures.package_export_row(package, found[package.package_id])
                     writer.writerow([_csv_value(row[c]) for c in CSV_COLUMNS])
                 yield buffer.getvalue()
                 buffer.seek(0)
