@@ -29,13 +29,29 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis.exceptions import RedisError
 
 from services.metrics import charts, figures
+from services.metrics.definitions import (
+    ACKNOWLEDGED_RATE,
+    ACTIONED_RATE,
+    FUNNEL_DEFINITION,
+    FUNNEL_STAGES,
+    GRADING_DEFINITION,
+    MEDIAN_DAYS_TO_FINAL_RETURN,
+    ON_TIME_RATE,
+    RESULTS_DEFINITION,
+    RETURN_RATE,
+    Rate,
+    amount_words,
+    attribution_words,
+    days_words,
+    judged_words,
+)
 from shared.audit import audit_detail, audit_outcome, audit_target
 from shared.auth import Principal
 from shared.db import get_session
 from shared.oidc import OidcSignIn, oidc_configured
 from shared.vocabulary import INTELLIGENCE_ASSESSMENT_LABELS as ASSESSMENT_LABELS
+from shared.vocabulary import RESULT_ATTRIBUTIONS, RESULT_KINDS, THREAT_AREAS, VERDICT_LABELS
 from shared.vocabulary import SOURCE_EVALUATION_LABELS as SOURCE_LABELS
-from shared.vocabulary import THREAT_AREAS, VERDICT_LABELS
 from shared.web_sessions import SignInRefused, WebSessions, configure_cookie, verify_pasted_token
 
 SERVICE_NAME = "NCLCC outcomes dashboard"
@@ -61,18 +77,10 @@ NOTICES = {
     "unavailable": "The dashboard cannot reach its session store just now. Try again in a minute.",
     "signed-out": "You have signed out.",
 }
-# The funnel's stages, in order, with the words a leader reads.
-FUNNEL_STAGES = (
-    ("recipients", "Sent to recipients"),
-    ("delivered", "Delivered"),
-    ("acknowledged", "Acknowledged"),
-    ("final", "Final return filed"),
-    ("actioned", "Reported action taken"),
-)
 TREND_SERIES = (
     ("recipients", "Sent to recipients", "series-sent"),
     ("final", "Final returns filed", "series-final"),
-    ("actioned", "Reported action taken", "series-actioned"),
+    ("actioned", "Final returns reporting action", "series-actioned"),
 )
 
 
@@ -342,6 +350,11 @@ def page_figures(filters: Filters, principal: Principal) -> dict:
         "clearance": clearance_words(principal),
         "cards": headline_cards(summary),
         "funnel": funnel_chart(summary["funnel"]),
+        "funnel_definition": FUNNEL_DEFINITION,
+        "results": result_rows(summary["results"]),
+        "results_definition": RESULTS_DEFINITION,
+        "grading_definition": GRADING_DEFINITION,
+        "median_definition": MEDIAN_DAYS_TO_FINAL_RETURN,
         "trend": trend_chart(summary["trend"]),
         "compliance": compliance_chart(compliance[:COMPLIANCE_ROWS_SHOWN]),
         "compliance_rest": compliance_chart(compliance[COMPLIANCE_ROWS_SHOWN:]),
@@ -411,46 +424,57 @@ def plural(count: float, one: str, many: str) -> str:
     return f"{number(count)} {one if count == 1 else many}"
 
 
+def rate_card(card_id: str, figure: Rate, counts: dict) -> dict:
+    """A rate's card: its value, its counts in words, and its definition."""
+    return {
+        "id": card_id,
+        "label": figure.label,
+        "value": percent(figure.of(counts)),
+        "detail": figure.caption_of(counts),
+        "definition": figure.definition,
+    }
+
+
 def headline_cards(summary: dict) -> list[dict]:
-    funnel, rates, totals = summary["funnel"], summary["rates"], summary["results"]["totals"]
+    totals = summary["results"]["totals"]
+    # The facts each rate divides, by their names in definitions.py.
+    counts = {metric: summary["funnel"][stage] for stage, metric, _ in FUNNEL_STAGES} | {"on_time": summary["on_time"]}
+    arrests = next(kind for kind in RESULT_KINDS if kind.name == "arrests")
     return [
         {
             "id": "packages",
             "label": "Packages issued",
             "value": number(summary["packages_issued"]),
             "detail": "not counting withdrawn packages",
+            "definition": "Packages issued in the period and not withdrawn.",
         },
-        {
-            "id": "return-rate",
-            "label": "Return rate",
-            "value": percent(rates["returned"]),
-            "detail": f"{number(funnel['final'])} of {number(funnel['recipients'])} final returns in",
-        },
-        {
-            "id": "on-time",
-            "label": "On-time rate",
-            "value": percent(rates["on_time"]),
-            "detail": "of final returns, filed by the due date",
-        },
-        {
-            "id": "actioned",
-            "label": "Actioned rate",
-            "value": percent(rates["actioned"]),
-            "detail": f"{plural(funnel['actioned'], 'return reports', 'returns report')} action, "
-            f"of {number(funnel['final'])} final",
-        },
+        rate_card("return-rate", RETURN_RATE, counts),
+        rate_card("on-time", ON_TIME_RATE, counts),
+        rate_card("acknowledged", ACKNOWLEDGED_RATE, counts),
+        rate_card("actioned", ACTIONED_RATE, counts),
         {
             "id": "arrests",
             "label": "Arrests",
-            "value": number(totals["arrests"]),
+            "value": amount_words(arrests, totals["arrests"]),
             "detail": f"and {plural(totals['charges'], 'charge', 'charges')}",
+            "definition": RESULTS_DEFINITION,
         },
+    ]
+
+
+def result_rows(results: dict) -> list[dict]:
+    """Every result kind, its total and its attributions, as a person reads them."""
+    return [
         {
-            "id": "safeguarded",
-            "label": "People safeguarded",
-            "value": number(totals["people_safeguarded"]),
-            "detail": f"of them {plural(totals['children_safeguarded'], 'child', 'children')}",
-        },
+            "id": kind.name,
+            "label": kind.short or kind.label.removesuffix(", in grams").removesuffix(", in pounds"),
+            "total": amount_words(kind, results["totals"][kind.name]),
+            "by_attribution": [
+                amount_words(kind, results[attribution][kind.name]) for attribution in RESULT_ATTRIBUTIONS
+            ],
+            "words": attribution_words(results, kind),
+        }
+        for kind in RESULT_KINDS
     ]
 
 
@@ -458,12 +482,12 @@ def headline_cards(summary: dict) -> list[dict]:
 
 
 def funnel_chart(funnel: dict) -> dict:
-    values = [funnel[stage] for stage, _ in FUNNEL_STAGES]
+    values = [funnel[stage] for stage, _, _ in FUNNEL_STAGES]
     chart = charts.funnel(values)
     whole = values[0]
     rows = [
         {"label": label, "value": number(value), "share": share(value, whole) if index else "", **shape}
-        for index, ((_, label), value, shape) in enumerate(zip(FUNNEL_STAGES, values, chart["rows"], strict=True))
+        for index, ((_, _, label), value, shape) in enumerate(zip(FUNNEL_STAGES, values, chart["rows"], strict=True))
     ]
     return {**chart, "rows": rows, "empty": not whole}
 
@@ -536,6 +560,7 @@ def compliance_chart(organisations: list[dict]) -> dict:
                 if received
                 else "nothing received",
                 "on_time": percent(organisation["on_time_rate"]),
+                "median_days": days_words(organisation["median_days_to_return"]),
                 "overdue": number(organisation["overdue_now"]),
                 "is_overdue": organisation["overdue_now"] > 0,
             }
@@ -554,6 +579,7 @@ def calibration_rows(grading: dict) -> list[dict]:
                     "assessment": cell["intelligence_assessment"],
                     "judged": cell["judged"],
                     "confirmed": confirmed,
+                    "words": judged_words(confirmed, cell["judged"]),
                     "share": percent(cell["confirmed_rate"]),
                     "shade": charts.shade(cell["confirmed_rate"]),
                 }

@@ -3,7 +3,6 @@ reads pre-aggregated rows (a package's, an organisation's, a year's months), nev
 
 from __future__ import annotations
 
-import statistics
 import uuid
 from collections import Counter
 from collections.abc import Mapping
@@ -13,14 +12,25 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from services.metrics.definitions import (
+    ACKNOWLEDGED_RATE,
+    ACTIONED_RATE,
+    FUNNEL_STAGES,
+    ON_TIME_RATE,
+    RATES,
+    RETURN_RATE,
+    median,
+    median_from_histogram,
+    rate,
+    result_cells,
+    results_of,
+)
 from services.metrics.models import Fact, Organisation, PackageState, ReturnState
-from services.metrics.projections import month_keys, package_facts
+from services.metrics.projections import PACKAGE_CLASSIFICATION, month_keys, package_facts
 from shared.vocabulary import (
     ACCURACIES,
     ACTIONS,
     PRIORITIES,
-    RESULT_ATTRIBUTIONS,
-    RESULT_FIELDS,
     SOURCE_EVALUATIONS,
     STRANDS,
     TIMELINESS,
@@ -28,27 +38,12 @@ from shared.vocabulary import (
 from shared.vocabulary import INTELLIGENCE_ASSESSMENTS as ASSESSMENTS
 
 
-def rate(part: float, whole: float) -> float | None:
-    return round(part / whole, 4) if whole else None
-
-
 def hours_between(start: datetime | None, end: datetime | None) -> float | None:
     return (end - start).total_seconds() / 3600 if start and end else None
 
 
-def median(values: list[float]) -> float | None:
-    return round(statistics.median(values), 2) if values else None
-
-
 def breakdown(figures: Counter, prefix: str, names) -> dict[str, int]:
     return {name: int(figures[f"{prefix}:{name}"]) for name in names}
-
-
-def results_of(figures: Counter) -> dict:
-    def amounts(suffix: str) -> dict:
-        return {name: figures[f"result:{name}{suffix}"] for name in RESULT_FIELDS}
-
-    return {"totals": amounts(""), **{attribution: amounts(f":{attribution}") for attribution in RESULT_ATTRIBUTIONS}}
 
 
 def quality_of(figures: Counter) -> dict:
@@ -152,6 +147,7 @@ def package_metrics(session: Session, package: PackageState) -> dict:
             "overdue_now": int(figures["overdue"]),
             "median_hours_to_first_return": median(first_hours),
         },
+        "rates": {figure.name: figure.of(figures) for figure in RATES},
         "use": use_of(figures),
         "results": results_of(figures),
         "quality": quality_of(figures),
@@ -174,6 +170,29 @@ def package_metrics(session: Session, package: PackageState) -> dict:
             }
             for r in sorted(returns, key=lambda r: r.organisation or "")
         ],
+    }
+
+
+def facts_of_packages(session: Session, package_ids: list[uuid.UUID]) -> dict[uuid.UUID, Counter]:
+    """Each package's own facts, read at once (the CSV export's figures)."""
+    found: dict[str, Counter] = {str(package_id): Counter() for package_id in package_ids}
+    rows = session.execute(
+        select(Fact.key, Fact.metric, Fact.value).where(
+            Fact.scope == "package", Fact.key.in_(list(found)), Fact.classification == PACKAGE_CLASSIFICATION
+        )
+    )
+    for key, metric, value in rows:
+        found[key][metric] += value  # type: ignore[assignment]  # amounts may be fractional
+    return {package_id: found[str(package_id)] for package_id in package_ids}
+
+
+def package_export_row(package: PackageState, package_figures: Counter) -> dict:
+    """A package's CSV row: its summary, its rates and every result kind by attribution."""
+    return {
+        **package_summary(package),
+        "acknowledged": int(package_figures["acknowledged"]),
+        **{figure.name: figure.of(package_figures) for figure in RATES},
+        **result_cells(results_of(package_figures)),
     }
 
 
@@ -203,18 +222,6 @@ def organisation_codes(session: Session, classifications: list[str]) -> list[str
     )
 
 
-def median_from_histogram(histogram: Counter) -> float | None:
-    total = sum(histogram.values())
-    if not total:
-        return None
-    seen = 0
-    for hours in sorted(histogram, key=int):
-        seen += histogram[hours]
-        if seen * 2 >= total:
-            return round((int(hours) + 0.5) / 24, 2)  # the bucket's middle, in days
-    return None
-
-
 def organisation_metrics(
     session: Session,
     code: str,
@@ -234,12 +241,10 @@ def organisation_metrics(
         "region": organisation.region if organisation else None,
         "packages_received": int(received),
         "returned": int(figures["final"]),
-        "return_rate": rate(figures["final"], received),
-        "on_time_rate": rate(figures["on_time"], figures["final"]),
+        "final_actioned": int(figures["final_actioned"]),
+        **{figure.name: figure.of(figures) for figure in RATES},
         "median_days_to_return": median_from_histogram(hours),
         "overdue_now": int(figures["overdue"]),
-        "actioned_rate": rate(figures["actioned"], figures["returned"]),
-        "acknowledged_rate": rate(figures["acknowledged"], received),
         "results": results_of(figures),
         "quality": quality_of(figures),
         "use": use_of(figures),
@@ -263,9 +268,6 @@ def months_between(start: date, end: date) -> list[str]:
     return months
 
 
-FUNNEL = ("recipients", "delivered", "acknowledged", "returned", "final", "actioned")
-
-
 def summary(
     session: Session,
     start: date,
@@ -286,8 +288,8 @@ def summary(
             {
                 "month": month,
                 "packages": int(figures["packages"]),
-                **{stage: int(figures[stage]) for stage in FUNNEL},
-                "arrests": figures["result:arrests"],
+                **{stage: int(figures[metric]) for stage, metric, _ in FUNNEL_STAGES},
+                "arrests": int(figures["result:arrests"]),
             }
         )
     return {
@@ -295,13 +297,13 @@ def summary(
         "threat_area": threat_area,
         "organisation": organisation,
         "packages_issued": int(total["packages"]),
-        "funnel": {stage: int(total[stage]) for stage in FUNNEL},
+        "funnel": {stage: int(total[metric]) for stage, metric, _ in FUNNEL_STAGES},
         "rates": {
             "delivered": rate(total["delivered"], total["recipients"]),
-            "acknowledged": rate(total["acknowledged"], total["recipients"]),
-            "returned": rate(total["final"], total["recipients"]),
-            "on_time": rate(total["on_time"], total["final"]),
-            "actioned": rate(total["actioned"], total["returned"]),
+            "acknowledged": ACKNOWLEDGED_RATE.of(total),
+            "returned": RETURN_RATE.of(total),
+            "on_time": ON_TIME_RATE.of(total),
+            "actioned": ACTIONED_RATE.of(total),
         },
         "on_time": int(total["on_time"]),
         "results": results_of(total),

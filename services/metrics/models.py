@@ -58,7 +58,7 @@ class PackageState(Base):
     verdict_reason: Mapped[str] = mapped_column(Text, default="")
     recipients: Mapped[int] = mapped_column(default=0)
     final_returns: Mapped[int] = mapped_column(default=0)
-    actioned_returns: Mapped[int] = mapped_column(default=0)
+    actioned_returns: Mapped[int] = mapped_column(default=0)  # final returns reporting action
     arrests: Mapped[int] = mapped_column(default=0)
     # Of those, on the returns of organisations it was passed on to; and how many such returns.
     onward_arrests: Mapped[int] = mapped_column(default=0, server_default="0")

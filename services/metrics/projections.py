@@ -32,10 +32,22 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
+from services.metrics.definitions import results_words
 from services.metrics.models import Fact, Organisation, PackageState, ReturnState
 from shared.vocabulary import ACTIONED, RESULT_FIELDS
 
 HOURS_CAP = 24 * 400
+# The figures rolled up per month (the summary, its funnel and its trend); results are added too.
+MONTH_METRICS = (
+    "recipients",
+    "delivered",
+    "acknowledged",
+    "returned",
+    "final",
+    "on_time",
+    "actioned",
+    "final_actioned",
+)
 FactKey = tuple[str, str, str, str]  # scope, key, metric, classification
 PACKAGE_CLASSIFICATION = ""  # a package's own facts: its marking is checked on the package itself
 UNKNOWN_CLASSIFICATION = "?"  # no clearance includes it
@@ -67,9 +79,12 @@ def return_figures(ret: ReturnState) -> Counter:
         return figures
     figures["recipients"] = 1
     figures["onward"] = 1 if ret.onward_from else 0
-    figures["delivered"] = 1 if ret.delivered_at else 0
-    figures["failed"] = 1 if ret.delivery_failed and not ret.delivered_at else 0
-    figures["acknowledged"] = 1 if ret.acknowledged_at else 0
+    # Filing counts as acknowledgement (and an acknowledged package was delivered), whatever order
+    # the events came in: no stage of the funnel ever counts more than the stage before it.
+    acknowledged = bool(ret.acknowledged_at or ret.first_returned_at)
+    figures["delivered"] = 1 if ret.delivered_at or acknowledged else 0
+    figures["failed"] = 1 if ret.delivery_failed and not figures["delivered"] else 0
+    figures["acknowledged"] = 1 if acknowledged else 0
     figures["returned"] = 1 if ret.first_returned_at else 0
     figures["interim"] = 1 if ret.version and ret.outcome_status == "interim" else 0
     figures["final"] = 1 if ret.final_returned_at else 0
@@ -79,6 +94,8 @@ def return_figures(ret: ReturnState) -> Counter:
     outcome = ret.outcome
     if outcome:
         figures["actioned"] = 1 if is_actioned(outcome) else 0
+        # The actioned rate's numerator: final returns whose current version reports action.
+        figures["final_actioned"] = 1 if ret.final_returned_at and is_actioned(outcome) else 0
         figures["no_action"] = 1 if "no_action" in outcome.get("actions", []) else 0
         for action in outcome.get("actions", []):
             figures[f"action:{action}"] += 1
@@ -123,7 +140,7 @@ def contribution(package: PackageState | None, ret: ReturnState) -> Counter:
         for metric, value in figures.items():
             facts[("org", ret.organisation, metric, marking)] += value
     for key in month_keys(month_of(package.issued_at), package.threat_area, ret.organisation):
-        for metric in ("recipients", "delivered", "acknowledged", "returned", "final", "on_time", "actioned"):
+        for metric in MONTH_METRICS:
             if figures.get(metric):
                 facts[("month", key, metric, marking)] += figures[metric]
         for metric, value in figures.items():
@@ -395,7 +412,7 @@ def refresh_verdict(session: Session, package: PackageState) -> None:
     recipients = int(figures["recipients"])
     package.recipients = recipients
     package.final_returns = int(figures["final"])
-    package.actioned_returns = int(figures["actioned"])
+    package.actioned_returns = int(figures["final_actioned"])  # the actioned rate's numerator
     package.arrests = int(figures["result:arrests"])
     package.onward_arrests = int(figures["result:arrests:onward"])
     package.onward_recipients = int(figures["onward"])
@@ -403,15 +420,7 @@ def refresh_verdict(session: Session, package: PackageState) -> None:
         package.verdict, package.verdict_reason = "no_action", "Withdrawn by the centre."
         return
     if figures["actioned"]:
-        results = ", ".join(
-            counted(figures[f"result:{name}"], label, plural)
-            for name, label, plural in (
-                ("arrests", "arrest", None),
-                ("charges", "charge", None),
-                ("people_safeguarded", "person safeguarded", "people safeguarded"),
-            )
-            if figures[f"result:{name}"]
-        )
+        results = results_words(figures)
         package.verdict = "actioned"
         package.verdict_reason = f"{int(figures['actioned'])} of {counted(recipients, 'recipient')} acted on it" + (
             f": {results}." if results else "."

@@ -56,7 +56,7 @@ class PackageRowSchema(BaseSchema):
     verdict_reason = fields.String()
     recipients = fields.Integer()
     final_returns = fields.Integer()
-    actioned_returns = fields.Integer()
+    actioned_returns = fields.Integer(metadata={"description": "final returns whose current version reports action"})
     arrests = fields.Integer()
     onward_recipients = fields.Integer(
         metadata={"description": "organisations a recipient passed it on to (their returns count toward it)"}
@@ -74,6 +74,7 @@ class PackageMetricsSchema(PackageRowSchema):
             "organisations it was passed on to)"
         }
     )
+    rates = fields.Dict(metadata={"description": "return_rate, on_time_rate, acknowledged_rate, actioned_rate"})
     quality = fields.Dict()
     by_recipient = fields.List(fields.Dict())
 
@@ -88,6 +89,7 @@ class OrganisationMetricsSchema(BaseSchema):
     on_time_rate = fields.Float(allow_none=True)
     median_days_to_return = fields.Float(allow_none=True)
     overdue_now = fields.Integer()
+    final_actioned = fields.Integer(metadata={"description": "final returns whose current version reports action"})
     actioned_rate = fields.Float(allow_none=True)
     acknowledged_rate = fields.Float(allow_none=True)
     results = fields.Dict()
@@ -101,9 +103,17 @@ class SummarySchema(BaseSchema):
     organisation = fields.String(allow_none=True)
     packages_issued = fields.Integer()
     funnel = fields.Dict(
-        metadata={"description": "issued to recipients -> delivered -> acknowledged -> returned -> final -> actioned"}
+        metadata={
+            "description": "issued to recipients -> delivered -> acknowledged -> returned -> final -> actioned "
+            "(final returns reporting action); each stage counts a subset of the one before"
+        }
     )
-    rates = fields.Dict(metadata={"description": "actioned is of the returns in, interim or final"})
+    rates = fields.Dict(
+        metadata={
+            "description": "shares, 0-1 or null: returned (final of expected), on_time (of final), acknowledged "
+            "(of expected; filing counts), actioned (final returns reporting action, of final returns)"
+        }
+    )
     on_time = fields.Integer(metadata={"description": "final returns filed by their due date"})
     results = fields.Dict()
     trend = fields.List(fields.Dict())

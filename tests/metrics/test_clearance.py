@@ -159,7 +159,7 @@ def test_the_dashboard_shows_only_what_clearance_allows(history, metrics_client,
     assert "Counting only packages marked OFFICIAL, as your clearance allows." in page
     compliance = re.search(r'id="compliance-title".*?</svg>', page, re.S)[0]
     assert re.findall(r'class="chart__strong" x="8"[^>]*>([A-Z-]+)<', compliance) == ["GMP"]
-    assert "0 of 1 judged" in page and "2 of 3 judged" not in page
+    assert "0 of 1 judged confirmed" in page and "2 of 3 judged" not in page
 
     other = metrics_client.application.test_client()
     assert sign_in(other, raw(sensitive_leader(token))).status_code == 303

@@ -83,11 +83,16 @@ def test_a_leader_signs_in_and_sees_the_figures(history, metrics_client, token):
     assert card(page, "return-rate") == "75%"
     assert card(page, "actioned") == "67%"
     assert card(page, "arrests") == "5"
-    assert card(page, "safeguarded") == "1"
-    assert "of them 1 child" in page
+    assert card(page, "acknowledged") == "75%"  # GMP acknowledged A; MPS filed on A and C
+    # Every result kind in the results table: 1 person safeguarded, a child, contributed.
+    assert re.search(
+        r'id="result-people_safeguarded"><th scope="row">People safeguarded</th><td[^>]*>1</td><td>0</td><td>1</td>',
+        page,
+    )
+    assert re.search(r'id="result-children_safeguarded"><th scope="row">Children safeguarded</th><td[^>]*>1</td>', page)
     # The funnel prints its numbers beside the bars.
     funnel = re.search(r'aria-labelledby="funnel-title funnel-desc".*?</svg>', page, re.S)[0]
-    for words in ("Sent to recipients", "Delivered", "Acknowledged", "Final return filed", "Reported action taken"):
+    for words in ("Sent to recipients", "Delivered", "Acknowledged", "Final return filed", "Final, action taken"):
         assert words in funnel
     assert "Final return filed: 3 (75% of those sent)" in funnel
     # Compliance: WMP (nothing returned, overdue) comes first, then MPS and GMP (all returned).
@@ -98,8 +103,8 @@ def test_a_leader_signs_in_and_sees_the_figures(history, metrics_client, token):
     # The trend's table has this month with its 4 returns expected.
     assert re.search(r"<th scope=\"row\">[A-Z][a-z]+ \d{4}</th><td>4</td><td>3</td><td>2</td>", page)
     # Grading calibration: 2B judged 3 times, 2 confirmed or partly.
-    assert "67%" in page and "2 of 3 judged" in page
-    assert page.count("none judged") == 14
+    assert "67%" in page and "2 of 3 judged confirmed" in page
+    assert page.count("not yet judged") == 14
     # Verdicts as words, with reasons.
     assert ">Actioned<" in page and ">No action<" in page and "Withdrawn by the centre." in page
 

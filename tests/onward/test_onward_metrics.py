@@ -92,7 +92,7 @@ def test_onward_results_count_toward_the_package_once(
     assert lancs_figures["results"]["onward"]["arrests"] == 3
     exported = metrics_client.get("/api/v1/metrics/export.csv", headers=leader).get_data(as_text=True)
     [row] = list(csv.DictReader(io.StringIO(exported)))
-    assert (row["arrests"], row["onward_arrests"], row["onward_recipients"]) == ("6", "3", "1")
+    assert (row["arrests"], row["arrests_onward"], row["onward_recipients"]) == ("6", "3", "1")
 
 
 def test_a_late_package_issued_still_marks_the_return_onward(

@@ -13,6 +13,7 @@ from flask_smorest import Blueprint, abort
 
 from services.metrics import figures
 from services.metrics.access import cleared, find_package, is_leader, require_leader, require_organisation
+from services.metrics.definitions import RATES, result_columns
 from services.metrics.models import Organisation
 from services.metrics.schemas import (
     GradingSchema,
@@ -147,12 +148,13 @@ CSV_COLUMNS = (
     "verdict",
     "verdict_reason",
     "recipients",
+    "acknowledged",
     "final_returns",
     "actioned_returns",
-    "arrests",
     "onward_recipients",
-    "onward_arrests",
     "withdrawn_at",
+    *(figure.name for figure in RATES),
+    *result_columns(),
 )
 
 
@@ -174,9 +176,10 @@ class Export(MethodView):
             offset = 0
             while True:
                 batch = session.scalars(figures.package_query(args, classifications).offset(offset).limit(1000)).all()
+                found = figures.facts_of_packages(session, [package.package_id for package in batch])
                 for package in batch:
-                    summary = figures.package_summary(package)
-                    writer.writerow([_csv_value(summary[c]) for c in CSV_COLUMNS])
+                    row = figures.package_export_row(package, found[package.package_id])
+                    writer.writerow([_csv_value(row[c]) for c in CSV_COLUMNS])
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
