@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flask import current_app
 from sqlalchemy.orm import Session
@@ -53,8 +53,7 @@ def on_return_extended(session: Session, event: dict) -> None:
     if dissemination is None:
         return
     due = datetime.fromisoformat(payload["due_at"])
-    current = dissemination.due_at if dissemination.due_at.tzinfo else dissemination.due_at.replace(tzinfo=UTC)
-    if due > current:
+    if due > dissemination.due_at:
         dissemination.due_at = due
 
 

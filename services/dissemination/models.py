@@ -153,6 +153,11 @@ class Dissemination(Base):
     onward_source: Mapped[Dissemination | None] = relationship(remote_side=[id], lazy="select", viewonly=True)
 
     @property
+    def latest_return(self) -> str | None:
+        """The latest return filed for it (``interim`` or ``final``), or None."""
+        return self.return_status or ("final" if self.returned_at else None)
+
+    @property
     def status(self) -> str:
         """Where this dissemination stands, most advanced first."""
         if self.package.status == "withdrawn" or self.withdrawn_at:

@@ -152,7 +152,7 @@ def chain_of(package: Package, centre: str) -> list[dict]:
 
     def walk(parent: uuid.UUID | None, path: list[str], by: str) -> None:
         for d in sorted(children.get(parent, []), key=lambda d: (d.created_at, d.organisation)):
-            status = return_status(d)
+            status = d.latest_return
             state = "withdrawn" if d.status == "withdrawn" else f"{status} return" if status else "no return yet"
             here = [*path, f"{d.organisation} ({state})"]
             links.append(
@@ -174,8 +174,3 @@ def chain_of(package: Package, centre: str) -> list[dict]:
 
     walk(None, [centre], centre)
     return links
-
-
-def return_status(dissemination: Dissemination) -> str | None:
-    """The latest return filed for it (interim or final), or None."""
-    return dissemination.return_status or ("final" if dissemination.returned_at else None)

@@ -22,7 +22,7 @@ import math
 import re
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flask import Blueprint, Flask, abort, current_app, g, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -314,14 +314,12 @@ def sign_out():
 def return_status(dissemination: Dissemination, at: datetime) -> str:
     """What the inbox says of the return: ``final``, ``overdue`` (due passed, no final),
     ``interim`` or ``none``."""
-    if dissemination.return_status == "final" or dissemination.returned_at is not None:
+    latest = dissemination.latest_return
+    if latest == "final":
         return "final"
-    due = dissemination.due_at
-    if due.tzinfo is None:  # SQLite gives naive UTC
-        due = due.replace(tzinfo=UTC)
-    if due < at:
+    if dissemination.due_at < at:
         return "overdue"
-    return dissemination.return_status or "none"
+    return latest or "none"
 
 
 def withdrawn(dissemination: Dissemination) -> bool:
