@@ -17,6 +17,8 @@ def package_event(package: Package) -> dict:
         "handling_code": package.handling_code,
         "issued_at": package.issued_at.isoformat() if package.issued_at else None,
         "issued_by": package.issued_by,
+        # When the draft was made (the metrics service's timeline of the package starts there).
+        "drafted_at": package.created_at.isoformat() if package.created_at else None,
         "outcome_due_at": package.outcome_due_at.isoformat() if package.outcome_due_at else None,
     }
 

@@ -24,11 +24,26 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from flask import Blueprint, Flask, abort, current_app, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from marshmallow import ValidationError
 from redis.exceptions import RedisError
+from sqlalchemy import select
 
 from services.metrics import charts, figures
+from services.metrics.api.metrics import export_response
 from services.metrics.definitions import (
     ACKNOWLEDGED_RATE,
     ACTIONED_RATE,
@@ -45,17 +60,28 @@ from services.metrics.definitions import (
     days_words,
     judged_words,
 )
+from services.metrics.models import Organisation, PackageState
+from services.metrics.schemas import PackageListArgsSchema
 from shared.audit import audit_detail, audit_outcome, audit_target
 from shared.auth import Principal
 from shared.db import get_session
 from shared.oidc import OidcSignIn, oidc_configured
+from shared.vocabulary import (
+    ACCURACY_CHOICES,
+    RESULT_ATTRIBUTIONS,
+    RESULT_KINDS,
+    THREAT_AREAS,
+    TIMELINESS_CHOICES,
+    VERDICT_LABELS,
+    grading_words,
+)
 from shared.vocabulary import INTELLIGENCE_ASSESSMENT_LABELS as ASSESSMENT_LABELS
-from shared.vocabulary import RESULT_ATTRIBUTIONS, RESULT_KINDS, THREAT_AREAS, VERDICT_LABELS
 from shared.vocabulary import SOURCE_EVALUATION_LABELS as SOURCE_LABELS
 from shared.web_sessions import SignInRefused, WebSessions, configure_cookie, verify_pasted_token
 
 SERVICE_NAME = "NCLCC outcomes dashboard"
 MONTH = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
+ORGANISATION_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,15}$")
 EARLIEST_YEAR, LATEST_YEAR = 2000, 2099
 MAX_MONTHS = 120
 COMPLIANCE_ROWS_SHOWN = 15
@@ -77,6 +103,8 @@ NOTICES = {
     "unavailable": "The dashboard cannot reach its session store just now. Try again in a minute.",
     "signed-out": "You have signed out.",
 }
+ACCURACY_LABELS = {choice.value: choice.label for choice in ACCURACY_CHOICES}
+TIMELINESS_LABELS = {choice.value: choice.label for choice in TIMELINESS_CHOICES}
 TREND_SERIES = (
     ("recipients", "Sent to recipients", "series-sent"),
     ("final", "Final returns filed", "series-final"),
@@ -261,6 +289,7 @@ class Filters:
     start: date
     end: date
     threat_area: str | None
+    organisation: str | None = None
 
     @property
     def from_month(self) -> str:
@@ -269,6 +298,26 @@ class Filters:
     @property
     def to_month(self) -> str:
         return f"{self.end:%Y-%m}"
+
+    def args(self, **changes) -> dict[str, str]:
+        """The filters as URL arguments, so a view can be shared and the drill-down pages lead
+        back to it: ``url_for(..., **filters.args())``; ``organisation=None`` drops one."""
+        values = {
+            "from": self.from_month,
+            "to": self.to_month,
+            "threat_area": self.threat_area,
+            "organisation": self.organisation,
+        } | changes
+        return {name: value for name, value in values.items() if value}
+
+    def package_args(self) -> dict[str, str | None]:
+        """The filters as ``figures.package_query`` takes them."""
+        return {
+            "from_month": self.from_month,
+            "to_month": self.to_month,
+            "threat_area": self.threat_area,
+            "organisation": self.organisation,
+        }
 
 
 def _month(value: str | None, name: str, label: str, errors: dict[str, str]) -> date | None:
@@ -294,6 +343,12 @@ def read_filters(args, today: date) -> tuple[Filters, dict[str, str]]:
     if threat_area is not None and threat_area not in THREAT_AREAS:
         errors["threat_area"] = "There is no such threat area."
         threat_area = None
+    organisation = (args.get("organisation") or "").strip().upper() or None
+    if organisation is not None and (
+        not ORGANISATION_CODE.match(organisation) or organisation not in known_organisations()
+    ):
+        errors["organisation"] = "There is no such organisation in the directory."
+        organisation = None
     this_month = today.replace(day=1)
     end = end or this_month
     start = start or date(end.year, 1, 1)
@@ -303,55 +358,176 @@ def read_filters(args, today: date) -> tuple[Filters, dict[str, str]]:
     elif len(figures.months_between(start, end)) > MAX_MONTHS:
         errors.setdefault("from", "Choose a period of ten years at most.")
         start, end = date(this_month.year, 1, 1), this_month
-    return Filters(start, end, threat_area), errors
+    return Filters(start, end, threat_area, organisation), errors
 
 
-@bp.get("")
-def dashboard():
+def known_organisations() -> dict[str, str]:
+    """The directory as the read model knows it: code -> name."""
+    return dict(get_session().execute(select(Organisation.code, Organisation.name).order_by(Organisation.code)).all())
+
+
+def signed_in() -> Principal | None:
+    """The leader whose session this is (and ``g.principal`` set for the audit log), or None:
+    the caller then answers with ``to_sign_in()``."""
     principal, reason = sessions.current()
     if principal is None:
         if reason and reason != "unavailable":
             sessions.end_current()
         audit_outcome("refused", f"refused: dashboard session {reason}" if reason else "refused: not signed in")
-        return redirect(url_for(".sign_in", reason=reason) if reason else url_for(".sign_in"), 303)
+        g.sign_in_reason = reason
+        return None
     g.principal = principal
-    audit_target("dashboard", "figures")
+    return principal
+
+
+def to_sign_in():
+    reason = g.get("sign_in_reason")
+    return redirect(url_for(".sign_in", reason=reason) if reason else url_for(".sign_in"), 303)
+
+
+def page_filters() -> tuple[Filters, dict[str, str]]:
     filters, errors = read_filters(request.args, datetime.now(UTC).date())
     if errors:
         audit_detail("invalid: filters " + ", ".join(errors))
+    return filters, errors
+
+
+@bp.get("")
+def dashboard():
+    principal = signed_in()
+    if principal is None:
+        return to_sign_in()
+    audit_target("dashboard", "figures")
+    filters, errors = page_filters()
     return render_template(
         "dashboard/page.html",
         principal=principal,
         filters=filters,
         errors=errors,
         threat_areas=[(code, words(code)) for code in THREAT_AREAS],
+        organisations=list(known_organisations().items()),
         **page_figures(filters, principal),
     ), 422 if errors else 200
+
+
+@bp.get("/packages/<string:package_id>")
+def package_page(package_id: str):
+    """One package's whole story: its figures, then its timeline per recipient and its onward chain.
+    A package the leader is not cleared for answers 404, as the API does (audited)."""
+    principal = signed_in()
+    if principal is None:
+        return to_sign_in()
+    audit_target("package", package_id[:64])
+    filters, errors = page_filters()
+    db = get_session()
+    found = figures.uuid_or_none(package_id) if len(package_id) <= 64 else None
+    package = db.get(PackageState, found) if found else None
+    if package is not None and not principal.cleared_for(package.classification or ""):
+        audit_detail(f"refused: clearance {principal.clearance} below {package.classification}")
+        package = None
+    if package is None or package.issued_at is None:
+        if found is None:
+            audit_detail("invalid: package id")
+        return render_template(
+            "dashboard/not_found.html",
+            principal=principal,
+            filters=filters,
+            heading="No such package",
+            message=(
+                f"“{shorten(package_id, 40)}” is not a package id: a package id looks like "
+                "123e4567-e89b-12d3-a456-426614174000."
+                if found is None
+                else "There are no figures for a package with this id that you may see."
+            ),
+        ), 404
+    return render_template(
+        "dashboard/package.html",
+        principal=principal,
+        filters=filters,
+        errors=errors,
+        **package_page_figures(package),
+    ), 422 if errors else 200
+
+
+@bp.get("/organisations/<string:code>")
+def organisation_page(code: str):
+    """One organisation: its figures against the national ones, its compliance month by month, its
+    results, its feedback on the intelligence and its packages (each linking to its page)."""
+    principal = signed_in()
+    if principal is None:
+        return to_sign_in()
+    code = code.strip().upper()[:32]
+    audit_target("organisation", code)
+    filters, errors = page_filters()
+    db = get_session()
+    cleared = principal.allowed_classifications
+    known = ORGANISATION_CODE.match(code) and (
+        db.get(Organisation, code) is not None or figures.facts_for(db, "org", [code], cleared)[code]
+    )
+    if not known:
+        audit_detail("invalid: organisation code" if not ORGANISATION_CODE.match(code) else "no such organisation")
+        return render_template(
+            "dashboard/not_found.html",
+            principal=principal,
+            filters=filters,
+            heading="No such organisation",
+            message=f"There is no organisation “{shorten(code, 20)}” in the directory.",
+        ), 404
+    return render_template(
+        "dashboard/organisation.html",
+        principal=principal,
+        filters=filters,
+        errors=errors,
+        **organisation_page_figures(code, filters, principal),
+    ), 422 if errors else 200
+
+
+@bp.get("/export.csv")
+def export_csv():
+    """The CSV button: the package list with the filters on screen, from the same function as the
+    API's ``/api/v1/metrics/export.csv`` (whose bearer token a dashboard session does not carry).
+    A filter at fault answers 422 naming it."""
+    principal = signed_in()
+    if principal is None:
+        return to_sign_in()
+    audit_target("export", "packages.csv")
+    try:
+        args = PackageListArgsSchema().load(request.args.to_dict())
+    except ValidationError as problem:
+        fields_at_fault = sorted(problem.messages)
+        audit_detail("invalid: filters " + ", ".join(fields_at_fault))
+        lines = [
+            f"{name}: {' '.join(map(str, messages)) if isinstance(messages, list) else messages}"
+            for name, messages in sorted(problem.messages.items())
+        ]
+        return Response(
+            "The CSV could not be made; these filters are at fault:\n" + "\n".join(lines) + "\n",
+            status=422,
+            mimetype="text/plain",
+        )
+    return export_response(get_session(), args, principal.allowed_classifications)
 
 
 def page_figures(filters: Filters, principal: Principal) -> dict:
     db = get_session()
     cleared = principal.allowed_classifications
-    summary = figures.summary(db, filters.start, filters.end, filters.threat_area, None, cleared)
+    summary = figures.summary(db, filters.start, filters.end, filters.threat_area, filters.organisation, cleared)
+    before = figures.previous_period(filters.start, filters.end)
+    previous = figures.summary(db, *before, filters.threat_area, filters.organisation, cleared)
     organisations = figures.every_organisation_metrics(db, cleared)
-    query = figures.package_query(
-        {
-            "from_month": filters.from_month,
-            "to_month": filters.to_month,
-            "threat_area": filters.threat_area,
-            "sort": "-issued_at",
-        },
-        cleared,
-    )
+    national = figures.national_metrics(db, cleared)
+    query = figures.package_query({**filters.package_args(), "sort": "-issued_at"}, cleared)
     packages = [figures.package_summary(row) for row in db.scalars(query.limit(RECENT_PACKAGES))]
     compliance = worst_first(organisations)
+    previous_words = period_words(Filters(*before, filters.threat_area, filters.organisation), area=False)
     return {
         "period": period_words(filters),
+        "previous_period": previous_words,
         "clearance": clearance_words(principal),
-        "cards": headline_cards(summary),
+        "cards": headline_cards(summary, previous),
         "funnel": funnel_chart(summary["funnel"]),
         "funnel_definition": FUNNEL_DEFINITION,
-        "results": result_rows(summary["results"]),
+        "results": result_rows(summary["results"], previous["results"]),
         "results_definition": RESULTS_DEFINITION,
         "grading_definition": GRADING_DEFINITION,
         "median_definition": MEDIAN_DAYS_TO_FINAL_RETURN,
@@ -359,16 +535,174 @@ def page_figures(filters: Filters, principal: Principal) -> dict:
         "compliance": compliance_chart(compliance[:COMPLIANCE_ROWS_SHOWN]),
         "compliance_rest": compliance_chart(compliance[COMPLIANCE_ROWS_SHOWN:]),
         "compliance_rows": compliance,
+        "organisation_rows": organisation_rows(compliance, national),
+        "national": national_words(national),
         "calibration": calibration_rows(figures.grading(db, cleared)),
         "assessment_labels": ASSESSMENT_LABELS,
-        "packages": [
+        "packages": [package_row(package) for package in packages],
+        "csv_url": url_for(".export_csv", **filters.args()),
+    }
+
+
+def package_row(package: dict) -> dict:
+    return {
+        **package,
+        "verdict_label": VERDICT_LABELS.get(package["verdict"], words(package["verdict"])),
+        "issued": day_words(package["issued_at"]),
+    }
+
+
+def organisation_rows(organisations: list[dict], national: dict) -> list[dict]:
+    """The organisations table: each organisation's rates, each against the national figure."""
+    rows = []
+    for organisation in organisations:
+        received, returned = organisation["packages_received"], organisation["returned"]
+        rows.append(
             {
-                **package,
-                "verdict_label": VERDICT_LABELS.get(package["verdict"], words(package["verdict"])),
-                "issued": day_words(package["issued_at"]),
+                "code": organisation["code"],
+                "full_name": organisation["name"],
+                "returned": f"{percent(organisation['return_rate'])} ({number(returned)} of {number(received)})"
+                if received
+                else "nothing received",
+                "on_time": percent(organisation["on_time_rate"]),
+                "overdue": number(organisation["overdue_now"]),
+                "median_days": days_words(organisation["median_days_to_return"]),
+                "return_vs_national": figures.compare_with_national(
+                    organisation["return_rate"], national["return_rate"]
+                ).words,
+                "on_time_vs_national": figures.compare_with_national(
+                    organisation["on_time_rate"], national["on_time_rate"]
+                ).words,
             }
+        )
+    return rows
+
+
+def national_words(national: dict) -> str:
+    return (
+        f"Nationally, {percent(national['return_rate'])} of returns expected are in "
+        f"({number(national['returned'])} of {number(national['packages_received'])}), "
+        f"{percent(national['on_time_rate'])} of them on time."
+    )
+
+
+def package_page_figures(package: PackageState) -> dict:
+    db = get_session()
+    metrics = figures.package_metrics(db, package)
+    story = figures.package_timeline(db, package)
+    counts = {
+        "recipients": metrics["reach"]["recipients"],
+        "acknowledged": metrics["reach"]["acknowledged"],
+        "final": metrics["compliance"]["final"],
+        "on_time": metrics["compliance"]["on_time"],
+        "final_actioned": metrics["actioned_returns"],
+    }
+    return {
+        "package": {
+            **package_row(figures.package_summary(package)),
+            "grading_words": grading_words(package.source_evaluation or 0, package.intelligence_assessment or "?"),
+            "due": day_words(package.due_at),
+            "withdrawn": day_words(package.withdrawn_at) if package.withdrawn_at else None,
+        },
+        "cards": [
+            rate_card("return-rate", RETURN_RATE, counts),
+            rate_card("on-time", ON_TIME_RATE, counts),
+            rate_card("acknowledged", ACKNOWLEDGED_RATE, counts),
+            rate_card("actioned", ACTIONED_RATE, counts),
+        ],
+        "results": result_rows(metrics["results"]),
+        "results_definition": RESULTS_DEFINITION,
+        "story": story,
+        "status_labels": RETURN_STATUS_WORDS,
+    }
+
+
+RETURN_STATUS_WORDS = {
+    "returned": "Final return in",
+    "interim": "Interim return only",
+    "overdue": "Overdue",
+    "awaiting": "Awaiting a return",
+    "withdrawn": "Withdrawn",
+}
+
+
+def organisation_page_figures(code: str, filters: Filters, principal: Principal) -> dict:
+    db = get_session()
+    cleared = principal.allowed_classifications
+    metrics = figures.organisation_metrics(db, code, cleared)
+    national = figures.national_metrics(db, cleared)
+    months = figures.compliance_by_month(db, filters.start, filters.end, filters.threat_area, code, cleared)
+    national_months = figures.compliance_by_month(db, filters.start, filters.end, filters.threat_area, None, cleared)
+    packages = figures.organisation_packages(db, filters.package_args(), code, cleared)
+    counts = figures.facts_for(db, "org", [code], cleared)[code]
+    national_counts = figures.national_figures(db, cleared)
+    cards = []
+    for card_id, figure in (
+        ("return-rate", RETURN_RATE),
+        ("on-time", ON_TIME_RATE),
+        ("acknowledged", ACKNOWLEDGED_RATE),
+        ("actioned", ACTIONED_RATE),
+    ):
+        card = rate_card(card_id, figure, counts)
+        card["change"] = figures.compare_with_national(figure.of(counts), figure.of(national_counts))
+        cards.append(card)
+    quality = metrics["quality"]
+    return {
+        "organisation": metrics,
+        "cards": [
+            {
+                "id": "received",
+                "label": "Packages received",
+                "value": number(metrics["packages_received"]),
+                "detail": f"{number(metrics['overdue_now'])} returns overdue now",
+                "definition": "Returns expected of it: one per package sent or passed on to it, not withdrawn.",
+            },
+            *cards,
+            {
+                "id": "median-days",
+                "label": "Median days to final return",
+                "value": days_words(metrics["median_days_to_return"]),
+                "detail": "days after issue",
+                "definition": MEDIAN_DAYS_TO_FINAL_RETURN,
+            },
+        ],
+        "national": national,
+        "months": [
+            {
+                "name": month_words(figures.parse_month(row["month"])),
+                "expected": number(row["expected"]),
+                "final": number(row["final"]),
+                "on_time": number(row["on_time"]),
+                "return_rate": percent(row["return_rate"]),
+                "on_time_rate": percent(row["on_time_rate"]),
+                "national_return_rate": percent(national_row["return_rate"]),
+                "bar": round((row["return_rate"] or 0) * 100),
+            }
+            for row, national_row in zip(months, national_months, strict=True)
+        ],
+        "results": result_rows(metrics["results"]),
+        "results_definition": RESULTS_DEFINITION,
+        "quality": {
+            "mean_usefulness": "—" if quality["mean_usefulness"] is None else f"{quality['mean_usefulness']:g} of 5",
+            "rated": quality["rated"],
+            "national_mean": "—"
+            if national["quality"]["mean_usefulness"] is None
+            else f"{national['quality']['mean_usefulness']:g} of 5",
+            "accuracy": [
+                (label, quality["accuracy"][value], national["quality"]["accuracy"][value])
+                for value, label in ACCURACY_LABELS.items()
+            ],
+            "timeliness": [
+                (label, quality["timeliness"][value], national["quality"]["timeliness"][value])
+                for value, label in TIMELINESS_LABELS.items()
+            ],
+        },
+        "packages": [
+            {**package_row(package), "status_label": RETURN_STATUS_WORDS[package["return_status"]]}
             for package in packages
         ],
+        "period": period_words(filters),
+        "csv_url": url_for(".export_csv", **filters.args(organisation=code)),
     }
 
 
@@ -403,14 +737,17 @@ def month_words(day: date) -> str:
     return f"{day:%B %Y}"
 
 
-def period_words(filters: Filters) -> str:
+def period_words(filters: Filters, area: bool = True) -> str:
+    """'January 2026 to March 2026, county lines, GMP'; without ``area`` the months alone."""
     period = (
         month_words(filters.start)
         if filters.start == filters.end
         else f"{month_words(filters.start)} to {month_words(filters.end)}"
     )
-    area = words(filters.threat_area).lower() if filters.threat_area else "all threat areas"
-    return f"{period}, {area}"
+    if not area:
+        return period
+    threat = words(filters.threat_area).lower() if filters.threat_area else "all threat areas"
+    return f"{period}, {threat}" + (f", returns of {filters.organisation}" if filters.organisation else "")
 
 
 def clearance_words(principal: Principal) -> str:
@@ -435,12 +772,17 @@ def rate_card(card_id: str, figure: Rate, counts: dict) -> dict:
     }
 
 
-def headline_cards(summary: dict) -> list[dict]:
+def summary_counts(summary: dict) -> dict:
+    """The facts each rate divides, by their names in definitions.py, from a summary."""
+    return {metric: summary["funnel"][stage] for stage, metric, _ in FUNNEL_STAGES} | {"on_time": summary["on_time"]}
+
+
+def headline_cards(summary: dict, previous: dict | None = None) -> list[dict]:
+    """The headline figures; each with its change from the previous period when one is given."""
     totals = summary["results"]["totals"]
-    # The facts each rate divides, by their names in definitions.py.
-    counts = {metric: summary["funnel"][stage] for stage, metric, _ in FUNNEL_STAGES} | {"on_time": summary["on_time"]}
+    counts = summary_counts(summary)
     arrests = next(kind for kind in RESULT_KINDS if kind.name == "arrests")
-    return [
+    cards = [
         {
             "id": "packages",
             "label": "Packages issued",
@@ -460,10 +802,29 @@ def headline_cards(summary: dict) -> list[dict]:
             "definition": RESULTS_DEFINITION,
         },
     ]
+    if previous is not None:
+        before = summary_counts(previous)
+        changes = {
+            "packages": figures.compare(summary["packages_issued"], previous["packages_issued"]),
+            "arrests": figures.compare(totals["arrests"], previous["results"]["totals"]["arrests"]),
+            **{
+                card_id: figures.compare(figure.of(counts), figure.of(before), is_rate=True)
+                for card_id, figure in (
+                    ("return-rate", RETURN_RATE),
+                    ("on-time", ON_TIME_RATE),
+                    ("acknowledged", ACKNOWLEDGED_RATE),
+                    ("actioned", ACTIONED_RATE),
+                )
+            },
+        }
+        for card in cards:
+            card["change"] = changes[card["id"]]
+    return cards
 
 
-def result_rows(results: dict) -> list[dict]:
-    """Every result kind, its total and its attributions, as a person reads them."""
+def result_rows(results: dict, previous: dict | None = None) -> list[dict]:
+    """Every result kind, its total and its attributions, as a person reads them; with its change
+    from the previous period's total when that is given."""
     return [
         {
             "id": kind.name,
@@ -473,6 +834,13 @@ def result_rows(results: dict) -> list[dict]:
                 amount_words(kind, results[attribution][kind.name]) for attribution in RESULT_ATTRIBUTIONS
             ],
             "words": attribution_words(results, kind),
+            "change": None
+            if previous is None
+            else figures.compare(
+                results["totals"][kind.name],
+                previous["totals"][kind.name],
+                words=lambda value, kind=kind: amount_words(kind, value),
+            ).words,
         }
         for kind in RESULT_KINDS
     ]

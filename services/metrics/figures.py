@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -24,16 +25,21 @@ from services.metrics.definitions import (
     rate,
     result_cells,
     results_of,
+    results_words,
 )
-from services.metrics.models import Fact, Organisation, PackageState, ReturnState
+from services.metrics.models import Fact, Organisation, PackageState, ReturnState, TimelineEntry
 from services.metrics.projections import PACKAGE_CLASSIFICATION, month_keys, package_facts
 from shared.vocabulary import (
     ACCURACIES,
+    ACCURACY_CHOICES,
+    ACTION_CHOICES,
     ACTIONS,
     PRIORITIES,
+    PRIORITY_CHOICES,
     SOURCE_EVALUATIONS,
     STRANDS,
     TIMELINESS,
+    TIMELINESS_CHOICES,
 )
 from shared.vocabulary import INTELLIGENCE_ASSESSMENTS as ASSESSMENTS
 
@@ -344,3 +350,392 @@ def uuid_or_none(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return None
+
+
+# -- comparisons: this period against the one before, an organisation against the nation --------
+
+
+def previous_period(start: date, end: date) -> tuple[date, date]:
+    """The period of as many months as ``start``..``end`` (first days of months), just before it:
+    January-March 2026 -> October-December 2025; one month -> the month before."""
+    months = len(months_between(start, end))
+    index = start.year * 12 + start.month - 1 - months  # months since year 0 of the earlier start
+    first = date(index // 12, index % 12 + 1, 1)
+    last_index = start.year * 12 + start.month - 2
+    return first, date(last_index // 12, last_index % 12 + 1, 1)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A figure beside another: its value, the other, the change and the words a leader reads.
+
+    ``change`` is in percentage points for rates (0-1 shares), in the figure's own unit otherwise;
+    ``direction`` is "up", "down", "same", or None when either value is missing."""
+
+    current: float | None
+    previous: float | None
+    change: float | None
+    direction: str | None
+    words: str
+
+
+def _percent(value: float) -> str:
+    return f"{round(value * 100)}%"
+
+
+def _points(change: float) -> str:
+    points = abs(round(change * 100))
+    return f"{points} point{'' if points == 1 else 's'}"
+
+
+def compare(
+    current: float | None,
+    previous: float | None,
+    *,
+    is_rate: bool = False,
+    words: Callable[[float], str] | None = None,
+) -> Comparison:
+    """This period's figure against the previous period's: "up 5 points from 62%" (a rate, in
+    whole percentage points), "down 3 from 10" (a count), "no change from 4", "none before"
+    (no previous figure: nothing was expected, so there is no rate), "none now"."""
+    show = words or (_percent if is_rate else lambda value: f"{int(round(value)):,}")
+    if previous is None:
+        return Comparison(current, None, None, None, "no figure for the previous period")
+    if current is None:
+        return Comparison(None, previous, None, None, f"no figure now; it was {show(previous)}")
+    change = round(current - previous, 4)
+    shown = round(change * 100) if is_rate else change
+    if not shown:
+        return Comparison(current, previous, change, "same", f"no change from {show(previous)}")
+    direction = "up" if change > 0 else "down"
+    amount = _points(change) if is_rate else show(abs(change))
+    return Comparison(current, previous, change, direction, f"{direction} {amount} from {show(previous)}")
+
+
+def compare_with_national(value: float | None, national: float | None) -> Comparison:
+    """An organisation's rate against the national one: "5 points above the national 62%",
+    "3 points below the national 80%", "the same as the national 62%"."""
+    if national is None:
+        return Comparison(value, None, None, None, "no national figure")
+    if value is None:
+        return Comparison(None, national, None, None, f"no figure; the national is {_percent(national)}")
+    change = round(value - national, 4)
+    if not round(change * 100):
+        return Comparison(value, national, change, "same", f"the same as the national {_percent(national)}")
+    direction = "up" if change > 0 else "down"
+    side = "above" if change > 0 else "below"
+    return Comparison(value, national, change, direction, f"{_points(change)} {side} the national {_percent(national)}")
+
+
+def national_figures(session: Session, classifications: list[str]) -> Counter:
+    """Every organisation's facts added up: the national figure an organisation's is set against
+    (all packages to date, like ``organisation_metrics``)."""
+    total: Counter = Counter()
+    for figures in facts_for(session, "org", organisation_codes(session, classifications), classifications).values():
+        total.update(figures)
+    return total
+
+
+def national_metrics(session: Session, classifications: list[str]) -> dict:
+    """The national rates and results: the same keys as ``organisation_metrics``'s."""
+    figures = national_figures(session, classifications)
+    return {
+        "packages_received": int(figures["recipients"]),
+        "returned": int(figures["final"]),
+        "final_actioned": int(figures["final_actioned"]),
+        **{figure.name: figure.of(figures) for figure in RATES},
+        "overdue_now": int(figures["overdue"]),
+        "results": results_of(figures),
+        "quality": quality_of(figures),
+    }
+
+
+def compliance_by_month(
+    session: Session,
+    start: date,
+    end: date,
+    threat_area: str | None,
+    organisation: str | None,
+    classifications: list[str],
+) -> list[dict]:
+    """Month by month (by the month each package was issued): returns expected, final returns in,
+    on time, and the return and on-time rates; the same facts as ``summary``'s."""
+    months = months_between(start, end)
+    keys = {month: month_keys(month, threat_area or "*", organisation or "*")[0] for month in months}
+    per_month = facts_for(session, "month", list(keys.values()), classifications)
+    rows = []
+    for month in months:
+        figures = per_month[keys[month]]
+        rows.append(
+            {
+                "month": month,
+                "expected": int(figures["recipients"]),
+                "final": int(figures["final"]),
+                "on_time": int(figures["on_time"]),
+                "return_rate": RETURN_RATE.of(figures),
+                "on_time_rate": ON_TIME_RATE.of(figures),
+            }
+        )
+    return rows
+
+
+# -- a package's story, from the timeline the projection keeps ----------------------------------
+
+TIMELINE_ORDER = {
+    "issued": 0,
+    "passed_on": 1,
+    "delivered": 2,
+    "delivery_failed": 3,
+    "acknowledged": 4,
+    "chased": 5,
+    "returned": 6,
+    "overdue": 7,
+    "extended": 8,
+    "dissemination_withdrawn": 9,
+    "withdrawn": 10,
+}
+NOTIFY_WORDS = {"recipient": "to the recipient", "escalation": "to its escalation contact", "centre": "to the centre"}
+CHANNEL_WORDS = {"email": "by e-mail", "webhook": "by webhook", "notify": "by GOV.UK Notify", "inbox": "in the inbox"}
+
+
+def _choice_labels(choices) -> dict[str, str]:
+    return {choice.value: choice.label for choice in choices}
+
+
+def day_and_time(moment: datetime | str | None) -> str:
+    """'1 Dec 2026, 14:05' (UTC)."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment is None:
+        return "—"
+    moment = moment.astimezone(UTC)
+    return f"{moment.day} {moment:%b %Y}, {moment:%H:%M}"
+
+
+def listed_words(names: list[str]) -> str:
+    """'GMP', 'GMP and MPS', 'GMP, MPS and WMP'."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1] if names else ""
+
+
+def return_version_words(detail: dict, onward: bool) -> tuple[str, list[str]]:
+    """A return version as the package page tells it: its heading and its lines."""
+    actions = _choice_labels(ACTION_CHOICES)
+    priorities = _choice_labels(PRIORITY_CHOICES)
+    accuracies = _choice_labels(ACCURACY_CHOICES)
+    timeliness = _choice_labels(TIMELINESS_CHOICES)
+    status = detail.get("status") or "?"
+    version = detail.get("version")
+    if detail.get("amendment"):
+        heading = f"Amended: now a {status} return (version {version})"
+    else:
+        heading = f"{status.capitalize()} return filed (version {version})"
+    if status == "final" and detail.get("on_time") is not None:
+        heading += ", on time" if detail["on_time"] else ", late"
+    outcome = detail.get("outcome") or {}
+    lines = []
+    taken = [a for a in outcome.get("actions", []) if a != "no_action"]
+    if taken:
+        line = "Action: " + ", ".join(actions.get(a, a).lower() for a in taken)
+        if outcome.get("passed_to"):
+            line += f" (passed to {outcome['passed_to']})"
+        lines.append(line + ".")
+    if "no_action" in outcome.get("actions", []):
+        reason = outcome.get("no_action_reason")
+        lines.append("No action" + (f": {reason}" if reason else "."))
+    results = {f"result:{name}": value for name, value in (outcome.get("results") or {}).items() if value}
+    if results:
+        attribution = "onward" if onward else outcome.get("attribution") or "unattributed"
+        lines.append(f"Results ({attribution}): {results_words(results)}.")
+    elif taken:
+        lines.append("No results reported.")
+    priority = outcome.get("priority")
+    if priority:
+        line = f"Priority: {priorities.get(priority, priority).lower()}"
+        if outcome.get("tasking_forum"):
+            line += f", set by {outcome['tasking_forum']}"
+        lines.append(line + ".")
+    feedback = outcome.get("intelligence_feedback") or {}
+    said = []
+    if feedback.get("usefulness"):
+        said.append(f"usefulness {feedback['usefulness']} of 5")
+    if feedback.get("accuracy"):
+        said.append(accuracies.get(feedback["accuracy"], feedback["accuracy"]).lower())
+    if feedback.get("timeliness"):
+        said.append(timeliness.get(feedback["timeliness"], feedback["timeliness"]).lower())
+    if said:
+        lines.append("On the intelligence: " + ", ".join(said) + ".")
+    return heading, lines
+
+
+def entry_words(entry: TimelineEntry, organisations: dict[str, str], onward: bool) -> tuple[str, list[str]]:
+    """What one timeline entry says: its heading and its lines."""
+    detail = entry.detail or {}
+    kind = entry.kind
+    if kind == "issued":
+        recipients = [d["organisation"] for d in detail.get("disseminations", [])]
+        lines = [f"Returns due {day_and_time(detail['due_at'])}."] if detail.get("due_at") else []
+        return f"Issued to {listed_words(recipients)}", lines
+    if kind == "passed_on":
+        sources = [organisations.get(d.get("onward_from") or "", "?") for d in detail.get("disseminations", [])]
+        targets = [d["organisation"] for d in detail.get("disseminations", [])]
+        due = [d.get("due_at") for d in detail.get("disseminations", []) if d.get("due_at")]
+        lines = [f"Its return due {day_and_time(due[0])}."] if due else []
+        return f"Passed on by {listed_words(sorted(set(sources)))} to {listed_words(targets)}", lines
+    if kind == "delivered":
+        return "Delivered " + CHANNEL_WORDS.get(detail.get("channel") or "", "").strip(), []
+    if kind == "delivery_failed":
+        attempts = detail.get("attempts")
+        return "Delivery failed" + (f" after {attempts} attempts" if attempts else ""), []
+    if kind == "acknowledged":
+        return "Acknowledged", []
+    if kind == "chased":
+        step = (detail.get("step") or "chase").replace("_", " ")
+        how = " ".join(
+            filter(None, (NOTIFY_WORDS.get(detail.get("notify") or ""), CHANNEL_WORDS.get(detail.get("channel") or "")))
+        )
+        return f"Chased: {step}" + (f" ({how})" if how else ""), []
+    if kind == "returned":
+        return return_version_words(detail, onward)
+    if kind == "overdue":
+        return "Overdue", [f"It was due {day_and_time(detail['due_at'])}."] if detail.get("due_at") else []
+    if kind == "extended":
+        lines = [f"Reason: {detail['reason']}"] if detail.get("reason") else []
+        return f"Due date extended to {day_and_time(detail.get('due_at'))}", lines
+    if kind == "dissemination_withdrawn":
+        return "Withdrawn from this organisation", [f"Reason: {detail['reason']}"] if detail.get("reason") else []
+    if kind == "withdrawn":
+        return "Withdrawn by the centre", [f"Reason: {detail['reason']}"] if detail.get("reason") else []
+    return kind.replace("_", " ").capitalize(), []
+
+
+def package_timeline(session: Session, package: PackageState) -> dict:
+    """A package's whole story, from its timeline rows (one per event, kept by the projection):
+
+    ``package``: what happened to the package itself (drafted, issued, withdrawn), in order;
+    ``recipients``: per recipient (in the order they got it), its status and what happened to its
+    return, in order; ``chain``: who passed it to whom. The caller checks the reader's clearance."""
+    returns = session.scalars(select(ReturnState).where(ReturnState.package_id == package.package_id)).all()
+    entries = session.scalars(select(TimelineEntry).where(TimelineEntry.package_id == package.package_id)).all()
+    entries = sorted(entries, key=lambda e: (e.occurred_at, TIMELINE_ORDER.get(e.kind, 99), str(e.event_id)))
+    organisations = {str(r.return_id): r.organisation or "?" for r in returns}
+    for entry in entries:  # the timeline knows returns the model may not (e.g. before package.issued)
+        if entry.return_id and entry.organisation:
+            organisations.setdefault(str(entry.return_id), entry.organisation)
+        for d in (entry.detail or {}).get("disseminations", []):
+            organisations.setdefault(d["return_id"], d["organisation"])
+    by_return = {r.return_id: r for r in returns}
+    own: list[dict] = []
+    per_return: dict[str, list[dict]] = {}
+    chain = []
+    first_seen: dict[str, datetime] = {}
+
+    def add(return_id: str, item: dict) -> None:
+        per_return.setdefault(return_id, []).append(item)
+        first_seen.setdefault(return_id, item["at"])
+
+    for entry in entries:
+        onward = bool(entry.return_id and by_return.get(entry.return_id) and by_return[entry.return_id].onward_from)
+        heading, lines = entry_words(entry, organisations, onward)
+        item = {
+            "kind": entry.kind,
+            "at": entry.occurred_at,
+            "when": day_and_time(entry.occurred_at),
+            "heading": heading,
+            "lines": lines,
+            "detail": entry.detail or {},
+        }
+        if entry.kind == "issued":
+            drafted = (entry.detail or {}).get("drafted_at")
+            if drafted:
+                own.append(
+                    {
+                        **item,
+                        "kind": "drafted",
+                        "at": datetime.fromisoformat(drafted),
+                        "when": day_and_time(drafted),
+                        "heading": "Drafted",
+                        "lines": [],
+                    }
+                )
+            own.append(item)
+            for d in (entry.detail or {}).get("disseminations", []):
+                add(
+                    d["return_id"],
+                    {
+                        **item,
+                        "heading": "Sent",
+                        "lines": [f"Return due {day_and_time(d['due_at'])}."] if d.get("due_at") else [],
+                    },
+                )
+        elif entry.kind == "passed_on":
+            for d in (entry.detail or {}).get("disseminations", []):
+                source = d.get("onward_from")
+                chain.append(
+                    {
+                        "from": organisations.get(source or "", "?"),
+                        "to": d["organisation"],
+                        "at": entry.occurred_at,
+                        "when": day_and_time(entry.occurred_at),
+                        "return_id": d["return_id"],
+                        "from_return_id": source,
+                    }
+                )
+                add(d["return_id"], {**item, "heading": f"Passed on to it by {organisations.get(source or '', '?')}"})
+                if source:
+                    add(source, {**item, "heading": f"Passed it on to {d['organisation']}", "lines": []})
+        elif entry.kind == "withdrawn":
+            own.append(item)
+        elif entry.return_id is not None:
+            add(str(entry.return_id), item)
+    recipients = []
+    for return_id in sorted(per_return, key=lambda key: (first_seen[key], organisations.get(key, ""))):
+        state = by_return.get(uuid.UUID(return_id))
+        source = str(state.onward_from) if state and state.onward_from else None
+        recipients.append(
+            {
+                "return_id": return_id,
+                "organisation": organisations.get(return_id, "?"),
+                "status": return_status(state),
+                "onward_from": organisations.get(source) if source else None,
+                "entries": per_return[return_id],
+            }
+        )
+    return {"package": sorted(own, key=lambda item: item["at"]), "recipients": recipients, "chain": chain}
+
+
+def return_status(ret: ReturnState | None) -> str:
+    """The return's status as ``package_metrics``'s by_recipient gives it."""
+    if ret is None:
+        return "awaiting"
+    if ret.withdrawn:
+        return "withdrawn"
+    if ret.final_returned_at:
+        return "returned"
+    if ret.overdue:
+        return "overdue"
+    return "interim" if ret.version else "awaiting"
+
+
+def organisation_packages(
+    session: Session, args: Mapping[str, Any], code: str, classifications: list[str], limit: int = 200
+) -> list[dict]:
+    """The packages sent (or passed on) to an organisation, most recent first, each with the
+    state of that organisation's return: ``package_query``'s filters, and its own return."""
+    query = package_query({**args, "organisation": code}, classifications).limit(limit)
+    packages = session.scalars(query).all()
+    returns = {
+        r.package_id: r
+        for r in session.scalars(
+            select(ReturnState).where(
+                ReturnState.organisation == code, ReturnState.package_id.in_([p.package_id for p in packages])
+            )
+        )
+    }
+    return [
+        {
+            **package_summary(p),
+            "return_status": return_status(returns.get(p.package_id)),
+            "onward": bool(returns.get(p.package_id) and returns[p.package_id].onward_from),
+        }
+        for p in packages
+    ]

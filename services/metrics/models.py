@@ -89,6 +89,26 @@ class ReturnState(Base):
     onward_from: Mapped[uuid.UUID | None]
 
 
+class TimelineEntry(Base):
+    """One event in a package's story, for its page on the dashboard: drafted and issued, then
+    per recipient delivered (or not), acknowledged, each chase step, each return version, overdue,
+    extended, withdrawn, passed on. One row per event (its id is the key, so an event applied
+    twice adds one row); written from the event alone, never read back by the projection.
+
+    ``kind`` says what happened; ``detail`` holds what the page says of it (the chase step, the
+    return's version, status and outcome, the reason, the new due date)."""
+
+    __tablename__ = "timeline"
+    __table_args__ = (Index("ix_timeline_package", "package_id", "occurred_at"),)
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    package_id: Mapped[uuid.UUID]
+    return_id: Mapped[uuid.UUID | None]
+    organisation: Mapped[str | None] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime]
+    detail: Mapped[dict] = mapped_column(default=dict)
+
+
 class Fact(Base):
     """A pre-aggregated figure: e.g. ('org', 'GMP', 'final', 'OFFICIAL') -> 41.
 

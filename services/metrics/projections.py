@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
 from services.metrics.definitions import results_words
-from services.metrics.models import Fact, Organisation, PackageState, ReturnState
+from services.metrics.models import Fact, Organisation, PackageState, ReturnState, TimelineEntry
 from shared.vocabulary import ACTIONED, RESULT_FIELDS
 
 HOURS_CAP = 24 * 400
@@ -173,6 +173,7 @@ class Projector:
         self.returns: dict[uuid.UUID, ReturnState] = {}
         self.deltas: Counter = Counter()
         self.touched_packages: set[uuid.UUID] = set()
+        self.timeline: dict[uuid.UUID, dict] = {}  # rows for the package timelines, by event id
 
     # -- state, cached for the batch -------------------------------------------------------
     def package(self, package_id: uuid.UUID) -> PackageState | None:
@@ -212,6 +213,9 @@ class Projector:
         handler = PROJECTIONS.get(event["type"])
         if handler is not None:  # an event type the read model does not count
             handler(self, event["payload"])
+            row = timeline_row(event)
+            if row is not None:
+                self.timeline[row["event_id"]] = row
 
     def on_organisation_updated(self, payload: dict) -> None:
         organisation = self.session.get(Organisation, payload["code"]) or Organisation(code=payload["code"])
@@ -347,6 +351,8 @@ class Projector:
         self.session.flush()
         write_facts(self.session, {k: v for k, v in self.deltas.items() if v})
         self.deltas.clear()
+        write_timeline(self.session, list(self.timeline.values()))
+        self.timeline.clear()
         for package_id in self.touched_packages:
             package = self.package(package_id)
             if package is not None:
@@ -389,6 +395,105 @@ def write_facts(session: Session, deltas: dict[FactKey, float]) -> None:
             set_={"value": Fact.value + statement.excluded.value},
         )
         session.execute(statement)
+
+
+def _moment(payload: dict, name: str, event: dict) -> datetime:
+    return parse_time(payload.get(name)) or parse_time(str(event["occurred_at"]))  # type: ignore[return-value]
+
+
+def timeline_row(event: dict) -> dict | None:
+    """The package timeline's row for an event (``TimelineEntry``), from the event alone: no
+    read of the model, so it costs one row in the batch's insert. None for an event that is no
+    part of a package's story (or one without an id, which could not be kept once)."""
+    payload, kind = event["payload"], event["type"]
+    if not event.get("id") or not payload.get("package_id"):
+        return None
+    row: dict = {
+        "event_id": uuid.UUID(str(event["id"])),
+        "package_id": uuid.UUID(payload["package_id"]),
+        "return_id": None,
+        "organisation": payload.get("organisation"),
+        "detail": {},
+    }
+    return_id = payload.get("return_id") or payload.get("dissemination_id")
+    if return_id:
+        row["return_id"] = uuid.UUID(return_id)
+    if kind == "package.issued":
+        disseminations = payload.get("disseminations", [])
+        onward = [d for d in disseminations if d.get("onward_from")]
+        listed = [
+            {
+                "return_id": d["dissemination_id"],
+                "organisation": d["organisation"],
+                "due_at": d.get("due_at"),
+                "onward_from": d.get("onward_from"),
+            }
+            for d in disseminations
+        ]
+        if onward and len(onward) == len(disseminations):  # a recipient passed it on
+            first = onward[0]
+            row.update(
+                kind="passed_on",
+                occurred_at=parse_time(first.get("issued_at")) or _moment(payload, "issued_at", event),
+                return_id=uuid.UUID(first["dissemination_id"]),
+                organisation=first["organisation"],
+                detail={"disseminations": listed},
+            )
+        else:
+            row.update(
+                kind="issued",
+                occurred_at=_moment(payload, "issued_at", event),
+                detail={
+                    "drafted_at": payload.get("drafted_at"),
+                    "issued_by": payload.get("issued_by"),
+                    "due_at": payload.get("outcome_due_at"),
+                    "disseminations": listed,
+                },
+            )
+    elif kind == "package.withdrawn":
+        row.update(kind="withdrawn", occurred_at=_moment(payload, "withdrawn_at", event))
+        row["detail"] = {"reason": payload.get("reason"), "by": payload.get("withdrawn_by")}
+    elif kind == "dissemination.withdrawn":
+        row.update(kind="dissemination_withdrawn", occurred_at=_moment(payload, "withdrawn_at", event))
+        row["detail"] = {"reason": payload.get("reason")}
+    elif kind == "dissemination.delivered":
+        row.update(kind="delivered", occurred_at=_moment(payload, "delivered_at", event))
+        row["detail"] = {"channel": payload.get("channel")}
+    elif kind == "dissemination.delivery_failed":
+        row.update(kind="delivery_failed", occurred_at=_moment(payload, "failed_at", event))
+        row["detail"] = {"attempts": payload.get("attempts")}
+    elif kind == "dissemination.acknowledged":
+        row.update(kind="acknowledged", occurred_at=_moment(payload, "acknowledged_at", event))
+    elif kind == "outcome.filed":
+        row.update(kind="returned", occurred_at=_moment(payload, "filed_at", event))
+        row["detail"] = {
+            name: payload.get(name)
+            for name in ("version", "status", "amendment", "on_time", "filed_via", "onward_from", "outcome")
+        }
+    elif kind == "return.overdue":
+        row.update(kind="overdue", occurred_at=_moment(payload, "overdue_at", event))
+        row["detail"] = {"due_at": payload.get("due_at")}
+    elif kind == "return.extended":
+        row.update(kind="extended", occurred_at=_moment(payload, "at", event))
+        row["detail"] = {name: payload.get(name) for name in ("previous_due_at", "due_at", "reason")}
+    elif kind == "chase.sent":
+        row.update(kind="chased", occurred_at=_moment(payload, "sent_at", event))
+        row["detail"] = {name: payload.get(name) for name in ("step", "notify", "channel")}
+    else:
+        return None
+    return row
+
+
+def write_timeline(session: Session, rows: list[dict]) -> None:
+    """Insert the batch's timeline rows in one statement per chunk; a row already there (the same
+    event applied again) is left as it is."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    for start in range(0, len(rows), 1000):
+        statement = insert(TimelineEntry).values(rows[start : start + 1000])
+        session.execute(statement.on_conflict_do_nothing(index_elements=[TimelineEntry.event_id]))
 
 
 def package_facts(session: Session, package_id: uuid.UUID) -> Counter:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from services.metrics.models import Fact, InboxEvent, Organisation, PackageState, ReturnState
+from services.metrics.models import Fact, InboxEvent, Organisation, PackageState, ReturnState, TimelineEntry
 from services.metrics.projections import apply_events
 
 SOURCES = ("dissemination", "outcomes")
@@ -33,7 +33,7 @@ def event_stream(fetch_page: FetchPage, source: str, page_size: int = 1000) -> I
 def rebuild(session: Session, fetch_page: FetchPage, sources=SOURCES) -> int:
     """Empty the read model and replay every source's log, merged by time. Returns the number
     of events applied."""
-    for model in (Fact, ReturnState, PackageState, Organisation, InboxEvent):
+    for model in (Fact, TimelineEntry, ReturnState, PackageState, Organisation, InboxEvent):
         session.execute(delete(model))
     session.commit()
     streams = [event_stream(fetch_page, source) for source in sources]

@@ -166,33 +166,37 @@ class Export(MethodView):
     def get(self, args):
         """The package list with the same filters, as CSV for spreadsheets."""
         require_leader()
-        session = get_session()
-        classifications = cleared()
+        return export_response(get_session(), args, cleared())
 
-        def rows():
-            buffer = io.StringIO()
-            writer = csv.writer(buffer)
-            writer.writerow(CSV_COLUMNS)
-            offset = 0
-            while True:
-                batch = session.scalars(figures.package_query(args, classifications).offset(offset).limit(1000)).all()
-                found = figures.facts_of_packages(session, [package.package_id for package in batch])
-                for package in batch:
-                    row = figures.package_export_row(package, found[package.package_id])
-                    writer.writerow([_csv_value(row[c]) for c in CSV_COLUMNS])
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-                if len(batch) < 1000:
-                    return
-                offset += 1000
 
-        stamp = datetime.now(UTC).strftime("%Y%m%d")
-        return Response(
-            "".join(rows()),
-            mimetype="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="nclcc-package-outcomes-{stamp}.csv"'},
-        )
+def export_response(session, args: dict, classifications: list[str]) -> Response:
+    """The package list as CSV, with ``package_query``'s filters, counting only packages of the
+    given classifications: the API's export and the dashboard's CSV button both answer with it."""
+
+    def rows():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        offset = 0
+        while True:
+            batch = session.scalars(figures.package_query(args, classifications).offset(offset).limit(1000)).all()
+            found = figures.facts_of_packages(session, [package.package_id for package in batch])
+            for package in batch:
+                row = figures.package_export_row(package, found[package.package_id])
+                writer.writerow([_csv_value(row[c]) for c in CSV_COLUMNS])
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            if len(batch) < 1000:
+                return
+            offset += 1000
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d")
+    return Response(
+        "".join(rows()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="nclcc-package-outcomes-{stamp}.csv"'},
+    )
 
 
 def _csv_value(value):
