@@ -403,10 +403,11 @@ def compare(
         return Comparison(current, None, None, None, "no figure for the previous period")
     if current is None:
         return Comparison(None, previous, None, None, f"no figure now; it was {show(previous)}")
-    change = round(current - previous, 4)
-    shown = round(change * 100) if is_rate else change
-    if not shown:
-        return Comparison(current, previous, change, "same", f"no change from {show(previous)}")
+    # A rate's change is in the whole points the two percentages are shown in, so that "up 6
+    # points from 62%" is what a leader reads beside 68%.
+    change = (round(current * 100) - round(previous * 100)) / 100 if is_rate else round(current - previous, 4)
+    if not change:
+        return Comparison(current, previous, 0, "same", f"no change from {show(previous)}")
     direction = "up" if change > 0 else "down"
     amount = _points(change) if is_rate else show(abs(change))
     return Comparison(current, previous, change, direction, f"{direction} {amount} from {show(previous)}")
@@ -419,8 +420,8 @@ def compare_with_national(value: float | None, national: float | None) -> Compar
         return Comparison(value, None, None, None, "no national figure")
     if value is None:
         return Comparison(None, national, None, None, f"no figure; the national is {_percent(national)}")
-    change = round(value - national, 4)
-    if not round(change * 100):
+    change = (round(value * 100) - round(national * 100)) / 100
+    if not change:
         return Comparison(value, national, change, "same", f"the same as the national {_percent(national)}")
     direction = "up" if change > 0 else "down"
     side = "above" if change > 0 else "below"
@@ -481,16 +482,18 @@ def compliance_by_month(
 
 # -- a package's story, from the timeline the projection keeps ----------------------------------
 
+# Events of one moment, in the order they are told (a return that passes the package on is told
+# before the pass-on it made; the withdrawal of a pass-on after the return that withdrew it).
 TIMELINE_ORDER = {
     "issued": 0,
-    "passed_on": 1,
-    "delivered": 2,
-    "delivery_failed": 3,
-    "acknowledged": 4,
-    "chased": 5,
-    "returned": 6,
-    "overdue": 7,
-    "extended": 8,
+    "delivered": 1,
+    "delivery_failed": 2,
+    "acknowledged": 3,
+    "chased": 4,
+    "overdue": 5,
+    "extended": 6,
+    "returned": 7,
+    "passed_on": 8,
     "dissemination_withdrawn": 9,
     "withdrawn": 10,
 }
@@ -517,20 +520,28 @@ def listed_words(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1] if names else ""
 
 
-def return_version_words(detail: dict, onward: bool) -> tuple[str, list[str]]:
-    """A return version as the package page tells it: its heading and its lines."""
+def return_version_words(detail: dict, onward: bool, previous_status: str | None = None) -> tuple[str, list[str]]:
+    """A return version as the package page tells it: its heading and its lines. ``previous_status``:
+    the status of the version before it (None for the first), which decides how it is told:
+    "Final return filed", "Final return filed, after an interim one", "Final return amended"."""
     actions = _choice_labels(ACTION_CHOICES)
     priorities = _choice_labels(PRIORITY_CHOICES)
     accuracies = _choice_labels(ACCURACY_CHOICES)
     timeliness = _choice_labels(TIMELINESS_CHOICES)
     status = detail.get("status") or "?"
     version = detail.get("version")
-    if detail.get("amendment"):
-        heading = f"Amended: now a {status} return (version {version})"
+    if previous_status == "final":
+        heading = "Final return amended"
+    elif previous_status == "interim":
+        heading = "Final return filed, after an interim one" if status == "final" else "Interim return updated"
+    elif detail.get("amendment"):  # an earlier version not (yet) in the timeline
+        heading = f"{status.capitalize()} return amended"
     else:
-        heading = f"{status.capitalize()} return filed (version {version})"
+        heading = f"{status.capitalize()} return filed"
+    heading += f" (version {version}"
     if status == "final" and detail.get("on_time") is not None:
         heading += ", on time" if detail["on_time"] else ", late"
+    heading += ")"
     outcome = detail.get("outcome") or {}
     lines = []
     taken = [a for a in outcome.get("actions", []) if a != "no_action"]
@@ -567,7 +578,9 @@ def return_version_words(detail: dict, onward: bool) -> tuple[str, list[str]]:
     return heading, lines
 
 
-def entry_words(entry: TimelineEntry, organisations: dict[str, str], onward: bool) -> tuple[str, list[str]]:
+def entry_words(
+    entry: TimelineEntry, organisations: dict[str, str], onward: bool, previous_status: str | None = None
+) -> tuple[str, list[str]]:
     """What one timeline entry says: its heading and its lines."""
     detail = entry.detail or {}
     kind = entry.kind
@@ -590,12 +603,12 @@ def entry_words(entry: TimelineEntry, organisations: dict[str, str], onward: boo
         return "Acknowledged", []
     if kind == "chased":
         step = (detail.get("step") or "chase").replace("_", " ")
-        how = " ".join(
+        how = ", ".join(
             filter(None, (NOTIFY_WORDS.get(detail.get("notify") or ""), CHANNEL_WORDS.get(detail.get("channel") or "")))
         )
         return f"Chased: {step}" + (f" ({how})" if how else ""), []
     if kind == "returned":
-        return return_version_words(detail, onward)
+        return return_version_words(detail, onward, previous_status)
     if kind == "overdue":
         return "Overdue", [f"It was due {day_and_time(detail['due_at'])}."] if detail.get("due_at") else []
     if kind == "extended":
@@ -628,6 +641,7 @@ def package_timeline(session: Session, package: PackageState) -> dict:
     per_return: dict[str, list[dict]] = {}
     chain = []
     first_seen: dict[str, datetime] = {}
+    statuses: dict[uuid.UUID, str] = {}  # the status of each return's latest version told so far
 
     def add(return_id: str, item: dict) -> None:
         per_return.setdefault(return_id, []).append(item)
@@ -635,7 +649,10 @@ def package_timeline(session: Session, package: PackageState) -> dict:
 
     for entry in entries:
         onward = bool(entry.return_id and by_return.get(entry.return_id) and by_return[entry.return_id].onward_from)
-        heading, lines = entry_words(entry, organisations, onward)
+        previous_status = statuses.get(entry.return_id) if entry.return_id else None
+        heading, lines = entry_words(entry, organisations, onward, previous_status)
+        if entry.kind == "returned" and entry.return_id:
+            statuses[entry.return_id] = (entry.detail or {}).get("status") or "?"
         item = {
             "kind": entry.kind,
             "at": entry.occurred_at,
@@ -678,6 +695,9 @@ def package_timeline(session: Session, package: PackageState) -> dict:
                         "when": day_and_time(entry.occurred_at),
                         "return_id": d["return_id"],
                         "from_return_id": source,
+                        "withdrawn": bool(
+                            by_return.get(uuid.UUID(d["return_id"])) and by_return[uuid.UUID(d["return_id"])].withdrawn
+                        ),
                     }
                 )
                 add(d["return_id"], {**item, "heading": f"Passed on to it by {organisations.get(source or '', '?')}"})
