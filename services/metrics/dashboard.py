@@ -410,7 +410,7 @@ def dashboard():
     ), 422 if errors else 200
 
 
-@bp.get("/packages/<string:package_id>")
+@bp.get("/packages/<path:package_id>")
 def package_page(package_id: str):
     """One package's whole story: its figures, then its timeline per recipient and its onward chain.
     A package the leader is not cleared for answers 404, as the API does (audited)."""
@@ -449,7 +449,7 @@ def package_page(package_id: str):
     ), 422 if errors else 200
 
 
-@bp.get("/organisations/<string:code>")
+@bp.get("/organisations/<path:code>")
 def organisation_page(code: str):
     """One organisation: its figures against the national ones, its compliance month by month, its
     results, its feedback on the intelligence and its packages (each linking to its page)."""
