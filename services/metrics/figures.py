@@ -400,7 +400,7 @@ def compare(
     (no previous figure: nothing was expected, so there is no rate), "none now"."""
     show = words or (_percent if is_rate else lambda value: f"{int(round(value)):,}")
     if previous is None:
-        return Comparison(current, None, None, None, "no figure for the previous period")
+        return Comparison(current, None, None, None, "no previous figure")
     if current is None:
         return Comparison(None, previous, None, None, f"no figure now; it was {show(previous)}")
     # A rate's change is in the whole points the two percentages are shown in, so that "up 6

@@ -86,7 +86,7 @@ def test_a_leader_signs_in_with_the_keyboard_and_reads_the_dashboard(page, serve
         box = element.bounding_box()
         assert box["y"] + box["height"] <= VIEWPORT["height"], box
     expect(page.locator("#card-arrests")).to_have_text(
-        re.compile(r"^\s*Arrests\s+5\s+and 2 charges\s+How it is counted")
+        re.compile(r"^\s*Arrests\s+5\s+and 2 charges\s+Up 5 from 0\s+How it is counted")
     )
     expect(page.locator("#card-return-rate")).to_contain_text("75%")
 
@@ -125,18 +125,20 @@ def test_keyboard_order_labels_and_the_skip_link(page, server, history, token):
     expect(skip).to_be_in_viewport()
     page.screenshot(path="/tmp/dashboard-skip-link.png", clip={"x": 0, "y": 0, "width": 1280, "height": 200})
     order = [focused(page)]
-    for _ in range(12):
+    for _ in range(14):
         page.keyboard.press("Tab")
         if focused(page) != order[-1]:  # Chromium's month fields take a Tab for the month and one for the year
             order.append(focused(page))
-    assert order[:7] == [
+    assert order[:9] == [
         "Skip to main content",
         "Sign out",
         "from",
         "to",
         "threat_area",
+        "organisation",
         "Show figures",
         "This year, all areas",
+        "csv-button",
     ], order
 
     # The skip link moves the keyboard past the header, to the filters.
@@ -149,6 +151,8 @@ def test_keyboard_order_labels_and_the_skip_link(page, server, history, token):
     # Choosing a threat area with the keyboard alone.
     page.get_by_label("Threat area").focus()
     page.get_by_label("Threat area").select_option("firearms")
+    page.keyboard.press("Tab")
+    assert focused(page) == "organisation"  # left at all organisations
     page.keyboard.press("Tab")
     assert focused(page) == "Show figures"
     page.keyboard.press("Enter")
@@ -252,7 +256,7 @@ def test_an_official_leader_reads_only_official_packages(page, server, mixed_his
     page.screenshot(path="/tmp/dashboard-official.png", full_page=True)
     expect(page.locator("#card-packages")).to_contain_text("1")
     expect(page.locator("#card-arrests")).to_have_text(
-        re.compile(r"^\s*Arrests\s+7\s+and 0 charges\s+How it is counted")
+        re.compile(r"^\s*Arrests\s+7\s+and 0 charges\s+Up 7 from 0\s+How it is counted")
     )
     recent = page.get_by_role("table").filter(has_text="Verdict")
     expect(recent.get_by_role("row")).to_have_count(2)  # the heading and package E

@@ -345,7 +345,7 @@ def test_previous_period():
         (0.67, 0.62, {"is_rate": True}, "up 5 points from 62%"),
         (0.6, 0.61, {"is_rate": True}, "down 1 point from 61%"),
         (0.624, 0.62, {"is_rate": True}, "no change from 62%"),
-        (0.5, None, {"is_rate": True}, "no figure for the previous period"),
+        (0.5, None, {"is_rate": True}, "no previous figure"),
         (None, 0.5, {"is_rate": True}, "no figure now; it was 50%"),
         (12, 10, {}, "up 2 from 10"),
         (7, 10, {}, "down 3 from 10"),
