@@ -194,6 +194,12 @@ NOT_IN_THE_MATRIX = {
     "/dashboard/sign-in": "leadership dashboard sign-in (tests/metrics/test_dashboard.py)",
     "/dashboard/sign-out": "leadership dashboard sign-out (tests/metrics/test_dashboard.py)",
     "/dashboard/static/<path:filename>": "the dashboard's stylesheet, public",
+    "/dashboard/packages/<path:package_id>": "a package's page: signed-in leader, cleared for its marking "
+    "(tests/metrics/test_drilldown_security.py)",
+    "/dashboard/organisations/<path:code>": "an organisation's page: signed-in leader, counting what the clearance "
+    "allows (tests/metrics/test_drilldown_security.py)",
+    "/dashboard/export.csv": "the dashboard's CSV button: signed-in leader, clearance as the API's export "
+    "(tests/metrics/test_drilldown_security.py)",
     "/dashboard/sign-in/oidc": "leadership dashboard sign-in (tests/security/test_oidc_sign_in.py)",
     "/dashboard/sign-in/callback": "leadership dashboard sign-in (tests/security/test_oidc_sign_in.py)",
     # The recipients' pages authenticate by session, not bearer token: their own matrix below
