@@ -344,3 +344,13 @@ def uuid_or_none(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return None
+
+
+def previous_period(start: date, end: date) -> tuple[date, date]:
+    """The period of as many whole months just before ``start``'s month: for January to March,
+    October to December of the year before. Both ends are the first of their month."""
+    months = len(months_between(start, end))
+    index = start.year * 12 + start.month - 1 - months  # months since year 0 of the first month
+    first = date(index // 12, index % 12 + 1, 1)
+    index += months - 1
+    return first, date(index // 12, index % 12 + 1, 1)
