@@ -190,9 +190,9 @@ def return_row(ret: ReturnState, names: dict[str, str], orgs_by_return: dict[uui
     else:
         delivered = "Delivery failed" if ret.delivery_failed else "Not yet delivered"
     if ret.acknowledged_at:
-        acknowledged = day_words(ret.acknowledged_at)
+        acknowledged = f"acknowledged {day_words(ret.acknowledged_at)}"
     else:
-        acknowledged = "By filing a return" if ret.first_returned_at else "No"
+        acknowledged = "acknowledged by filing a return" if ret.first_returned_at else "not acknowledged"
     priority = PRIORITY_LABELS.get(outcome.get("priority") or "", "")
     if priority and outcome.get("tasking_forum"):
         priority += f", by {outcome['tasking_forum']}"
@@ -220,6 +220,9 @@ def return_row(ret: ReturnState, names: dict[str, str], orgs_by_return: dict[uui
         "version": ret.version,
         "actions": actions.rstrip(".") or "—",
         "priority": priority or "—",
+        "action_priority": f"{actions.rstrip('.') or 'No action given'}. Priority: {priority or 'not given'}"
+        if outcome
+        else "No return yet",
         "results": (f"{results} ({ATTRIBUTION_LABELS.get(attribution or '', 'unattributed')})" if results else "None"),
         "feedback": ", ".join(quality) or "—",
     }
@@ -434,6 +437,8 @@ class PackPdf(FPDF):
         self.set_text_color(0, 0, 0)
 
     def heading(self, text: str, size: int = 14):
+        if self.will_page_break(40):  # a heading is never the last thing on a page
+            self.add_page()
         self.set_font("Helvetica", "B", size)
         self.multi_cell(0, size * 0.5, latin(text), new_x="LMARGIN", new_y="NEXT")
         self.ln(1.5)
@@ -443,15 +448,17 @@ class PackPdf(FPDF):
         self.multi_cell(0, size * 0.48, latin(text), new_x="LMARGIN", new_y="NEXT")
         self.ln(1.5)
 
-    def grid(self, head: list[str], rows: list[list], widths: tuple, size: float = 8.5):
+    def grid(self, head: list[str], rows: list[list], widths: tuple, size: float = 8.5, numbers: int = 0):
+        """A table; the ``numbers`` columns after the first are right-aligned."""
         self.set_font("Helvetica", "", size)
+        align = ("LEFT", *(("RIGHT",) * numbers), *(("LEFT",) * (len(widths) - 1 - numbers)))
         with self.table(
             col_widths=widths,
             headings_style=FontFace(emphasis="BOLD", fill_color=(232, 236, 240)),
             cell_fill_color=(246, 248, 250),
             cell_fill_mode=TableCellFillMode.ROWS,
             line_height=size * 0.5,
-            text_align="LEFT",
+            text_align=align,
             padding=1.2,
         ) as table:
             table.row([latin(h) for h in head])
@@ -482,17 +489,20 @@ def render_pdf(pack: dict) -> bytes:
         ["Figure", "Value", "Counts"],
         [[card["label"], card["value"], card["detail"]] for card in pack["headline"]],
         (40, 22, 118),
+        numbers=1,
     )
     pdf.grid(
         ["From sending to action", "Returns", "Of those sent"],
         [[row["label"], row["value"], row["share"]] for row in pack["funnel"]],
         (80, 30, 70),
+        numbers=2,
     )
     pdf.heading(f"Against the previous period ({pack['previous_period']})", 11)
     pdf.grid(
         ["Figure", pack["period"], pack["previous_period"], "Change"],
         [[r["label"], r["now"], r["before"], r["change"]] for r in pack["previous"]],
         (55, 40, 45, 40),
+        numbers=2,
     )
     if pack["national"]:
         pdf.heading(f"{pack['organisation']['name']} against the national figure", 11)
@@ -500,6 +510,7 @@ def render_pdf(pack: dict) -> bytes:
             ["Figure", pack["organisation"]["code"], "National", "Difference"],
             [[r["label"], r["now"], r["before"], r["change"]] for r in pack["national"]],
             (55, 40, 45, 40),
+            numbers=2,
         )
 
     pdf.heading("2. Data completeness", 13)
@@ -517,6 +528,7 @@ def render_pdf(pack: dict) -> bytes:
             ["Chase steps sent", number(c["chases"])],
         ],
         (120, 60),
+        numbers=1,
     )
     pdf.para(COMPLETENESS_DEFINITION, 8.5)
 
@@ -527,6 +539,7 @@ def render_pdf(pack: dict) -> bytes:
         ["Result", "Total", "Direct", "Contributed", "Onward"],
         [[row["label"], row["total"], *row["by_attribution"]] for row in pack["results"]],
         (60, 30, 30, 30, 30),
+        numbers=4,
     )
 
     pdf.heading("4. Feedback on the intelligence", 13)
@@ -541,7 +554,7 @@ def render_pdf(pack: dict) -> bytes:
     )
     if pack["grading"]:
         pdf.grid(
-            ["Grading", "Confirmed", "Judged", "Confirmed", "Partly", "Not confirmed", "False"],
+            ["Grading", "Share confirmed", "Judged", "Confirmed", "Partly", "Not confirmed", "False"],
             [
                 [
                     f"{r['grading']}: {r['label']}",
@@ -555,6 +568,7 @@ def render_pdf(pack: dict) -> bytes:
                 for r in pack["grading"]
             ],
             (58, 20, 18, 20, 18, 26, 20),
+            numbers=6,
         )
     pdf.para(GRADING_DEFINITION, 8.5)
 
@@ -565,6 +579,8 @@ def render_pdf(pack: dict) -> bytes:
     if not pack["packages"]:
         pdf.para("No packages were issued in this period.")
     for package in pack["packages"]:
+        if pdf.will_page_break(45):
+            pdf.add_page()
         pdf.set_font("Helvetica", "B", 10)
         pdf.multi_cell(0, 5, latin(f"{package['reference']}  {package['title']}"), new_x="LMARGIN", new_y="NEXT")
         line = (
@@ -584,7 +600,7 @@ def render_pdf(pack: dict) -> bytes:
                         f"{r['delivered']}; {r['acknowledged']}",
                         r["chases"],
                         r["status"] + (f"; amended (version {r['version']})" if r["amended"] else ""),
-                        f"{r['actions']}. Priority: {r['priority']}",
+                        r["action_priority"],
                         r["results"],
                         r["feedback"],
                     ]

@@ -162,6 +162,8 @@ ROWS = [
     # -- metrics ------------------------------------------------------------------------------
     row("metrics", "GET", "/api/v1/audit", ADMIN_ONLY),
     row("metrics", "GET", "/metrics", SCRAPE_TOKEN_ONLY),
+    row("metrics", "GET", "/api/v1/metrics/evidence-pack", LEADERS),
+    row("metrics", "GET", "/api/v1/metrics/evidence-pack?format=pdf", LEADERS),
     row("metrics", "GET", "/api/v1/metrics/export.csv", LEADERS),
     row("metrics", "GET", "/api/v1/metrics/grading", LEADERS),
     row("metrics", "GET", "/api/v1/metrics/organisations", LEADERS),
@@ -194,6 +196,8 @@ NOT_IN_THE_MATRIX = {
     "/dashboard/sign-in": "leadership dashboard sign-in (tests/metrics/test_dashboard.py)",
     "/dashboard/sign-out": "leadership dashboard sign-out (tests/metrics/test_dashboard.py)",
     "/dashboard/static/<path:filename>": "the dashboard's stylesheet, public",
+    "/dashboard/evidence-pack": "leadership dashboard: signed-in session (tests/metrics/test_evidence_pack.py)",
+    "/dashboard/evidence-pack.pdf": "leadership dashboard: signed-in session (tests/metrics/test_evidence_pack.py)",
     "/dashboard/sign-in/oidc": "leadership dashboard sign-in (tests/security/test_oidc_sign_in.py)",
     "/dashboard/sign-in/callback": "leadership dashboard sign-in (tests/security/test_oidc_sign_in.py)",
     # The recipients' pages authenticate by session, not bearer token: their own matrix below
