@@ -299,3 +299,19 @@ def test_the_dashboard_offers_the_pack_and_gives_it_to_a_signed_in_leader(histor
     ]
     assert rows[0].outcome == "refused" and all(r.target_type == "evidence_pack" for r in rows[1:])
     assert [r.target_id for r in rows[1:]] == ["html", "pdf", "html"] and rows[-1].detail == "invalid: filters from"
+
+
+def test_the_dashboards_pack_is_bounded_by_the_signed_in_leaders_clearance(history, metrics_client, token):
+    official = raw(token("NCLCC", "leader", clearance="OFFICIAL", sub="deputy@nclcc"))
+    assert sign_in(metrics_client, official).status_code == 303
+    found = pdf_text(metrics_client.get("/dashboard/evidence-pack.pdf"))
+    assert history["e"]["reference"] in found
+    assert not any(history[name]["reference"] in found for name in ("a", "b", "c"))
+    assert "Highest marking in this pack: OFFICIAL." in found and "Reader's clearance: OFFICIAL;" in found
+    page = text(metrics_client.get("/dashboard/evidence-pack"))
+    assert history["e"]["reference"] in page and history["a"]["reference"] not in page
+
+    # Signed out, the pack is gone with the session.
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', text(metrics_client.get("/dashboard")))[1]
+    assert metrics_client.post("/dashboard/sign-out", data={"csrf_token": csrf}).status_code == 303
+    assert metrics_client.get("/dashboard/evidence-pack.pdf").status_code == 303

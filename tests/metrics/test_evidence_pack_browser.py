@@ -76,12 +76,13 @@ def test_the_pack_opens_from_the_dashboard_and_prints_cleanly(page, server, hist
     expect(page.get_by_role("heading", name=re.compile(history["a"]["reference"]))).to_be_visible()
     assert page.get_by_text(history["e"]["reference"]).count() == 0  # firearms: not in a county lines pack
     assert grave_problems(page) == []
-    page.screenshot(path=str(shots / "leaders-4-evidence-pack-screen.png"))
+    page.screenshot(path=str(tmp_path / "evidence-pack-screen.png"))
 
     # The navigation is there on screen, and gone when printed.
     nav = page.get_by_role("navigation", name="Evidence pack")
     expect(nav).to_be_visible()
     expect(nav.get_by_role("link", name="Download the PDF")).to_be_visible()
+    page.set_viewport_size({"width": 794, "height": 1123})  # A4 at 96 dpi
     page.emulate_media(media="print")
     expect(nav).to_be_hidden()
     expect(page.locator(".site-header")).to_be_hidden()
