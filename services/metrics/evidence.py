@@ -15,10 +15,14 @@ its package, and none above it is counted.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import unicodedata
 import uuid
 from collections import Counter
 from datetime import UTC, date, datetime
+from functools import cache
+from pathlib import Path
 
 from flask import Response, g, redirect, render_template, request, url_for
 from fpdf import FPDF, FontFace
@@ -254,7 +258,10 @@ def evidence_pack(
         },
         cleared,
     )
-    total_packages = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    period_packages = query.subquery()
+    total_packages = session.scalar(select(func.count()).select_from(period_packages)) or 0
+    # Over every package of the period, not only those listed: the marking of all the pack counts.
+    marking = highest_marking(session.scalars(select(period_packages.c.classification).distinct()))
     packages = session.scalars(query.limit(MAX_PACKAGES)).all()
     returns_by_package: dict[uuid.UUID, list[ReturnState]] = {p.package_id: [] for p in packages}
     every_return = session.scalars(
@@ -335,7 +342,9 @@ def evidence_pack(
         "generated_at": datetime.now(UTC).strftime("%d %B %Y, %H:%M UTC"),
         "generated_by": f"{principal.sub} ({principal.org})",
         "clearance": principal.clearance,
-        "highest_marking": highest_marking(p.classification for p in packages) or "none (no packages listed)",
+        "highest_marking": marking or "none: no packages in the period",
+        # What each page is marked: the highest marking in it, or OFFICIAL when it holds no package.
+        "marking": marking or "OFFICIAL",
         "summary": summary,
         "headline": headline_cards(summary),
         "funnel": [
@@ -388,8 +397,26 @@ def filename(pack: dict, extension: str) -> str:
 # -- HTML ----------------------------------------------------------------------------------------
 
 
+STYLESHEETS = ("dashboard.css", "evidence.css")
+
+
+@cache
+def inline_style() -> tuple[str, str]:
+    """The pack's stylesheets in one, and its CSP hash: the API's HTML stands alone when saved."""
+    folder = Path(__file__).parent / "static" / "dashboard"
+    css = "\n".join((folder / name).read_text(encoding="utf-8") for name in STYLESHEETS)
+    return css, "'sha256-" + base64.b64encode(hashlib.sha256(css.encode()).digest()).decode() + "'"
+
+
 def render_html(pack: dict, on_dashboard: bool = False, pdf_url: str | None = None) -> str:
-    return render_template("evidence/pack.html", pack=pack, on_dashboard=on_dashboard, pdf_url=pdf_url)
+    """The dashboard's pack links its stylesheets; the API's carries them inline."""
+    return render_template(
+        "evidence/pack.html",
+        pack=pack,
+        on_dashboard=on_dashboard,
+        pdf_url=pdf_url,
+        inline_css=None if on_dashboard else inline_style()[0],
+    )
 
 
 # -- PDF -----------------------------------------------------------------------------------------
@@ -425,7 +452,7 @@ class PackPdf(FPDF):
     def header(self):
         self.set_font("Helvetica", "B", 8)
         self.set_text_color(90, 90, 90)
-        self.cell(0, 5, latin(self.pack["highest_marking"]).upper(), align="C", new_x="LMARGIN", new_y="NEXT")
+        self.cell(0, 5, latin(self.pack["marking"]), align="C", new_x="LMARGIN", new_y="NEXT")
         self.ln(2)
         self.set_text_color(0, 0, 0)
 
@@ -656,11 +683,16 @@ def pdf_response(pack: dict) -> Response:
     )
 
 
-def html_response(pack: dict, **kwargs) -> Response:
+def html_response(pack: dict) -> Response:
+    """The API's HTML: one file, its style inline (allowed by hash), no script of any kind."""
     return Response(
-        render_html(pack, **kwargs),
+        render_html(pack),
         mimetype="text/html",
-        headers={"Content-Disposition": f'inline; filename="{filename(pack, "html")}"'},
+        headers={
+            "Content-Disposition": f'inline; filename="{filename(pack, "html")}"',
+            "Content-Security-Policy": f"default-src 'none'; style-src {inline_style()[1]}; img-src data:; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        },
     )
 
 

@@ -167,6 +167,8 @@ def test_the_previous_period_and_the_national_figure_are_the_summarys(world, met
     page = html.unescape(
         metrics_client.get(f"{PACK}?from={later}&to={later}", headers=leader(token)).get_data(as_text=True)
     )
+    assert "No packages were issued in this period." in page
+    assert re.search(r'id="highest-marking">none: no packages in the period<', page)
     previous = re.search(r'id="previous">(.*?)</table>', page, re.S)[1]
     assert re.search(r"Return rate</th><td[^>]*>—</td><td[^>]*>60%</td>", previous)
     assert re.search(r"Returns expected</th><td[^>]*>0</td><td[^>]*>5</td><td>−5</td>", previous)
@@ -315,3 +317,17 @@ def test_the_dashboards_pack_is_bounded_by_the_signed_in_leaders_clearance(histo
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', text(metrics_client.get("/dashboard")))[1]
     assert metrics_client.post("/dashboard/sign-out", data={"csrf_token": csrf}).status_code == 303
     assert metrics_client.get("/dashboard/evidence-pack.pdf").status_code == 303
+
+
+def test_the_apis_html_stands_alone_with_its_style_allowed_by_hash(metrics_client, token):
+    import base64
+    import hashlib
+
+    response = metrics_client.get(PACK, headers=leader(token))
+    page = response.get_data(as_text=True)
+    style = re.search(r"<style>(.*?)</style>", page, re.S)[1]
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    policy = response.headers["Content-Security-Policy"]
+    assert f"style-src 'sha256-{digest}'" in policy and "default-src 'none'" in policy
+    assert "<script" not in page and '<link rel="stylesheet"' not in page
+    assert "@media print" in style

@@ -113,3 +113,17 @@ def test_the_pack_opens_from_the_dashboard_and_prints_cleanly(page, server, hist
     text = " ".join(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.body())).pages).split())
     assert history["a"]["reference"] in text and "Scope: County lines." in text
     (tmp_path / "pack.pdf").write_bytes(pdf.body())
+
+
+def test_the_apis_html_opens_styled_and_clean(page, server, history, token):
+    """The HTML from the API, as saved by a script and opened: styled by its inline stylesheet
+    (allowed by the CSP's hash: no violation reported), and clean under axe-core."""
+    problems: list[str] = []
+    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    page.set_extra_http_headers({"Authorization": f"Bearer {raw(token('NCLCC', 'leader'))}"})
+    page.goto(server.url + "/api/v1/metrics/evidence-pack")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Inspection evidence pack")
+    assert page.get_by_role("navigation").count() == 0  # no dashboard links from the API
+    background = page.locator(".pack-table thead th").first.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert background == "rgb(238, 242, 246)"
+    assert problems == [] and grave_problems(page) == []

@@ -160,11 +160,7 @@ class EvidencePack(MethodView):
         )
         if args["format"] == "pdf":
             return evidence.pdf_response(pack)
-        response = evidence.html_response(pack)
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
-        )
-        return response
+        return evidence.html_response(pack)
 
 
 @blp.route("/grading")
