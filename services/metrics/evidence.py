@@ -422,6 +422,7 @@ def render_html(pack: dict, on_dashboard: bool = False, pdf_url: str | None = No
 # -- PDF -----------------------------------------------------------------------------------------
 
 SUBSTITUTES = {"—": "-", "–": "-", "−": "-", "‘": "'", "’": "'", "“": '"', "”": '"', "…": "...", "→": "->", "↓": "v"}
+SUBSTITUTES |= {"Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Œ": "OE", "œ": "oe", "ı": "i", "€": "EUR"}
 
 
 def latin(text: object) -> str:
@@ -474,6 +475,80 @@ class PackPdf(FPDF):
         self.set_font("Helvetica", style, size)
         self.multi_cell(0, size * 0.48, latin(text), new_x="LMARGIN", new_y="NEXT")
         self.ln(1.5)
+
+    def wrap(self, text: str, width: float) -> list[str]:
+        """Break text into lines at most ``width`` wide, at spaces (a word wider than a line is cut)."""
+        lines: list[str] = []
+        font, points = self.current_font, self.font_size_pt
+        assert font is not None, "set_font first"
+
+        def measure(words: str) -> float:  # the standard fonts' widths, without fpdf2's text shaping
+            return font.get_text_width(words, points, None)[1] / self.k
+
+        space = measure(" ")
+        for paragraph in text.split("\n"):
+            current, used = "", 0.0
+            for word in paragraph.split():
+                size = measure(word)
+                while size > width:  # a word wider than the line: cut it
+                    cut = max(1, int(len(word) * width / size))
+                    if current:
+                        lines.append(current)
+                        current, used = "", 0.0
+                    lines.append(word[:cut])
+                    word = word[cut:]
+                    size = measure(word)
+                if current and used + space + size > width:
+                    lines.append(current)
+                    current, used = "", 0.0
+                current, used = (f"{current} {word}", used + space + size) if current else (word, size)
+            lines.append(current)
+        return lines
+
+    def plain_para(self, text: str, size: float, style: str = "") -> None:
+        """A paragraph drawn as plain lines (as ``plain_grid`` draws its cells)."""
+        self.set_font("Helvetica", style, size)
+        line = size * 0.45
+        lines = self.wrap(latin(text), self.epw)
+        if self.will_page_break(len(lines) * line):
+            self.add_page()
+        y = self.get_y()
+        for index, text_line in enumerate(lines):
+            self.text(self.l_margin, y + (index + 0.78) * line, text_line)
+        self.set_xy(self.l_margin, y + len(lines) * line + 1.5)
+
+    def plain_grid(self, head: list[str], rows: list[list], widths: tuple, size: float = 7.5):
+        """A bordered table drawn line by line: each cell's text is broken into lines once, by the
+        standard fonts' widths, and drawn as plain text (fpdf2's ``table`` shapes and breaks it
+        twice), so hundreds of packages' recipients print in a few seconds. The headings repeat
+        on each new page; a row never splits across pages."""
+        line = size * 0.45
+        pad = 1.0
+
+        def draw(values: list, bold: bool) -> None:
+            self.set_font("Helvetica", "B" if bold else "", size)
+            cells = [self.wrap(latin(v), w - 2 * pad) for w, v in zip(widths, values, strict=True)]
+            height = max(len(c) for c in cells) * line + 2 * pad
+            if self.will_page_break(height):
+                self.add_page()
+                if not bold:
+                    draw(head, True)
+            x, y = self.l_margin, self.get_y()
+            if bold:
+                self.set_fill_color(232, 236, 240)
+                self.rect(x, y, sum(widths), height, style="F")
+            for w, lines in zip(widths, cells, strict=True):
+                self.rect(x, y, w, height)
+                for index, text in enumerate(lines):
+                    if text:
+                        self.text(x + pad, y + pad + (index + 0.78) * line, text)
+                x += w
+            self.set_xy(self.l_margin, y + height)
+
+        draw(head, True)
+        for values in rows:
+            draw([str(v) for v in values], False)
+        self.ln(3)
 
     def grid(self, head: list[str], rows: list[list], widths: tuple, size: float = 8.5, numbers: int = 0):
         """A table; the ``numbers`` columns after the first are right-aligned."""
@@ -608,8 +683,7 @@ def render_pdf(pack: dict) -> bytes:
     for package in pack["packages"]:
         if pdf.will_page_break(45):
             pdf.add_page()
-        pdf.set_font("Helvetica", "B", 10)
-        pdf.multi_cell(0, 5, latin(f"{package['reference']}  {package['title']}"), new_x="LMARGIN", new_y="NEXT")
+        pdf.plain_para(f"{package['reference']}  {package['title']}", 10, "B")
         line = (
             f"{package['threat_area']}; {package['classification']}; graded {package['grading']}; issued "
             f"{package['issued']}, returns due {package['due']}. "
@@ -617,9 +691,9 @@ def render_pdf(pack: dict) -> bytes:
         )
         if package["withdrawn"]:
             line += f" Withdrawn {package['withdrawn']}: nothing of it is counted."
-        pdf.para(line, 8.5)
+        pdf.plain_para(line, 8.5)
         if package["returns"]:
-            pdf.grid(
+            pdf.plain_grid(
                 ["To", "Delivered / acknowledged", "Chased", "Return", "Action and priority", "Results", "Feedback"],
                 [
                     [
@@ -634,7 +708,6 @@ def render_pdf(pack: dict) -> bytes:
                     for r in package["returns"]
                 ],
                 (20, 27, 13, 27, 37, 32, 24),
-                size=7.5,
             )
 
     pdf.add_page()

@@ -331,3 +331,9 @@ def test_the_apis_html_stands_alone_with_its_style_allowed_by_hash(metrics_clien
     assert f"style-src 'sha256-{digest}'" in policy and "default-src 'none'" in policy
     assert "<script" not in page and '<link rel="stylesheet"' not in page
     assert "@media print" in style
+
+
+def test_the_pdf_prints_any_title_in_its_latin_1_fonts():
+    from services.metrics.evidence import latin
+
+    assert latin("Łódź — “Dex” … café €5 中") == 'Lódz - "Dex" ... café EUR5 ?'  # ó is Latin-1, ź is not
