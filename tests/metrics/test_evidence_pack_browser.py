@@ -78,6 +78,15 @@ def test_the_pack_opens_from_the_dashboard_and_prints_cleanly(page, server, hist
     assert grave_problems(page) == []
     page.screenshot(path=str(tmp_path / "evidence-pack-screen.png"))
 
+    # Keyboard: the skip link first, then the pack's two links.
+    page.reload()  # focus from the top of the page
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to main content")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Back to the dashboard")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Download the PDF")).to_be_focused()
+
     # The navigation is there on screen, and gone when printed.
     nav = page.get_by_role("navigation", name="Evidence pack")
     expect(nav).to_be_visible()
