@@ -43,6 +43,7 @@ from services.metrics.dashboard import (
     words,
 )
 from services.metrics.definitions import (
+    ATTRIBUTION_WORDS,
     FUNNEL_DEFINITION,
     FUNNEL_STAGES,
     GRADING_DEFINITION,
@@ -62,7 +63,6 @@ from shared.vocabulary import (
     ACCURACIES,
     ACCURACY_CHOICES,
     ACTION_CHOICES,
-    ATTRIBUTION_CHOICES,
     CLASSIFICATIONS,
     PRIORITY_CHOICES,
     RESULT_KINDS,
@@ -79,8 +79,6 @@ ACTION_LABELS = labels(ACTION_CHOICES)
 PRIORITY_LABELS = labels(PRIORITY_CHOICES)
 ACCURACY_LABELS = labels(ACCURACY_CHOICES)
 TIMELINESS_LABELS = labels(TIMELINESS_CHOICES)
-ATTRIBUTION_LABELS = {**labels(ATTRIBUTION_CHOICES), "onward": "onward (on a pass-on)"}
-ATTRIBUTION_LABELS["direct"], ATTRIBUTION_LABELS["contributed"] = "direct", "contributed"
 COMPLETENESS_DEFINITION = (
     "Returns expected from the packages issued in the period, withdrawn ones not counted. Still open: "
     "no final return yet (an interim return leaves it open). Overdue: open and past its due date. "
@@ -90,7 +88,10 @@ COMPARISON_DEFINITION = (
     "The previous period is the same number of whole months just before this one, with the same threat "
     "area (and organisation). Changes in rates are in percentage points."
 )
-NATIONAL_DEFINITION = "National: every organisation's returns for the same packages' period and threat area."
+NATIONAL_DEFINITION = (
+    "National: every organisation's returns, for the packages of the same period and threat area, within the "
+    "reader's clearance."
+)
 
 
 # -- building the pack ---------------------------------------------------------------------------
@@ -227,7 +228,7 @@ def return_row(ret: ReturnState, names: dict[str, str], orgs_by_return: dict[uui
         "action_priority": f"{actions.rstrip('.') or 'No action given'}. Priority: {priority or 'not given'}"
         if outcome
         else "No return yet",
-        "results": (f"{results} ({ATTRIBUTION_LABELS.get(attribution or '', 'unattributed')})" if results else "None"),
+        "results": (f"{results} ({ATTRIBUTION_WORDS.get(attribution or '', 'unattributed')})" if results else "None"),
         "feedback": ", ".join(quality) or "—",
     }
 
@@ -381,6 +382,7 @@ def evidence_pack(
             ("Was the intelligence confirmed?", GRADING_DEFINITION),
             ("Data completeness", COMPLETENESS_DEFINITION),
             ("Comparisons", COMPARISON_DEFINITION),
+            *((("National figure", NATIONAL_DEFINITION),) if organisation else ()),
         ],
     }
 

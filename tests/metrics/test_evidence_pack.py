@@ -126,7 +126,7 @@ def test_the_pack_agrees_with_the_summary_and_the_csv(world, metrics_client, tok
     gmp = returns_row(p, "GMP")
     assert "(onward, from ROCU-NW)" in gmp and "amended (version 2)" in gmp and "Final, on time" in gmp
     assert "3 arrests, 350 g of drugs seized, drugs worth £9,000, £12,500 cash seized, 2 weapons seized" in gmp
-    assert "(onward (on a pass-on))" in gmp
+    assert "2 weapons seized (onward)" in gmp  # passed on: onward, whatever GMP called them
     mps = returns_row(p, "MPS")
     assert "Delivered; " in mps and "No action: Already under investigation. Priority" in mps
     assert "Priority: Not prioritised" in mps and "Results None" not in mps
@@ -183,6 +183,7 @@ def test_the_previous_period_and_the_national_figure_are_the_summarys(world, met
         ).get_data(as_text=True)
     )
     national = re.search(r'id="national">(.*?)</table>', page, re.S)[1]
+    assert "<dt>National figure</dt>" in page
     assert gmp["funnel"]["recipients"] == 1 and gmp["funnel"]["final"] == 1
     assert re.search(r"Returns expected</th><td[^>]*>1</td><td[^>]*>5</td><td>−4</td>", national)
     assert re.search(r"Return rate</th><td[^>]*>100%</td><td[^>]*>60%</td><td>\+40 points</td>", national)
