@@ -80,6 +80,10 @@ EXCLUDED: dict[str, dict[str, str]] = {
     "GET /api/v1/metrics/export.csv": {
         "positive_data_acceptance": "'from' must not be after 'to', and the period is at most ten years",
     },
+    "GET /api/v1/metrics/evidence-pack": {
+        "positive_data_acceptance": "'from' must not be after 'to', and the period is at most ten years "
+        "(from 'from' to 'to' or, without it, to the end of this year), as the summary's",
+    },
     "GET /api/v1/metrics/summary": {
         "positive_data_acceptance": "'from' must not be after 'to', and the period is at most ten years "
         "(from 'from' to 'to' or, without it, to the end of this year)",

@@ -15,7 +15,8 @@ from shared.service import Service, create_service_app
 
 def create_app(overrides: dict | None = None) -> Flask:
     app = create_service_app(SERVICE, __name__, overrides)
-    from services.metrics import dashboard
+    # evidence adds the evidence pack's pages to the dashboard's blueprint before it is registered.
+    from services.metrics import dashboard, evidence  # noqa: F401
     from services.metrics.api import metrics
 
     app.extensions["api"].register_blueprint(metrics.blp)

@@ -37,6 +37,18 @@ class PeriodArgsSchema(BaseSchema):
             raise ValidationError("Must not be after 'to'.", field_name="from")
 
 
+class EvidencePackArgsSchema(PeriodArgsSchema):
+    organisation = fields.String(
+        validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,16}$", error="Use an organisation's code, for example GMP."),
+        metadata={"description": "one organisation's pack, compared with the national figure"},
+    )
+    format = fields.String(
+        load_default="html",
+        validate=validate.OneOf(("html", "pdf")),
+        metadata={"description": "html (printable, with a print stylesheet) or pdf"},
+    )
+
+
 class PackageListArgsSchema(PeriodArgsSchema):
     verdict = fields.String(validate=validate.OneOf(VERDICTS))
     sort = fields.String(load_default="-issued_at", validate=validate.OneOf(SORTS))

@@ -162,6 +162,8 @@ ROWS = [
     # -- metrics ------------------------------------------------------------------------------
     row("metrics", "GET", "/api/v1/audit", ADMIN_ONLY),
     row("metrics", "GET", "/metrics", SCRAPE_TOKEN_ONLY),
+    row("metrics", "GET", "/api/v1/metrics/evidence-pack", LEADERS),
+    row("metrics", "GET", "/api/v1/metrics/evidence-pack?format=pdf", LEADERS),
     row("metrics", "GET", "/api/v1/metrics/export.csv", LEADERS),
     row("metrics", "GET", "/api/v1/metrics/grading", LEADERS),
     row("metrics", "GET", "/api/v1/metrics/organisations", LEADERS),
@@ -200,6 +202,8 @@ NOT_IN_THE_MATRIX = {
     "allows (tests/metrics/test_drilldown_security.py)",
     "/dashboard/export.csv": "the dashboard's CSV button: signed-in leader, clearance as the API's export "
     "(tests/metrics/test_drilldown_security.py)",
+    "/dashboard/evidence-pack": "leadership dashboard: signed-in session (tests/metrics/test_evidence_pack.py)",
+    "/dashboard/evidence-pack.pdf": "leadership dashboard: signed-in session (tests/metrics/test_evidence_pack.py)",
     "/dashboard/sign-in/oidc": "leadership dashboard sign-in (tests/security/test_oidc_sign_in.py)",
     "/dashboard/sign-in/callback": "leadership dashboard sign-in (tests/security/test_oidc_sign_in.py)",
     # The recipients' pages authenticate by session, not bearer token: their own matrix below

@@ -11,11 +11,12 @@ from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
-from services.metrics import figures
+from services.metrics import evidence, figures
 from services.metrics.access import cleared, find_package, is_leader, require_leader, require_organisation
 from services.metrics.definitions import RATES, result_columns
 from services.metrics.models import Organisation
 from services.metrics.schemas import (
+    EvidencePackArgsSchema,
     GradingSchema,
     OrganisationMetricsSchema,
     PackageListArgsSchema,
@@ -123,6 +124,43 @@ class Summary(MethodView):
             organisation.upper() if organisation else None,
             cleared(),
         )
+
+
+EVIDENCE_PACK_RESPONSES = {
+    "200": {
+        "description": "The pack: printable HTML, or a PDF; named after its period (Content-Disposition)",
+        "content": {
+            "text/html": {"schema": {"type": "string"}},
+            "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@blp.route("/evidence-pack")
+class EvidencePack(MethodView):
+    @require()
+    @blp.arguments(EvidencePackArgsSchema, location="query")
+    @blp.doc(responses=EVIDENCE_PACK_RESPONSES)
+    def get(self, args):
+        """The inspection evidence pack, as printable HTML or as a PDF.
+
+        For a period (this year unless `from`/`to` say otherwise), optionally one threat area or
+        one organisation: what was sent, to whom, whether it was
+        acknowledged, chased and returned, the action, results and priority that followed, the
+        feedback on the intelligence, the figures' definitions, the data's completeness, and the
+        comparisons with the previous period and the national figure. Only packages at or below
+        the reader's clearance are listed or counted."""
+        organisation = args["organisation"].upper() if args.get("organisation") else None
+        audit_target("evidence_pack", args["format"])
+        require_leader()
+        start, end = period_of(args)
+        pack = evidence.evidence_pack(
+            get_session(), current_principal(), start, end, args.get("threat_area"), organisation
+        )
+        if args["format"] == "pdf":
+            return evidence.pdf_response(pack)
+        return evidence.html_response(pack)
 
 
 @blp.route("/grading")
