@@ -32,7 +32,7 @@ run: $(STAMP)
 # A year of history loaded into the system `make run` started (it must be running, with the same
 # DATABASE_URL, REDIS_URL and ports), through the real APIs: docs/demo.md. Running it again
 # creates nothing new. DEMO_PACKAGES packages, DEMO_SEED the random seed.
-DEMO_PACKAGES ?= 240
+DEMO_PACKAGES ?= 150
 DEMO_SEED ?= 11
 demo: $(STAMP)
 	$(PY) -m tools.demo --packages $(DEMO_PACKAGES) --seed $(DEMO_SEED)

@@ -17,19 +17,24 @@ Deterministic (``--seed``) and safe to run again: every POST carries an ``Idempo
 made from the seed and what it does, so a second run replays the first's answers and creates
 nothing; its dates are read back from the first run's first package.
 
-    make demo [DEMO_PACKAGES=240] [DEMO_SEED=11]
+    make demo [DEMO_PACKAGES=150] [DEMO_SEED=11]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
+import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -38,11 +43,12 @@ from services import settings_for
 from shared.auth import mint_token
 from shared.clock import DEMO_CLOCK_HEADER, demo_clock
 from shared.logs import configure_logging
-from shared.settings import Settings
+from shared.settings import ROOT, Settings
 
 YEAR = timedelta(days=365)
 HTTP_TIMEOUT = 30
-WAIT_SECONDS = 90  # the longest wait for an event to reach another service
+WAIT_SECONDS = 300  # the longest wait for an event to reach another service (behind the worker's queue)
+LADDER_LEAD = timedelta(days=4)  # the default chase ladder's first step is 3 days before the due date
 
 THREAT_WEIGHTS = {
     "county_lines": 34,
@@ -341,6 +347,31 @@ class NotRunning(Exception):
     pass
 
 
+class Supervisorctl:
+    """The cron process of the system ``make run`` started, paused while history is written: its
+    chase sweep works at today's date and would chase at once every return the load has issued but
+    not yet seen filed. The load runs the sweep itself, day by day, instead."""
+
+    def __init__(self, run_dir: Path):
+        self.config = run_dir / "supervisord.conf"
+        self.command = [str(Path(sys.executable).parent / "supervisorctl"), "-c", str(self.config)]
+
+    def __call__(self, action: str, program: str) -> None:
+        if not self.config.exists():
+            raise NotRunning(f"no supervisord configuration at {self.config} (is RUN_DIR the one `make run` used?)")
+        done = subprocess.run([*self.command, action, program], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0 and "ALREADY" not in done.stdout.upper() and "NOT RUNNING" not in done.stdout.upper():
+            raise NotRunning(f"supervisorctl {action} {program}: {(done.stdout + done.stderr).strip()[:300]}")
+
+    @contextmanager
+    def paused(self, program: str) -> Iterator[None]:
+        self("stop", program)
+        try:
+            yield
+        finally:
+            self("start", program)
+
+
 class Loader:
     def __init__(self, settings: Settings, seed: int, out=sys.stdout):
         self.settings = settings
@@ -352,6 +383,7 @@ class Loader:
         self.package_ids: dict[int, str] = {}
         self.disseminations: dict[tuple[int, str], str] = {}
         self.confirmed: set[str] = set()  # expected returns seen in the outcomes service
+        self.due: dict[str, datetime] = {}  # each dissemination's due date
         self.counts: Counter[str] = Counter()
         self.anchor_key = ""  # the first package's create, sent early by ``anchor``
         self.anchor_fresh = False
@@ -394,6 +426,23 @@ class Loader:
             time.sleep(0.2)
         raise RuntimeError(f"gave up waiting for {what} after {WAIT_SECONDS} s: are the worker and cron running?")
 
+    def pending_events(self) -> int:
+        """Events the dissemination and outcomes services have not yet delivered (all subscribers)."""
+        from sqlalchemy import func, select
+
+        from shared.service import runtime
+
+        total = 0
+        for name in ("dissemination", "outcomes"):
+            rt = runtime(name)
+            deliveries = rt.service.models.OutboxDelivery
+            with rt.database.job_session() as session:
+                total += (
+                    session.scalar(select(func.count()).select_from(deliveries).where(deliveries.status == "pending"))
+                    or 0
+                )
+        return total
+
     def check_running(self) -> None:
         for name, url in self.urls.items():
             try:
@@ -423,6 +472,7 @@ class Loader:
         ).json()
         for row in rows:
             self.disseminations[step.package, row["organisation"]] = row["id"]
+            self.due[row["id"]] = datetime.fromisoformat(row["due_at"])
 
     def dissemination(self, step: Step) -> str:
         key = (step.package, step.organisation)
@@ -432,9 +482,11 @@ class Loader:
             def onward():
                 chain = self.call("GET", "dissemination", f"/api/v1/packages/{package_id}/chain", "NCLCC", "issuer")
                 links = [link for link in chain.json().get("links", []) if link["organisation"] == step.organisation]
-                return links[0]["dissemination_id"] if links else None
+                return links[0] if links else None
 
-            self.disseminations[key] = self.wait(f"the pass-on to {step.organisation}", onward)
+            link = self.wait(f"the pass-on to {step.organisation}", onward)
+            self.disseminations[key] = link["dissemination_id"]
+            self.due[link["dissemination_id"]] = datetime.fromisoformat(link["due_at"])
         return self.disseminations[key]
 
     def confirm_returns(self, ids: list[str]) -> None:
@@ -495,17 +547,19 @@ class Loader:
         from services.outcomes.models import ChaseEntry
         from shared.service import runtime
 
-        self.confirm_returns(list(self.disseminations.values()))
+        # The sweep must see every return whose ladder may have started (the earliest step is a
+        # few days before the due date); later ones may still be on their way from the relay.
+        self.confirm_returns([d for d, due in self.due.items() if due - LADDER_LEAD <= at])
         rt = runtime("outcomes")
         with demo_clock(at):
             with rt.database.job_session() as session:
-                # The sends are made below, not by the worker at today's date; events still relay.
-                session.info["after_commit"] = _WithoutChaseJobs()
+                session.info["after_commit"] = _NoJobs()  # the sends are made below, as of ``at``
                 chasing.sweep(session, rt.settings, now=at)
             with rt.database.job_session() as session:
                 pending = list(session.scalars(select(ChaseEntry.id).where(ChaseEntry.result == "pending")))
             for entry_id in pending:
                 with rt.database.job_session() as session:
+                    session.info["after_commit"] = _NoJobs()
                     result = chasing.send_chase(session, rt.settings, entry_id)
                 if result.startswith("sent"):
                     self.counts["chase steps sent"] += 1
@@ -572,36 +626,46 @@ class Loader:
         return plan(seed, count, now + shift) if shift else world
 
 
-class _WithoutChaseJobs(list):
-    """``session.info["after_commit"]`` that keeps every callback but the chase sends' enqueues."""
+class _NoJobs(list):
+    """``session.info["after_commit"]`` that drops the jobs a commit would enqueue: the chase
+    sends are made here, and the events wait in the outbox for the cron's outbox sweep once the
+    cron is started again. So the load needs no Redis of its own (``make run``'s may be an
+    embedded one on a port it chose)."""
 
     def append(self, callback) -> None:
-        if getattr(callback, "__qualname__", "").startswith("_enqueue_later"):
-            return
-        super().append(callback)
+        return None
 
 
-def wait_for_metrics(loader: Loader, world: Plan) -> dict:
-    """The metrics service's summary once every package's events have reached it."""
+def wait_for_metrics(loader: Loader, world: Plan, patience: float = 180, limit: float = 1800) -> dict:
+    """The metrics service's summary once every event has reached it: waits while the worker
+    makes progress (its queue holds every event of the load), and says so."""
+    period = {"from": f"{world.end - YEAR:%Y-%m}", "to": f"{world.end:%Y-%m}"}
+    wanted = sum(1 for step in world.steps if step.kind == "file" and step.at <= world.end)
+    started = last_change = time.monotonic()
+    seen: tuple = ()
     summary: dict = {}
-
-    def arrived():
-        nonlocal summary
-        period = {"from": f"{world.end - YEAR:%Y-%m}", "to": f"{world.end:%Y-%m}"}
+    while time.monotonic() - started < limit:
         response = loader.call("GET", "metrics", "/api/v1/metrics/summary", "NCLCC", "leader", params=period)
         summary = response.json() if response.status_code == 200 else {}
-        return summary.get("packages_issued", 0) >= len(world.packages)
-
-    try:
-        loader.wait("the metrics service to count every package", arrived)
-    except RuntimeError as error:
-        print(f"  note: {error}", file=loader.out)
+        pending = loader.pending_events()
+        now_seen = (summary.get("packages_issued"), json.dumps(summary.get("funnel")), pending)
+        if pending == 0 and summary.get("packages_issued", 0) >= len(world.packages):
+            return summary
+        if now_seen != seen:
+            seen, last_change = now_seen, time.monotonic()
+            print(f"  waiting for the metrics service: {pending} events still to deliver", file=loader.out, flush=True)
+        elif time.monotonic() - last_change > patience:
+            break
+        time.sleep(3)
+    print(
+        f"  note: the metrics service is still catching up ({wanted} returns filed); the dashboard fills in as it does"
+    )
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Load a year of demo history into the running system.")
-    parser.add_argument("--packages", type=int, default=240, help="how many packages (default 240)")
+    parser.add_argument("--packages", type=int, default=150, help="how many packages (default 150)")
     parser.add_argument("--seed", type=int, default=11, help="the random seed (default 11)")
     args = parser.parse_args(argv)
     if not 1 <= args.packages <= 2000:
@@ -613,8 +677,10 @@ def main(argv: list[str] | None = None) -> int:
         print("make demo: refused, APP_ENV is production (the demo writes history).", file=sys.stderr)
         return 2
     loader = Loader(settings, args.seed)
+    supervisorctl = Supervisorctl(Path(os.environ.get("RUN_DIR") or ROOT / "var" / "run").resolve())
     try:
         loader.check_running()
+        supervisorctl("status", "cron")
     except NotRunning as problem:
         print(
             f"make demo: the system is not running ({problem}).\n"
@@ -631,7 +697,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     started = time.monotonic()
-    loader.run(world)
+    with supervisorctl.paused("cron"):
+        loader.run(world)
     summary = wait_for_metrics(loader, world)
     counts = loader.counts
     print(f"\nLoaded in {time.monotonic() - started:.0f} s:")
