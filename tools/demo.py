@@ -551,12 +551,15 @@ class Loader:
         # few days before the due date); later ones may still be on their way from the relay.
         self.confirm_returns([d for d, due in self.due.items() if due - LADDER_LEAD <= at])
         rt = runtime("outcomes")
+        # Claimed at today's time (only ``now=at`` dates the sweep's decisions): a step claimed
+        # "a year ago" and still pending would look lost to the cron's requeue, and the worker
+        # would send it at today's date before it is sent below.
+        with rt.database.job_session() as session:
+            session.info["after_commit"] = _NoJobs()  # the sends are made below, as of ``at``
+            chasing.sweep(session, rt.settings, now=at)
+        with rt.database.job_session() as session:
+            pending = list(session.scalars(select(ChaseEntry.id).where(ChaseEntry.result == "pending")))
         with demo_clock(at):
-            with rt.database.job_session() as session:
-                session.info["after_commit"] = _NoJobs()  # the sends are made below, as of ``at``
-                chasing.sweep(session, rt.settings, now=at)
-            with rt.database.job_session() as session:
-                pending = list(session.scalars(select(ChaseEntry.id).where(ChaseEntry.result == "pending")))
             for entry_id in pending:
                 with rt.database.job_session() as session:
                     session.info["after_commit"] = _NoJobs()
@@ -652,8 +655,11 @@ def wait_for_metrics(loader: Loader, world: Plan, patience: float = 180, limit: 
         if pending == 0 and summary.get("packages_issued", 0) >= len(world.packages):
             return summary
         if now_seen != seen:
+            if time.monotonic() - last_change > 15 or not seen:
+                print(
+                    f"  waiting for the metrics service: {pending} events still to deliver", file=loader.out, flush=True
+                )
             seen, last_change = now_seen, time.monotonic()
-            print(f"  waiting for the metrics service: {pending} events still to deliver", file=loader.out, flush=True)
         elif time.monotonic() - last_change > patience:
             break
         time.sleep(3)
