@@ -555,14 +555,14 @@ class Loader:
         # "a year ago" and still pending would look lost to the cron's requeue, and the worker
         # would send it at today's date before it is sent below.
         with rt.database.job_session() as session:
-            session.info["after_commit"] = _NoJobs()  # the sends are made below, as of ``at``
+            session.info = _WithoutJobs(session.info)  # the sends are made below, as of ``at``
             chasing.sweep(session, rt.settings, now=at)
         with rt.database.job_session() as session:
             pending = list(session.scalars(select(ChaseEntry.id).where(ChaseEntry.result == "pending")))
         with demo_clock(at):
             for entry_id in pending:
                 with rt.database.job_session() as session:
-                    session.info["after_commit"] = _NoJobs()
+                    session.info = _WithoutJobs(session.info)
                     result = chasing.send_chase(session, rt.settings, entry_id)
                 if result.startswith("sent"):
                     self.counts["chase steps sent"] += 1
@@ -630,13 +630,19 @@ class Loader:
 
 
 class _NoJobs(list):
-    """``session.info["after_commit"]`` that drops the jobs a commit would enqueue: the chase
-    sends are made here, and the events wait in the outbox for the cron's outbox sweep once the
-    cron is started again. So the load needs no Redis of its own (``make run``'s may be an
-    embedded one on a port it chose)."""
-
     def append(self, callback) -> None:
         return None
+
+
+class _WithoutJobs(dict):
+    """A session's ``info`` under which ``shared.db.after_commit`` registers nothing: the jobs a
+    commit would enqueue are dropped. The chase sends are made here, and the events wait in the
+    outbox for the cron's outbox sweep once the cron is started again, so the load needs no Redis
+    of its own (``make run``'s may be an embedded one on a port it chose). A dict, not a list in
+    ``info``: a savepoint's end empties ``info["after_commit"]``."""
+
+    def setdefault(self, key, default=None):
+        return _NoJobs() if key == "after_commit" else super().setdefault(key, default)
 
 
 def wait_for_metrics(loader: Loader, world: Plan, patience: float = 180, limit: float = 1800) -> dict:

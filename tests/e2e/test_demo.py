@@ -29,7 +29,7 @@ def load_demo(env) -> str:
 
 
 def every_return(env, headers) -> list[dict]:
-    response = requests.get(f"{env['OUTCOMES_URL']}/api/v1/returns?page_size=100", headers=headers, timeout=10)
+    response = requests.get(f"{env['OUTCOMES_URL']}/api/v1/returns?per_page=100", headers=headers, timeout=10)
     assert response.status_code == 200
     return response.json()
 
@@ -84,7 +84,7 @@ def test_demo_loads_a_year_of_history_and_a_second_run_creates_nothing(running):
     assert 0 < summary["funnel"]["final"] <= summary["funnel"]["returned"]
     assert summary["funnel"]["final"] == len(finals)
     assert any(summary["results"]["onward"].values())
-    rows = requests.get(f"{env['METRICS_URL']}/api/v1/metrics/packages?page_size=100", headers=leader, timeout=10)
+    rows = requests.get(f"{env['METRICS_URL']}/api/v1/metrics/packages?per_page=100", headers=leader, timeout=10)
     assert rows.status_code == 200
 
     # Again: every POST is a replay, nothing new anywhere.
@@ -95,7 +95,7 @@ def test_demo_loads_a_year_of_history_and_a_second_run_creates_nothing(running):
     assert Counter(c["result"] for c in sum(chases(env, issuer, again).values(), [])) == Counter(
         c["result"] for c in sum(logs.values(), [])
     )
-    packages = requests.get(f"{base}/api/v1/packages?page_size=100", headers=issuer, timeout=10).json()
+    packages = requests.get(f"{base}/api/v1/packages?per_page=100", headers=issuer, timeout=10).json()
     assert len(packages) == 15
 
 
