@@ -696,8 +696,8 @@ def main(argv: list[str] | None = None) -> int:
     except NotRunning as problem:
         print(
             f"make demo: the system is not running ({problem}).\n"
-            "Start it first with `make run` in another terminal, with the same DATABASE_URL, REDIS_URL "
-            "and *_PORT settings, then run `make demo` again.",
+            "Start it first with `make run` in another terminal, with the same DATABASE_URL, REDIS_URL, "
+            "*_PORT and RUN_DIR settings, then run `make demo` again.",
             file=sys.stderr,
         )
         return 1
