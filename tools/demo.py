@@ -709,8 +709,16 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     started = time.monotonic()
-    with supervisorctl.paused("cron"):
-        loader.run(world)
+    try:
+        with supervisorctl.paused("cron"):
+            loader.run(world)
+    except (RuntimeError, NotRunning, requests.RequestException) as problem:
+        print(
+            f"make demo stopped: {problem}\nRun it again when the system is well: what was loaded is "
+            "replayed, not made twice, and it carries on from there.",
+            file=sys.stderr,
+        )
+        return 1
     summary = wait_for_metrics(loader, world)
     counts = loader.counts
     print(f"\nLoaded in {time.monotonic() - started:.0f} s:")
