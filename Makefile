@@ -10,11 +10,11 @@ ROLE ?= issuer
 CLEARANCE ?= OFFICIAL-SENSITIVE
 SUB ?=
 
-.PHONY: install run test fuzz drill token lint check bench bench-metrics metrics-rebuild clean
+.PHONY: install run test demo fuzz drill token lint check bench bench-metrics metrics-rebuild clean
 
 # The services default to APP_ENV=production, which refuses the development secrets. These
 # commands are for a developer's machine: they run in development unless told otherwise.
-run token bench bench-metrics metrics-rebuild: export APP_ENV ?= development
+run demo token bench bench-metrics metrics-rebuild: export APP_ENV ?= development
 
 install: $(STAMP)
 
@@ -28,6 +28,14 @@ $(STAMP): pyproject.toml
 # RUN_DIR (var/run): `.venv/bin/supervisorctl -c var/run/supervisord.conf status`.
 run: $(STAMP)
 	$(PY) -m tools.run
+
+# A year of history loaded into the system `make run` started (it must be running, with the same
+# DATABASE_URL, REDIS_URL and ports), through the real APIs: docs/demo.md. Running it again
+# creates nothing new. DEMO_PACKAGES packages, DEMO_SEED the random seed.
+DEMO_PACKAGES ?= 150
+DEMO_SEED ?= 11
+demo: $(STAMP)
+	$(PY) -m tools.demo --packages $(DEMO_PACKAGES) --seed $(DEMO_SEED)
 
 # TEST_WORKERS pytest-xdist processes (auto: one per core); TEST_WORKERS=0 runs in this process.
 TEST_WORKERS ?= auto

@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from shared import clock
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,8 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, or the demo clock's moment while one is set (``shared.clock``, development only)."""
+    return clock.demo_now() or datetime.now(UTC)
 
 
 def new_id() -> uuid.UUID:
