@@ -335,10 +335,22 @@ class Profiler:
         if not shutil.which("py-spy"):
             return
         for name, pid in service_pids(self.system).items():
-            out = self.out_dir / f"{label}-{name}.svg"
+            out = self.out_dir / f"{label}-{name}.txt"
             self.running.append(
                 subprocess.Popen(
-                    ["py-spy", "record", "--pid", str(pid), "--duration", str(seconds), "--output", str(out), "--idle"],
+                    [
+                        "py-spy",
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--duration",
+                        str(seconds),
+                        "--output",
+                        str(out),
+                        "--format",
+                        "raw",
+                        "--idle",
+                    ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -428,7 +440,7 @@ def main() -> int:
         lags = filing_lags(system, windows)
         report(results, lags, left_at_end, drain_seconds if drained else None, backlog(system))
         if profiler:
-            print(f"py-spy flame graphs: {run_dir}/*.svg")
+            print(f"py-spy profiles (collapsed stacks, for flamegraph.pl or speedscope): {run_dir}/*.txt")
         bad = [r for r in results.rounds if r.requests and r.errors > 0.01 * r.requests]
         if bad:
             print(f"FAILED: {len(bad)} rounds had more than 1% errors (logs in {run_dir})", file=sys.stderr)
@@ -472,7 +484,8 @@ def report(results: Results, lags: list[float], left_at_end: int, drain_seconds:
     print()
     print(
         f"event lag (outcome filed -> applied by metrics) over {len(lags)} filings during the load: "
-        f"p50 {percentile(lags, 0.5):.2f} s, p95 {percentile(lags, 0.95):.2f} s, max {max(lags, default=float('nan')):.2f} s"
+        f"p50 {percentile(lags, 0.5):.2f} s, p95 {percentile(lags, 0.95):.2f} s, "
+        f"max {max(lags, default=float('nan')):.2f} s"
     )
     if drain_seconds is None:
         print(f"backlog NOT drained within 600 s after the load: {left} events left")
