@@ -105,7 +105,16 @@ def _record(response: Response) -> Response:
             detail = (response.get_json(silent=True) or {}).get("message")
         rule = _route()
         model = current_app.extensions["service"].models.AuditEntry
-        session = get_db().session()
+        # The request's own session and connection when it has one: no second checkout. A read
+        # that was answered writes its entry in the transaction that read (one commit, as the
+        # least an audited read can do); anything else first drops what it left uncommitted, so
+        # a refused or failed request changes nothing but the audit log.
+        session = g.get("db_session")
+        borrowed = session is not None
+        if session is None:
+            session = get_db().session()
+        elif not (request.method == "GET" and response.status_code < 400):
+            session.rollback()
         try:
             session.add(
                 model(
@@ -124,8 +133,12 @@ def _record(response: Response) -> Response:
                 )
             )
             session.commit()
+        except Exception:
+            session.rollback()
+            raise
         finally:
-            session.close()
+            if not borrowed:
+                session.close()
     except Exception:  # noqa: BLE001 - never turn an answer into a 500 because auditing failed
         log.exception("could not write audit entry")
     return response
