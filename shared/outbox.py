@@ -28,6 +28,7 @@ from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Api, Blueprint, abort
 from marshmallow import fields, validate
+from redis.exceptions import RedisError
 from rq.job import JobStatus
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -53,6 +54,8 @@ EVENTS_QUEUE = "events"
 # leaves room for the row's transaction, and is how long a started relay may stay silent before
 # it is judged abandoned (``shared.queue.abandoned``) when its worker ran on another host.
 RELAY_JOB_TIMEOUT = 30
+# How long "a relay to this subscriber is queued" is remembered (see enqueue_relay_job).
+RELAY_QUEUED_SECONDS = 10
 POST_TIMEOUT = (3, 10)
 SWEEP_BATCH = 1000
 PROBES_PER_SWEEP = 10  # subscribers probed by one sweep (there are two or three)
@@ -95,9 +98,24 @@ def _enqueue_relay_later(settings: Settings, event_id: uuid.UUID, subscriber: st
     return enqueue_relay
 
 
+def _relay_queued_key(service: str, subscriber: str) -> str:
+    return f"outbox:relay-queued:{service}:{subscriber}"
+
+
 def enqueue_relay_job(settings: Settings, event_id: uuid.UUID | str, subscriber: str, new_event: bool = False):
     """Enqueue the delivery's relay unless its job is already waiting or running; the job or None.
-    A ``new_event`` just committed can have no job yet: Redis is not asked first."""
+
+    A ``new_event`` just committed gets no job of its own while a relay to the same subscriber is
+    queued and not yet started: that one takes it in its batch (it clears the mark as it starts,
+    before it looks for companions, so nothing committed before the mark was seen is missed). The
+    mark expires, and the sweep finds any delivery left without a job, if a queued job is lost.
+    """
+    if new_event:
+        mark = redis_connection(settings.redis_url).set(
+            _relay_queued_key(settings.service, subscriber), str(event_id), nx=True, ex=RELAY_QUEUED_SECONDS
+        )
+        if not mark:
+            return None
     return enqueue(
         settings.redis_url,
         EVENTS_QUEUE,
@@ -106,7 +124,7 @@ def enqueue_relay_job(settings: Settings, event_id: uuid.UUID | str, subscriber:
         str(event_id),
         subscriber,
         job_id=relay_job_id(settings.service, event_id, subscriber),
-        skip_if_active=not new_event,
+        skip_if_active=not new_event,  # a new event has no job yet: Redis is not asked first
         retry=retry(settings.relay_retry_intervals),
         job_timeout=RELAY_JOB_TIMEOUT,
     )
@@ -134,10 +152,14 @@ def relay_event(service_name: str, event_id: str, subscriber: str, probing: bool
         bind_request_id(delivery.event.request_id)
         # Only a first try goes in a batch: a retry keeps its own job's backoff, alone.
         first_try = not probing and delivery.attempts == 0
+        if first_try:
+            _clear_relay_queued(rt.settings, subscriber)
         companions = fresh_deliveries(session, models, subscriber, delivery.id) if first_try else []
         if companions:
             sent = relay_batch(rt, session, service_name, subscriber, delivery, companions)
             if sent is not None:
+                if len(companions) == MAX_BATCH - 1:
+                    _relay_the_next_batch(rt, service_name, subscriber)
                 return sent
             # The batch did not go, or not this one: it is tried alone, as if there were no batch.
             delivery = _locked_delivery(session, models, event_id, subscriber)
@@ -190,6 +212,32 @@ def _locked_delivery(session: Session, models: SharedModels, event_id: str, subs
         .with_for_update(skip_locked=True)
     ).first()
     return delivery if delivery is not None and delivery.status == "pending" else None
+
+
+def _clear_relay_queued(settings: Settings, subscriber: str) -> None:
+    try:
+        redis_connection(settings.redis_url).delete(_relay_queued_key(settings.service, subscriber))
+    except RedisError:
+        pass  # the mark expires by itself; until then new events wait for the sweep
+
+
+def _relay_the_next_batch(rt, service_name: str, subscriber: str) -> None:
+    """A full batch went: more may be waiting without a job of their own. The oldest one's relay
+    is enqueued, and takes the next batch."""
+    models = rt.service.models
+    with rt.database.job_session() as session:
+        oldest = session.scalar(
+            select(models.OutboxDelivery.event_id)
+            .where(
+                models.OutboxDelivery.subscriber == subscriber,
+                models.OutboxDelivery.status == "pending",
+                models.OutboxDelivery.attempts == 0,
+            )
+            .order_by(models.OutboxDelivery.id)
+            .limit(1)
+        )
+    if oldest is not None:
+        enqueue_relay_job(rt.settings, oldest, subscriber)
 
 
 def fresh_deliveries(session: Session, models: SharedModels, subscriber: str, besides: int) -> list:
