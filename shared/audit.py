@@ -155,7 +155,8 @@ def _audit_committed(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _audit_rolled_back(session: Session) -> None:
-    session.info.pop("audit_entry", None)
+    if not session.in_nested_transaction():
+        session.info.pop("audit_entry", None)
 
 
 def _record(response: Response) -> Response:
