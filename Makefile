@@ -71,8 +71,10 @@ check: $(STAMP)
 clean:
 	rm -rf $(VENV) var .pytest_cache
 
+# The hot paths under wrk against a minimal reference app, in alternating rounds (bench/http_load.py,
+# docs/performance.md). BENCH_ROUNDS, BENCH_SECONDS, BENCH_PROFILE=1 (py-spy flame graphs).
 bench: $(STAMP)
-	$(PY) -m bench.dissemination_api
+	$(PY) -m bench.http_load
 
 bench-metrics: $(STAMP)
 	$(PY) -m bench.metrics_read_model

@@ -205,9 +205,22 @@ class Api:
 
 
 class System:
-    def __init__(self, run_dir: Path):
+    """``settings`` tune the processes (the drills' by default); ``ladder`` is the chase policy
+    set once the system is up (None keeps the services' own); ``database_url`` overrides the
+    drill database (``make bench`` runs on a database of its own)."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        settings: dict[str, str] | None = None,
+        ladder: tuple[dict, ...] | None = LADDER,
+        database_url: str | None = None,
+    ):
         self.run_dir = run_dir
-        self.database_url = drill_database_url()
+        self.database_url = database_url or drill_database_url()
+        self.settings = DRILL_SETTINGS if settings is None else settings
+        self.ladder = ladder
         self.marker = uuid.uuid4().hex
         self.redis = RedisServer(run_dir / "redis")
         self.receiver = WebhookReceiver()
@@ -230,7 +243,7 @@ class System:
             if not key.endswith(("_DATABASE_URL", "_DATABASE_SCHEMA", "_SUBSCRIBERS", "_URL", "_PORT"))
             and key not in ("DATABASE_URL", "REDIS_URL", "VAR_DIR", "MAIL_SINK_DIR")
         }
-        env.update(DRILL_SETTINGS)
+        env.update(self.settings)
         env.update(
             RUN_DIR=str(self.run_dir),
             VAR_DIR=str(self.run_dir / "var"),
@@ -272,7 +285,10 @@ class System:
         self.control = control_for(self.run_dir, self.process.pid, self.env)
         self._mint_tokens()
         self._set_webhooks()
-        self.api.call("PUT", "outcomes", "/api/v1/chase-policy", self.tokens["issuer"], json={"steps": list(LADDER)})
+        if self.ladder is not None:
+            self.api.call(
+                "PUT", "outcomes", "/api/v1/chase-policy", self.tokens["issuer"], json={"steps": list(self.ladder)}
+            )
         if not wait_until(lambda: self.outbox_backlog() == (0, 0), timeout=STARTS_WITHIN, every=0.5):
             backlog = self.outbox_backlog()
             raise AssertionError(f"the directory's events not delivered within {STARTS_WITHIN:.0f} s: {backlog}")

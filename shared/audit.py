@@ -1,7 +1,9 @@
 """The audit log: every API read and write, every web page a person reads or submits (the
 recipient form, the leadership dashboard, the recipients' pages, their sign-ins and sign-outs), and every refusal, with
-who, when, what and the answer given. Written in its own transaction after the answer is decided, so a refused or
-failed request is recorded even though its own changes were rolled back.
+who, when, what and the answer given. A write's entry commits with the change it records (with the
+answer its view declares for success, corrected afterwards if the answer was another); anything
+else is written after the answer is decided, once what the request left uncommitted is rolled
+back, so a refused or failed request is recorded though its own changes are not.
 
 Views name what they touched with ``audit_target(type, id)``; the rest is taken from the
 request. A page that signs people in with its own session (the dashboard) sets ``g.principal``
@@ -17,11 +19,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app, g, has_request_context, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
-from sqlalchemy import select
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
 
 from shared.api import BaseSchema, page_of
 from shared.auth import current_principal, require
@@ -90,42 +93,114 @@ def outcome_for(status: int) -> str:
     return "error"
 
 
+def _is_audited() -> bool:
+    return (
+        (audited(request.path) or bool(g.get("audit_page")))
+        and request.method not in ("OPTIONS", "HEAD")
+        and not g.get("audit_skip")
+    )
+
+
+def _entry(status_code: int, detail: str | None):
+    principal = current_principal()
+    target_type, target_id = g.get("audit_target", (None, None))
+    rule = _route()
+    model = current_app.extensions["service"].models.AuditEntry
+    return model(
+        actor=principal.sub if principal else None,
+        actor_org=principal.org if principal else None,
+        actor_roles=",".join(sorted(principal.roles)) if principal else None,
+        method=request.method,
+        path=printable(_recorded_path(rule)),
+        action=f"{request.method} {rule}"[:80],
+        target_type=target_type,
+        target_id=target_id,
+        status_code=status_code,
+        outcome=g.get("audit_outcome") or outcome_for(status_code),
+        detail=(detail or None) and printable(str(detail))[:2000],
+        remote_addr=request.remote_addr,
+    )
+
+
+def _success_status() -> int:
+    """The status the view answers when all goes well, as its ``@blp.response`` declares it."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    handler = getattr(getattr(view, "view_class", None), request.method.lower(), view)
+    declared = getattr(handler, "_apidoc", {}).get("response", {}).get("responses", {})
+    return next((int(code) for code in declared if 200 <= int(code) < 300), 200)
+
+
+@event.listens_for(Session, "before_commit")
+def _audit_with_the_change(session: Session) -> None:
+    """A write's audit entry commits in the same transaction as the change it records (one
+    commit, not two), with the answer the view declares for success; ``_record`` corrects it in
+    the rare case the answer turns out otherwise, and writes it alone when nothing committed."""
+    if not has_request_context() or g.get("db_session") is not session or g.get("audit_written") is not None:
+        return
+    # Not a savepoint's release (the event fires for those too), only the transaction's commit.
+    if session.info.get("defer_commit") or session.in_nested_transaction() or not _is_audited():
+        return
+    entry = _entry(_success_status(), g.get("audit_detail"))
+    session.add(entry)
+    session.info["audit_entry"] = entry
+
+
+@event.listens_for(Session, "after_commit")
+def _audit_committed(session: Session) -> None:
+    # The request's sessions keep what they committed (expire_on_commit=False): no reload here.
+    entry = session.info.pop("audit_entry", None)
+    if entry is not None and has_request_context():
+        g.audit_written = (entry.id, entry.status_code, entry.outcome, entry.detail)
+
+
+@event.listens_for(Session, "after_rollback")
+def _audit_rolled_back(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop("audit_entry", None)
+
+
 def _record(response: Response) -> Response:
-    if (
-        not (audited(request.path) or g.get("audit_page"))
-        or request.method in ("OPTIONS", "HEAD")
-        or g.get("audit_skip")
-    ):
+    if not _is_audited():
         return response
     try:
-        principal = current_principal()
-        target_type, target_id = g.get("audit_target", (None, None))
         detail = g.get("audit_detail")
         if response.status_code >= 400 and detail is None and response.is_json:
             detail = (response.get_json(silent=True) or {}).get("message")
-        rule = _route()
-        model = current_app.extensions["service"].models.AuditEntry
-        session = get_db().session()
+        written = g.get("audit_written") or None
+        if written is not None:
+            expected = _entry(response.status_code, detail)
+            if written[1:] == (expected.status_code, expected.outcome, expected.detail):
+                return response  # committed with the change, as it turned out
+        # The request's own session and connection when it has one: no second checkout. A read
+        # that was answered writes its entry in the transaction that read (one commit, as the
+        # least an audited read can do); anything else first drops what it left uncommitted, so
+        # a refused or failed request changes nothing but the audit log.
+        session = g.get("db_session")
+        borrowed = session is not None
+        if session is None:
+            session = get_db().session()
+        elif not (request.method == "GET" and response.status_code < 400):
+            session.rollback()
+        g.audit_written = False  # no second entry from this session's commit
         try:
-            session.add(
-                model(
-                    actor=principal.sub if principal else None,
-                    actor_org=principal.org if principal else None,
-                    actor_roles=",".join(sorted(principal.roles)) if principal else None,
-                    method=request.method,
-                    path=printable(_recorded_path(rule)),
-                    action=f"{request.method} {rule}"[:80],
-                    target_type=target_type,
-                    target_id=target_id,
-                    status_code=response.status_code,
-                    outcome=g.get("audit_outcome") or outcome_for(response.status_code),
-                    detail=(detail or None) and printable(str(detail))[:2000],
-                    remote_addr=request.remote_addr,
+            if written is not None:
+                # The answer was not the one the entry committed with the change foresaw.
+                corrected = _entry(response.status_code, detail)
+                model = type(corrected)
+                session.execute(
+                    update(model)
+                    .where(model.id == written[0])
+                    .values(status_code=corrected.status_code, outcome=corrected.outcome, detail=corrected.detail)
                 )
-            )
+            else:
+                session.add(_entry(response.status_code, detail))
             session.commit()
+        except Exception:
+            session.rollback()
+            raise
         finally:
-            session.close()
+            if not borrowed:
+                session.close()
     except Exception:  # noqa: BLE001 - never turn an answer into a 500 because auditing failed
         log.exception("could not write audit entry")
     return response

@@ -178,6 +178,8 @@ def after_commit(session: Session, callback) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: nothing is committed until the transaction is
     callbacks = session.info.pop("after_commit", [])
     for callback in callbacks:
         try:
@@ -190,6 +192,10 @@ def _run_after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _drop_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        # A savepoint rolled back: what the transaction did before it still stands. A callback
+        # registered inside it runs anyway, harmlessly (a relay finds nothing to send).
+        return
     session.info.pop("after_commit", None)
 
 

@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 import requests
 from flask import current_app, request
@@ -29,6 +30,9 @@ from shared.models import SharedModels
 from shared.settings import Settings
 
 log = get_logger(__name__)
+
+# The most events one POST to /internal/events/batch carries (the relay sends at most this many).
+MAX_BATCH = 100
 
 SIGNATURE_FORMAT = re.compile(r"sha256=[0-9a-f]{64}")
 
@@ -86,6 +90,83 @@ def apply_event(session: Session, models: SharedModels, handlers: dict, message:
     return "applied" if handler else "ignored"
 
 
+def apply_events_once(
+    session: Session,
+    models: SharedModels,
+    handlers: dict,
+    messages: list[dict],
+    batch_handler: Callable[[Session, list[dict]], None] | None = None,
+) -> list[str]:
+    """Record and apply a batch of events, each once, in one transaction; each event's result
+    (applied, duplicate, ignored or failed) in the batch's order.
+
+    All at once first (``batch_handler`` applies the handled ones together, e.g. the metrics
+    projection writes its figures once for the batch); if that fails, one at a time, each in a
+    savepoint, so one event the handlers refuse does not hold up the rest: it is answered
+    ``failed`` and its sender tries it again on its own.
+    """
+    ids = [uuid.UUID(str(message["id"])) for message in messages]
+    known = set(session.scalars(select(models.InboxEvent.event_id).where(models.InboxEvent.event_id.in_(ids))))
+    results = ["duplicate"] * len(messages)
+    fresh: list[int] = []  # positions of the events not seen before, each id once
+    for position, event_id in enumerate(ids):
+        if event_id not in known:
+            known.add(event_id)
+            fresh.append(position)
+
+    def record_and_apply(positions: list[int]) -> None:
+        for position in positions:
+            message = messages[position]
+            session.add(models.InboxEvent(event_id=ids[position], type=message["type"], source=message["source"]))
+        session.flush()
+        handled = [messages[p] for p in positions if messages[p]["type"] in handlers]
+        if batch_handler is not None:
+            batch_handler(session, handled)
+        else:
+            for message in handled:
+                handlers[message["type"]](session, message)
+        for position in positions:
+            results[position] = "applied" if messages[position]["type"] in handlers else "ignored"
+
+    if fresh:
+        try:
+            with session.begin_nested():
+                record_and_apply(fresh)
+        except Exception:  # noqa: BLE001 - find which event it was, one at a time
+            for position in fresh:
+                try:
+                    with session.begin_nested():
+                        record_and_apply([position])
+                except IntegrityError:
+                    results[position] = "duplicate"  # the same event arrived at once by another way
+                except Exception:  # noqa: BLE001 - answered "failed"; the sender retries it alone
+                    log.exception("event not applied", type=messages[position]["type"], event_id=str(ids[position]))
+                    results[position] = "failed"
+    session.commit()
+    return results
+
+
+def _signed_json_body():
+    """The request's JSON body, once its signature checks out.
+
+    Nothing of the body is read until the signature headers look right and its length is known
+    and within the limit: an unsigned 400 MB POST costs the service nothing.
+    """
+    settings = current_app.extensions["settings"]
+    problem = signature_header_problem(request.headers)
+    if problem:
+        abort(401, message=f"Event refused: {problem}.")
+    if request.content_length is None:
+        abort(411, message="Event refused: send a Content-Length header (chunked bodies are not accepted).")
+    elif request.content_length > guard.MAX_CONTENT_LENGTH:
+        abort(413)
+    body = request.get_data(cache=True)
+    problem = signing.verify(settings.event_secret, request.headers, body)
+    if problem:
+        abort(401, message=f"Event refused: {problem}.")
+    return guard.load_json(body)
+
+
 internal_blp = Blueprint("internal", __name__, url_prefix="/internal", description="Between services (signed).")
 
 
@@ -98,21 +179,7 @@ class InternalEvents(MethodView):
         "HMAC-SHA256 over '<timestamp>.<body>' in X-Signature / X-Signature-Timestamp.",
     )
     def post(self):
-        settings = current_app.extensions["settings"]
-        # Nothing of the body is read until the signature headers look right and its length is
-        # known and within the limit: an unsigned 400 MB POST costs the service nothing.
-        problem = signature_header_problem(request.headers)
-        if problem:
-            abort(401, message=f"Event refused: {problem}.")
-        if request.content_length is None:
-            abort(411, message="Event refused: send a Content-Length header (chunked bodies are not accepted).")
-        elif request.content_length > guard.MAX_CONTENT_LENGTH:
-            abort(413)
-        body = request.get_data(cache=True)
-        problem = signing.verify(settings.event_secret, request.headers, body)
-        if problem:
-            abort(401, message=f"Event refused: {problem}.")
-        raw = guard.load_json(body)
+        raw = _signed_json_body()
         try:
             message = EventMessageSchema().load(raw)
         except Exception as error:  # marshmallow.ValidationError
@@ -133,6 +200,47 @@ class InternalEvents(MethodView):
             source=message["source"],
         )
         return {"id": message["id"], "result": result}
+
+
+class EventBatchSchema(BaseSchema):
+    events = fields.List(
+        fields.Nested(EventMessageSchema), required=True, validate=validate.Length(min=1, max=MAX_BATCH)
+    )
+
+
+class EventBatchReceiptSchema(BaseSchema):
+    results = fields.List(fields.Nested(EventReceiptSchema))
+
+
+@internal_blp.route("/events/batch")
+class InternalEventBatch(MethodView):
+    @internal_blp.response(200, EventBatchReceiptSchema)
+    @internal_blp.doc(
+        security=[],
+        description=f"Receive up to {MAX_BATCH} events from another service at once, signed as "
+        "/internal/events is; each is applied once, and answered applied, duplicate, ignored or "
+        "failed (a failed one is sent again on its own).",
+    )
+    def post(self):
+        raw = _signed_json_body()
+        try:
+            EventBatchSchema().load(raw)
+        except Exception as error:  # marshmallow.ValidationError
+            abort(422, errors={"json": getattr(error, "messages", str(error))})
+        messages = raw["events"]
+        service = current_app.extensions["service"]
+        results = apply_events_once(
+            get_session(), service.models, service.event_handlers, messages, service.batch_event_handler
+        )
+        for message, result in zip(messages, results, strict=True):
+            log.log(
+                logging.INFO if result == "applied" else logging.DEBUG,
+                f"event {result}",
+                type=message["type"],
+                event_id=str(message["id"]),
+                source=message["source"],
+            )
+        return {"results": [{"id": m["id"], "result": r} for m, r in zip(messages, results, strict=True)]}
 
 
 class EventPageArgsSchema(BaseSchema):

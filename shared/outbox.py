@@ -28,6 +28,7 @@ from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Api, Blueprint, abort
 from marshmallow import fields, validate
+from redis.exceptions import RedisError
 from rq.job import JobStatus
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -37,6 +38,7 @@ from shared.api import BaseSchema
 from shared.auth import require
 from shared.db import after_commit, commit, get_session, utcnow
 from shared.health import record_sweep
+from shared.inbox import MAX_BATCH
 from shared.logs import REQUEST_ID_HEADER, bind_request_id, current_request_id, get_logger
 from shared.models import DELIVERY_STATUSES, SharedModels
 from shared.monitoring import EVENTS_RELAYED
@@ -52,6 +54,8 @@ EVENTS_QUEUE = "events"
 # leaves room for the row's transaction, and is how long a started relay may stay silent before
 # it is judged abandoned (``shared.queue.abandoned``) when its worker ran on another host.
 RELAY_JOB_TIMEOUT = 30
+# How long "a relay to this subscriber is queued" is remembered (see enqueue_relay_job).
+RELAY_QUEUED_SECONDS = 10
 POST_TIMEOUT = (3, 10)
 SWEEP_BATCH = 1000
 PROBES_PER_SWEEP = 10  # subscribers probed by one sweep (there are two or three)
@@ -83,19 +87,35 @@ def emit(
     log.debug("event emitted", type=event_type, event_id=str(event.id))
     for subscriber in settings.subscribers:
         session.add(models.OutboxDelivery(event_id=event.id, subscriber=subscriber, status="pending", attempts=0))
-        after_commit(session, _enqueue_relay_later(settings, event.id, subscriber))
+        after_commit(session, _enqueue_relay_later(settings, event.id, subscriber, new_event=True))
     return event
 
 
-def _enqueue_relay_later(settings: Settings, event_id: uuid.UUID, subscriber: str):
+def _enqueue_relay_later(settings: Settings, event_id: uuid.UUID, subscriber: str, new_event: bool = False):
     def enqueue_relay() -> None:
-        enqueue_relay_job(settings, event_id, subscriber)
+        enqueue_relay_job(settings, event_id, subscriber, new_event=new_event)
 
     return enqueue_relay
 
 
-def enqueue_relay_job(settings: Settings, event_id: uuid.UUID | str, subscriber: str):
-    """Enqueue the delivery's relay unless its job is already waiting or running; the job or None."""
+def _relay_queued_key(service: str, subscriber: str) -> str:
+    return f"outbox:relay-queued:{service}:{subscriber}"
+
+
+def enqueue_relay_job(settings: Settings, event_id: uuid.UUID | str, subscriber: str, new_event: bool = False):
+    """Enqueue the delivery's relay unless its job is already waiting or running; the job or None.
+
+    A ``new_event`` just committed gets no job of its own while a relay to the same subscriber is
+    queued and not yet started: that one takes it in its batch (it clears the mark as it starts,
+    before it looks for companions, so nothing committed before the mark was seen is missed). The
+    mark expires, and the sweep finds any delivery left without a job, if a queued job is lost.
+    """
+    if new_event:
+        mark = redis_connection(settings.redis_url).set(
+            _relay_queued_key(settings.service, subscriber), str(event_id), nx=True, ex=RELAY_QUEUED_SECONDS
+        )
+        if not mark:
+            return None
     return enqueue(
         settings.redis_url,
         EVENTS_QUEUE,
@@ -104,6 +124,7 @@ def enqueue_relay_job(settings: Settings, event_id: uuid.UUID | str, subscriber:
         str(event_id),
         subscriber,
         job_id=relay_job_id(settings.service, event_id, subscriber),
+        skip_if_active=not new_event,  # a new event has no job yet: Redis is not asked first
         retry=retry(settings.relay_retry_intervals),
         job_timeout=RELAY_JOB_TIMEOUT,
     )
@@ -124,18 +145,26 @@ def relay_event(service_name: str, event_id: str, subscriber: str, probing: bool
     rt = runtime(service_name)
     models = rt.service.models
     with rt.database.job_session() as session:
-        delivery = session.scalars(
-            select(models.OutboxDelivery)
-            .where(
-                models.OutboxDelivery.event_id == uuid.UUID(event_id),
-                models.OutboxDelivery.subscriber == subscriber,
-            )
-            .with_for_update(skip_locked=True)
-        ).first()
-        if delivery is None or delivery.status != "pending":
+        delivery = _locked_delivery(session, models, event_id, subscriber)
+        if delivery is None:
             return "nothing to do"
         # A relay enqueued by the sweep has no request id of its own: the event's is the one.
         bind_request_id(delivery.event.request_id)
+        # Only a first try goes in a batch: a retry keeps its own job's backoff, alone.
+        first_try = not probing and delivery.attempts == 0
+        if first_try:
+            _clear_relay_queued(rt.settings, subscriber)
+        companions = fresh_deliveries(session, models, subscriber, delivery.id) if first_try else []
+        if companions:
+            sent = relay_batch(rt, session, service_name, subscriber, delivery, companions)
+            if sent is not None:
+                if len(companions) == MAX_BATCH - 1:
+                    _relay_the_next_batch(rt, service_name, subscriber)
+                return sent
+            # The batch did not go, or not this one: it is tried alone, as if there were no batch.
+            delivery = _locked_delivery(session, models, event_id, subscriber)
+            if delivery is None:
+                return "nothing to do"
         message = delivery.event.as_message(service_name)
         failure = post_event(rt.settings, subscriber, message)
         if failure is not None and probing:
@@ -172,6 +201,108 @@ def relay_event(service_name: str, event_id: str, subscriber: str, probing: bool
         raise DeliveryFailed(failure.reason)
 
 
+def _locked_delivery(session: Session, models: SharedModels, event_id: str, subscriber: str):
+    """The delivery, locked, if it is still pending and no other relay holds it."""
+    delivery = session.scalars(
+        select(models.OutboxDelivery)
+        .where(
+            models.OutboxDelivery.event_id == uuid.UUID(event_id),
+            models.OutboxDelivery.subscriber == subscriber,
+        )
+        .with_for_update(skip_locked=True)
+    ).first()
+    return delivery if delivery is not None and delivery.status == "pending" else None
+
+
+def _clear_relay_queued(settings: Settings, subscriber: str) -> None:
+    try:
+        redis_connection(settings.redis_url).delete(_relay_queued_key(settings.service, subscriber))
+    except RedisError:
+        pass  # the mark expires by itself; until then new events wait for the sweep
+
+
+def _relay_the_next_batch(rt, service_name: str, subscriber: str) -> None:
+    """A full batch went: more may be waiting without a job of their own. The oldest one's relay
+    is enqueued, and takes the next batch."""
+    models = rt.service.models
+    with rt.database.job_session() as session:
+        oldest = session.scalar(
+            select(models.OutboxDelivery.event_id)
+            .where(
+                models.OutboxDelivery.subscriber == subscriber,
+                models.OutboxDelivery.status == "pending",
+                models.OutboxDelivery.attempts == 0,
+            )
+            .order_by(models.OutboxDelivery.id)
+            .limit(1)
+        )
+    if oldest is not None:
+        enqueue_relay_job(rt.settings, oldest, subscriber)
+
+
+def fresh_deliveries(session: Session, models: SharedModels, subscriber: str, besides: int) -> list:
+    """Other deliveries to ``subscriber`` waiting for their first try, oldest first, locked (the
+    ones another relay holds are skipped): they go with this one in a batch."""
+    return list(
+        session.scalars(
+            select(models.OutboxDelivery)
+            .where(
+                models.OutboxDelivery.subscriber == subscriber,
+                models.OutboxDelivery.status == "pending",
+                models.OutboxDelivery.attempts == 0,
+                models.OutboxDelivery.id != besides,
+            )
+            .order_by(models.OutboxDelivery.id)
+            .limit(MAX_BATCH - 1)
+            .with_for_update(skip_locked=True)
+        )
+    )
+
+
+def relay_batch(rt, session: Session, service_name: str, subscriber: str, own, companions: list) -> str | None:
+    """Deliver the job's own delivery and its companions in one POST to
+    ``/internal/events/batch``, in the order they were emitted. Each one the subscriber took
+    (applied, duplicate, ignored) is marked delivered; one it could not apply goes back to its
+    own relay job, to be tried alone. Returns what happened, or None when the batch did not go
+    at all or the job's own event was not taken: the caller then tries its own alone."""
+    deliveries = sorted([own, *companions], key=lambda delivery: delivery.id)
+    messages = [delivery.event.as_message(service_name) for delivery in deliveries]
+    answer = post_events(rt.settings, subscriber, messages)
+    if answer is None:
+        # Not taken as a batch (down, or an older subscriber): each goes back to its own job.
+        event_ids = [delivery.event_id for delivery in deliveries]
+        session.rollback()
+        for event_id in event_ids:
+            enqueue_relay_job(rt.settings, event_id, subscriber)  # the running one's is skipped
+        return None
+    now = utcnow()
+    taken = 0
+    own_taken = True
+    for delivery, result in zip(deliveries, answer, strict=True):
+        if result == "failed":
+            # Tried alone next, by its own job (this one, for its own): a companion's try is
+            # counted, so that no other batch takes it again meanwhile.
+            if delivery is own:
+                own_taken = False
+            else:
+                delivery.attempts += 1
+                delivery.last_attempt_at = now
+                delivery.last_error = "not applied in a batch: to be tried alone"
+                after_commit(session, _enqueue_relay_later(rt.settings, delivery.event_id, subscriber))
+            continue
+        delivery.attempts += 1
+        delivery.last_attempt_at = now
+        delivery.status = "delivered"
+        delivery.delivered_at = now
+        delivery.last_error = None
+        taken += 1
+    session.commit()
+    catchup.release_waiting(service_name, subscriber)
+    EVENTS_RELAYED.labels(service=service_name, subscriber=subscriber, result="delivered").inc(taken)
+    log.debug("events relayed in a batch", subscriber=subscriber, events=len(deliveries), taken=taken)
+    return f"delivered {taken} of {len(deliveries)} in a batch" if own_taken else None
+
+
 @dataclass(frozen=True)
 class PostFailure:
     reason: str
@@ -200,6 +331,27 @@ def post_event(settings: Settings, subscriber: str, message: dict) -> PostFailur
         f"HTTP {response.status_code}: {response.text[:300]}",
         unavailable=response.status_code in UNAVAILABLE_STATUSES,
     )
+
+
+def post_events(settings: Settings, subscriber: str, messages: list[dict]) -> list[str] | None:
+    """POST signed events as one batch; each one's result, or None if the batch did not go."""
+    url = settings.service_urls[subscriber] + "/internal/events/batch"
+    body = json.dumps({"events": messages}).encode()
+    headers = signing.signed_headers(settings.event_secret, body)
+    request_id = current_request_id()
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    try:
+        response = requests.post(url, data=body, headers=headers, timeout=POST_TIMEOUT)
+    except requests.RequestException:
+        return None
+    if response.status_code != 200:
+        return None
+    try:
+        results = [row["result"] for row in response.json()["results"]]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return results if len(results) == len(messages) else None
 
 
 def sweep_outbox(service_name: str) -> int:

@@ -57,7 +57,10 @@ ABANDON_GRACE = 10  # seconds past a job's time limit before a silent started jo
 
 
 @lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def redis_connection(url: str) -> Redis:
+    """One client, and its pool of connections, per URL and process: a request or a job that
+    speaks to Redis reuses a connection instead of opening one (a dropped one is opened again)."""
     return Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=30)
 
 

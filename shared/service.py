@@ -52,6 +52,8 @@ class Service:
     models: SharedModels
     migrations: Path  # its Alembic environment
     event_handlers: dict[str, EventHandler] = field(default_factory=dict)
+    # Applies a batch of handled events at once (``/internal/events/batch``); else one by one.
+    batch_event_handler: Callable[[Session, list[dict]], None] | None = None
     # Which services receive its events (``<NAME>_SUBSCRIBERS`` overrides). A service only
     # appears once it exists; its events wait in the sender's outbox while it is down.
     subscribers: tuple[str, ...] = ()

@@ -9,7 +9,7 @@ from flask import Flask
 
 from services.metrics import jobs
 from services.metrics.models import Base, shared_models
-from services.metrics.projections import EVENT_HANDLERS
+from services.metrics.projections import EVENT_HANDLERS, apply_events
 from shared.service import Service, create_service_app
 
 
@@ -44,5 +44,6 @@ SERVICE = Service(
     models=shared_models,
     migrations=Path(__file__).parent / "migrations",
     event_handlers=EVENT_HANDLERS,
+    batch_event_handler=apply_events,
     jobs=jobs,
 )

@@ -28,7 +28,7 @@ from services.metrics.definitions import (
     results_words,
 )
 from services.metrics.models import Fact, Organisation, PackageState, ReturnState, TimelineEntry
-from services.metrics.projections import PACKAGE_CLASSIFICATION, month_keys, package_facts
+from services.metrics.projections import month_keys, package_facts
 from shared.vocabulary import (
     ACCURACIES,
     ACCURACY_CHOICES,
@@ -177,19 +177,6 @@ def package_metrics(session: Session, package: PackageState) -> dict:
             for r in sorted(returns, key=lambda r: r.organisation or "")
         ],
     }
-
-
-def facts_of_packages(session: Session, package_ids: list[uuid.UUID]) -> dict[uuid.UUID, Counter]:
-    """Each package's own facts, read at once (the CSV export's figures)."""
-    found: dict[str, Counter] = {str(package_id): Counter() for package_id in package_ids}
-    rows = session.execute(
-        select(Fact.key, Fact.metric, Fact.value).where(
-            Fact.scope == "package", Fact.key.in_(list(found)), Fact.classification == PACKAGE_CLASSIFICATION
-        )
-    )
-    for key, metric, value in rows:
-        found[key][metric] += value  # type: ignore[assignment]  # amounts may be fractional
-    return {package_id: found[str(package_id)] for package_id in package_ids}
 
 
 def package_export_row(package: PackageState, package_figures: Counter) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import inspect, select, update
 from sqlalchemy.orm import Session
 
 from services.outcomes.models import ChaseEntry, ExpectedReturn, Organisation, OutcomeReturn, shared_models
@@ -72,9 +72,10 @@ def file_outcome(
     if expected.close_reason == "withdrawn":
         raise FilingRefused(f"Package {expected.reference} was withdrawn; no return is needed.")
     feedback = values["intelligence_feedback"]
+    expected.versions += 1
     outcome = OutcomeReturn(
         return_id=expected.id,
-        version=len(expected.outcomes) + 1,
+        version=expected.versions,
         status=values["status"],
         actions=list(values["actions"]),
         no_action_reason=values.get("no_action_reason") if "no_action" in values["actions"] else None,
@@ -92,7 +93,10 @@ def file_outcome(
         filed_via=via,
         filed_at=utcnow(),
     )
-    expected.outcomes.append(outcome)
+    if "outcomes" in inspect(expected).unloaded:
+        session.add(outcome)  # the history stays unread: filing never loads it
+    else:
+        expected.outcomes.append(outcome)
     expected.first_returned_at = expected.first_returned_at or outcome.filed_at
     if outcome.status == "final" and expected.final_returned_at is None:
         expected.final_returned_at = outcome.filed_at

@@ -314,7 +314,7 @@ def _render_form(
         values=values,
         # The version the form was first shown on, kept through errors and changes: sending
         # the same answers from it again is a repeat, not a new version.
-        based_on=values.get("based_on") or str(len(expected.outcomes)),
+        based_on=values.get("based_on") or str(expected.versions),
         errors=errors,
         error_list=[(field_id(key) if key in FIELD_ORDER else "outcome-form", errors[key]) for key in ordered],
         passed_to_choices=[Choice(o.code, o.name) for o in _others(expected)],

@@ -6,8 +6,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, inspect, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, object_session, relationship
 
 from shared.db import TYPE_ANNOTATION_MAP, service_metadata, utcnow
 from shared.models import (
@@ -73,13 +73,28 @@ class ExpectedReturn(Base):
     onward_from: Mapped[uuid.UUID | None] = mapped_column(index=True)
     onward_depth: Mapped[int] = mapped_column(default=0, server_default="0")
 
+    # How many versions have been filed: the next filing is number ``versions + 1``, read from
+    # the locked row, so filing costs the same however long the return's history is.
+    versions: Mapped[int] = mapped_column(default=0, server_default="0")
+
+    # Every version, oldest first. Loaded only when asked for (lists preload it for their page):
+    # reading or filing one return never loads its whole history.
     outcomes: Mapped[list[OutcomeReturn]] = relationship(
-        back_populates="expected_return", order_by="OutcomeReturn.version", lazy="selectin"
+        back_populates="expected_return", order_by="OutcomeReturn.version", lazy="select"
     )
 
     @property
     def current(self) -> OutcomeReturn | None:
-        return self.outcomes[-1] if self.outcomes else None
+        """The latest version: from the history if it is loaded, else the one row."""
+        if "outcomes" not in inspect(self).unloaded:
+            return self.outcomes[-1] if self.outcomes else None
+        if not self.versions:
+            return None
+        session = object_session(self)
+        assert session is not None, "a detached return cannot read its current outcome"
+        return session.scalars(
+            select(OutcomeReturn).where(OutcomeReturn.return_id == self.id, OutcomeReturn.version == self.versions)
+        ).first()
 
     def status_at(self, now: datetime) -> str:
         if self.close_reason == "withdrawn":

@@ -37,6 +37,7 @@ class Subscriber:
         self.app = app
         self.state = "up"
         self.posts = 0
+        self.batches: list[int] = []  # events in each POST to /internal/events/batch
         self.hang_next_event = False
         self.refused: set[str] = set()  # event ids answered 422, as a bug in its handler would
         self.hanging = threading.Event()
@@ -52,6 +53,10 @@ class Subscriber:
         is_event = environ["PATH_INFO"] == "/internal/events"
         if is_event:
             self.posts += 1
+        if environ["PATH_INFO"] == "/internal/events/batch" and self.state == "up":
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+            self.batches.append(len(json.loads(body)["events"]))
         if is_event and self.hang_next_event:
             self.hang_next_event = False
             self.hanging.set()
@@ -348,3 +353,35 @@ def test_one_watch_probes_an_unavailable_subscriber_until_it_is_back(
         f"\ncaught up: 3 waiting deliveries applied {took:.2f} s after the watch probed "
         f"(it probes every {catchup.WATCH_SECONDS} s; the retry was 60 s)"
     )
+
+
+def test_events_waiting_together_go_in_one_batch_each_applied_once(app, outcomes_app, subscriber, run_jobs):
+    """The first relay job to run takes the other deliveries waiting for their first try with it,
+    in one POST; their own jobs then find nothing to do."""
+    settings = point_jobs_at(app, subscriber)
+    waiting = emit_pings(app, settings, 7)
+    run_jobs()
+    assert subscriber.batches == [7] and subscriber.posts == 0
+    assert deliveries(app, waiting) == [("delivered", 1)] * 7
+    assert inbox_counts(outcomes_app, waiting) == [1] * 7
+
+
+def test_an_event_the_subscriber_cannot_apply_in_a_batch_is_tried_alone_and_the_rest_go(
+    app, outcomes_app, subscriber, redis_conn, run_jobs
+):
+    settings = point_jobs_at(app, subscriber, relay_retry_intervals=(60, 300, 900))
+    models = app.extensions["service"].models
+    good = emit_pings(app, settings, 1)
+    with app.extensions["database"].job_session() as session:
+        # The outcomes service cannot apply a package.issued without its package: its handler fails.
+        bad = outbox.emit(session, models, settings, "package.issued", uuid.uuid4(), {"nothing": "here"})
+        session.commit()
+    good += emit_pings(app, settings, 2)
+    run_jobs()
+    assert subscriber.batches == [4]
+    assert deliveries(app, good) == [("delivered", 1)] * 3 and inbox_counts(outcomes_app, good) == [1] * 3
+    # Answered "failed" in the batch, then tried alone: refused again, so it keeps its retry ladder.
+    assert subscriber.posts == 1
+    assert deliveries(app, [str(bad.id)]) == [("pending", 2)]
+    assert inbox_counts(outcomes_app, [str(bad.id)]) == [0]
+    assert len(ScheduledJobRegistry("events", connection=redis_conn)) == 1

@@ -104,3 +104,31 @@ def test_the_audit_log_is_admin_only_and_filterable(client, token):
     future = client.get("/api/v1/audit?since=2100-01-01T00:00:00%2B00:00", headers=admin).get_json()
     assert future == []
     assert client.get("/api/v1/audit?outcome=maybe", headers=admin).status_code == 422
+
+
+def test_an_answered_request_commits_once_with_its_audit_entry(client, token, app):
+    """A write's entry commits with the change it records, a read's with the read: one commit
+    per request, and the entry says what the answer was."""
+    from sqlalchemy import event
+
+    engine = app.extensions["database"].engine
+    commits: list[int] = []
+
+    def counted(_connection):
+        commits.append(1)
+
+    event.listen(engine, "commit", counted)
+    try:
+        package = create_package(client, token(sub="analyst@nclcc"))
+        after_write = len(commits)
+        read = client.get(f"/api/v1/packages/{package['id']}", headers=token(sub="reader@nclcc"))
+        after_read = len(commits) - after_write
+    finally:
+        event.remove(engine, "commit", counted)
+    assert read.status_code == 200
+    assert (after_write, after_read) == (1, 1)
+    entries = client.get(f"/api/v1/audit?target_id={package['id']}", headers=token(roles="admin")).get_json()
+    assert [(e["actor"], e["method"], e["status_code"], e["outcome"]) for e in reversed(entries)] == [
+        ("analyst@nclcc", "POST", 201, "allowed"),
+        ("reader@nclcc", "GET", 200, "allowed"),
+    ]

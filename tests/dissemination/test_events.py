@@ -197,3 +197,52 @@ def test_a_notice_whose_row_is_busy_waits_for_it_instead_of_skipping(app, client
     assert result["answer"] == "sent by email"
     assert len(mailbox()) == 1
     assert jobs.notify_recipient("deliver", str(row.id)) == "already delivered"
+
+
+def signed_batch(client, secret, messages: list[dict]):
+    body = json.dumps({"events": messages}).encode()
+    return client.post("/internal/events/batch", data=body, headers=signing.signed_headers(secret, body))
+
+
+def test_a_batch_applies_each_event_once_and_answers_for_each(client, token, app):
+    from sqlalchemy import select
+
+    issue_package(client, token(), recipients=["GMP"])
+    item = client.get("/api/v1/inbox", headers=token("GMP", "recipient")).get_json()[0]
+    secret = app.extensions["settings"].event_secret
+    good = outcome_event(item["id"])
+    broken = outcome_event(item["id"])
+    broken["payload"] = {"status": "final"}  # no return: the handler cannot apply it
+    ping = {**outcome_event(item["id"]), "type": "drill.ping", "payload": {}}
+    answer = signed_batch(client, secret, [good, good, broken, ping])
+    assert answer.status_code == 200
+    assert [row["result"] for row in answer.get_json()["results"]] == ["applied", "duplicate", "failed", "ignored"]
+    item = client.get(f"/api/v1/disseminations/{item['id']}", headers=token("GMP", "recipient")).get_json()
+    assert item["status"] == "returned"
+    models = app.extensions["service"].models
+    session = app.extensions["database"].session()
+    try:
+        recorded = set(session.scalars(select(models.InboxEvent.event_id)))
+    finally:
+        session.close()
+    # The one that failed is not recorded, so it can be sent again and applied then.
+    assert uuid.UUID(good["id"]) in recorded and uuid.UUID(ping["id"]) in recorded
+    assert uuid.UUID(broken["id"]) not in recorded
+    again = signed_batch(client, secret, [good])
+    assert again.get_json()["results"] == [{"id": good["id"], "result": "duplicate"}]
+
+
+def test_a_batch_must_be_signed_and_within_its_size(client, app):
+    from shared.inbox import MAX_BATCH
+
+    secret = app.extensions["settings"].event_secret
+    message = outcome_event(str(uuid.uuid4()))
+    body = json.dumps({"events": [message]}).encode()
+    unsigned = client.post("/internal/events/batch", data=body, headers={"Content-Type": "application/json"})
+    assert unsigned.status_code == 401
+    too_many = signed_batch(client, secret, [outcome_event(str(uuid.uuid4())) for _ in range(MAX_BATCH + 1)])
+    assert too_many.status_code == 422 and "events" in too_many.get_json()["errors"]["json"]
+    empty = signed_batch(client, secret, [])
+    assert empty.status_code == 422 and "events" in empty.get_json()["errors"]["json"]
+    malformed = signed_batch(client, secret, [{"id": "not-a-uuid"}])
+    assert malformed.status_code == 422 and "events" in malformed.get_json()["errors"]["json"]

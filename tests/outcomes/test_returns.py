@@ -165,3 +165,41 @@ def test_clearance_hides_returns(client, token, pump_events, outcomes_client):
     low = token("GMP", "recipient", clearance="OFFICIAL")
     assert outcomes_client.get("/api/v1/returns", headers=low).get_json() == []
     assert outcomes_client.get(f"/api/v1/returns/{returns['GMP']}", headers=low).status_code == 404
+
+
+def test_filing_reads_the_same_rows_however_long_the_history(returns, outcomes_client, outcomes_app, token):
+    """Filing numbers its version from the locked return, never by loading every earlier
+    version: the statements a filing runs, and the outcome rows it reads, do not grow with the
+    history (what made filing slow down as a return was amended again and again)."""
+    from sqlalchemy import event
+
+    from services.outcomes.models import OutcomeReturn
+
+    engine = outcomes_app.extensions["database"].engine
+    statements: list[str] = []
+    loaded: list[OutcomeReturn] = []
+
+    def count_statement(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    def count_load(target, _context):
+        loaded.append(target)
+
+    rid = returns["GMP"]
+    costs = {}
+    for version in range(1, 13):
+        statements.clear()
+        loaded.clear()
+        event.listen(engine, "before_cursor_execute", count_statement)
+        event.listen(OutcomeReturn, "load", count_load)
+        try:
+            response = file(outcomes_client, token, rid, status="final", results={"arrests": version})
+        finally:
+            event.remove(engine, "before_cursor_execute", count_statement)
+            event.remove(OutcomeReturn, "load", count_load)
+        assert response.status_code == 201 and response.get_json()["version"] == version
+        costs[version] = (len(statements), len(loaded))
+    assert costs[12] == costs[2], costs  # the first filing also cancels the chase: compare from the 2nd
+    assert costs[12][1] == 0, "a filing loaded earlier versions"
+    view = outcomes_client.get(f"/api/v1/returns/{rid}", headers=token()).get_json()
+    assert view["versions"] == 12 and view["current"]["results"]["arrests"] == 12

@@ -187,6 +187,7 @@ NOT_IN_THE_MATRIX = {
     "/readyz": "readiness, public, names each check and whether it holds; no host, no secret",
     "/internal/events": "between services: HMAC-signed with EVENT_SECRET (tests/dissemination/test_events.py)",
     "/internal/events/log": "between services: HMAC-signed with EVENT_SECRET (tests/metrics/test_rebuild.py)",
+    "/internal/events/batch": "between services: HMAC-signed with EVENT_SECRET (tests/dissemination/test_events.py)",
     "/form/<token>": "the recipients' form: the signed link is the credential (tests/outcomes/test_form.py)",
     "/form/<token>/change": "the recipients' form: link, CSRF token, signed answers (tests/outcomes/test_form.py)",
     "/form/<token>/send": "the recipients' form: link, CSRF token, signed answers (tests/outcomes/test_form.py)",

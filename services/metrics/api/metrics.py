@@ -15,6 +15,7 @@ from services.metrics import evidence, figures
 from services.metrics.access import cleared, find_package, is_leader, require_leader, require_organisation
 from services.metrics.definitions import RATES, result_columns
 from services.metrics.models import Organisation
+from services.metrics.projections import facts_of_packages
 from services.metrics.schemas import (
     EvidencePackArgsSchema,
     GradingSchema,
@@ -218,7 +219,7 @@ def export_response(session, args: dict, classifications: list[str]) -> Response
         offset = 0
         while True:
             batch = session.scalars(figures.package_query(args, classifications).offset(offset).limit(1000)).all()
-            found = figures.facts_of_packages(session, [package.package_id for package in batch])
+            found = facts_of_packages(session, [package.package_id for package in batch])
             for package in batch:
                 row = figures.package_export_row(package, found[package.package_id])
                 writer.writerow([_csv_value(row[c]) for c in CSV_COLUMNS])

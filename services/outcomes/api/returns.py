@@ -8,7 +8,7 @@ from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from sqlalchemy import and_, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from services.outcomes import chasing, filing
 from services.outcomes.access import find_return, visible_returns_query
@@ -61,7 +61,7 @@ def return_view(expected: ExpectedReturn) -> dict:
             )
         },
         "status": expected.status_at(clock.now()),
-        "versions": len(expected.outcomes),
+        "versions": expected.versions,
         "current": expected.current,
         "form_url": form_url(_settings(), expected.id) if principal.org == expected.organisation else None,
     }
@@ -100,6 +100,8 @@ class Returns(MethodView):
             query = query.where(ExpectedReturn.organisation == args["org"].upper())
         if "package" in args:
             query = query.where(ExpectedReturn.package_id == args["package"])
+        # Each row shows its current outcome: the page's histories in one query, not one per row.
+        query = query.options(selectinload(ExpectedReturn.outcomes))
         rows = page_of(get_session(), query, pagination_parameters, order_by=(ExpectedReturn.due_at, ExpectedReturn.id))
         return [return_view(row) for row in rows]
 

@@ -1,0 +1,497 @@
+"""``make bench``: the two hot paths under load, against the least they could cost.
+
+Starts the whole system as ``make run`` does (``drills.system.System``: its own RUN_DIR, ports,
+redis-server, and a database of its own, ``<db>_bench`` beside DATABASE_URL's, or SQLite files
+without it), issues BENCH_PACKAGES packages (default 100) to one force, and starts the reference
+app (bench/reference_app.py: gunicorn, 4 sync workers, same database). Then, in alternating
+rounds (BENCH_ROUNDS, default 3, each path BENCH_SECONDS, default 10 s, per app), ``wrk -t2
+-c16`` spreads requests over the 100 returns / packages:
+
+- file an outcome: ``POST /api/v1/returns/{id}/outcomes`` (a final return, then amendments),
+  against the reference's check-JWT, validate, insert, commit;
+- read a package's metrics: ``GET /api/v1/metrics/packages/{id}``, against the reference's
+  check-JWT, select, insert an audit row, commit.
+
+It prints each round's throughput and p50/p99 per path and app, the ratio (this project /
+reference) of the medians over rounds, the event lag (an outcome filed -> its event applied by
+the metrics service, p50/p95 over the filings of the load) and the time the metrics service took
+to drain the backlog after the last filing round. Every round is bounded in time; the whole run
+in count (rounds) and time (BENCH_SECONDS).
+
+    make bench                                   # PostgreSQL when DATABASE_URL is set
+    BENCH_ROUNDS=1 BENCH_SECONDS=5 make bench    # a quick look
+    BENCH_PROFILE=1 make bench                   # also py-spy flame graphs of the services
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import requests
+from sqlalchemy import make_url
+
+from drills.receiver import wait_until
+from drills.system import SERVICES, System
+from shared.devredis import free_port
+from shared.settings import ROOT
+
+FORCE = "GMP"
+THREADS, CONNECTIONS = 2, 16
+# The services' own timings, as make run has them: sweeps at their defaults, no drill ladder.
+BENCH_SETTINGS: dict[str, str] = {}
+OUTCOME = {
+    "status": "final",
+    "actions": ["enforcement"],
+    "priority": "high",
+    "tasking_forum": "GMP tasking",
+    "results": {"arrests": 2, "cash_seized_gbp": 1500},
+    "attribution": "direct",
+    "strands": ["pursue"],
+    "intelligence_feedback": {"usefulness": 4, "accuracy": "confirmed", "timeliness": "timely"},
+}
+
+
+@dataclass
+class Round:
+    path: str
+    app: str
+    number: int
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+    started: datetime
+    ended: datetime
+
+
+@dataclass
+class Results:
+    rounds: list[Round] = field(default_factory=list)
+
+    def of(self, path: str, app: str) -> list[Round]:
+        return [r for r in self.rounds if r.path == path and r.app == app]
+
+
+def bench_database_url() -> str | None:
+    base = os.environ.get("DATABASE_URL")
+    if not base or not base.startswith("postgresql"):
+        return None
+    url = make_url(base)
+    return url.set(database=f"{url.database}_bench").render_as_string(hide_password=False)
+
+
+# --- the load generator ------------------------------------------------------------------------
+
+WRK_SCRIPT = """
+local paths = {%(paths)s}
+local method = "%(method)s"
+local body = %(body)s
+local headers = {["Authorization"] = "Bearer %(token)s", ["Content-Type"] = "application/json"}
+local n = 0
+function init(args)
+  n = math.random(#paths)
+end
+function request()
+  n = n %% #paths + 1
+  return wrk.format(method, paths[n], headers, body)
+end
+"""
+
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def lua_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def run_wrk(base: str, paths: list[str], method: str, token: str, body: str | None, seconds: int, workdir: Path):
+    script = workdir / f"load-{uuid.uuid4().hex[:8]}.lua"
+    script.write_text(
+        WRK_SCRIPT
+        % {
+            "paths": ", ".join(lua_string(p) for p in paths),
+            "method": method,
+            "body": lua_string(body) if body is not None else "nil",
+            "token": token,
+        }
+    )
+    command = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script), base]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    return parse_wrk(output)
+
+
+def parse_wrk(output: str) -> tuple[float, float, float, int, int]:
+    def latency(label: str) -> float:
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M)
+        return float(match.group(1)) * UNITS[match.group(2)] if match else float("nan")
+
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"(\d+) requests in", output)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    failed = int(errors.group(1)) if errors else 0
+    if socket_errors:
+        failed += sum(int(g) for g in socket_errors.groups())
+    return (
+        float(rate.group(1)) if rate else 0.0,
+        latency("50"),
+        latency("99"),
+        failed,
+        int(total.group(1)) if total else 0,
+    )
+
+
+# --- the reference app -------------------------------------------------------------------------
+
+
+class Reference:
+    def __init__(self, system: System, package_ids: list[str]):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(system.env)
+        if system.database_url:
+            self.env["REFERENCE_DATABASE_URL"] = system.database_url
+        else:
+            self.env["REFERENCE_DATABASE_URL"] = f"sqlite:///{system.run_dir / 'var' / 'reference.db'}"
+        self.package_ids = package_ids
+        self.log = open(system.run_dir / "reference.log", "w")  # noqa: SIM115 - open while it runs
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"from bench.reference_app import create_tables; create_tables({self.package_ids!r})",
+            ],
+            env=self.env,
+            cwd=ROOT,
+            check=True,
+        )
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "4",
+                "bench.reference_app:create_app()",
+            ],
+            env=self.env,
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+        def up() -> bool:
+            try:
+                return requests.get(self.url + "/packages/x", timeout=2).status_code in (401, 404)
+            except requests.RequestException:
+                return False
+
+        if not wait_until(up, timeout=60, every=0.3):
+            raise SystemExit("the reference app did not start: see reference.log in the run directory")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+        self.log.close()
+
+
+# --- the world ---------------------------------------------------------------------------------
+
+
+def issue_packages(system: System, count: int) -> list[tuple[str, str]]:
+    """``count`` packages issued to FORCE; returns (package id, return id) pairs."""
+    api, issuer = system.api, system.tokens["issuer"]
+    due = (datetime.now(UTC) + timedelta(days=28)).isoformat()
+    package_ids = []
+    for index in range(count):
+        body = {
+            "title": f"Bench package {index}",
+            "summary": "A line from Liverpool into Wigan; runners aged 14-16.",
+            "threat_area": "county_lines",
+            "classification": "OFFICIAL",
+            "source_evaluation": 2,
+            "intelligence_assessment": "B",
+            "handling_code": "P",
+            "recipients": [FORCE],
+            "outcome_due_at": due,
+        }
+        package = api.call("POST", "dissemination", "/api/v1/packages", issuer, json=body, idempotency_key=_key())
+        package_id = package.json()["id"]
+        api.call("POST", "dissemination", f"/api/v1/packages/{package_id}/issue", issuer, idempotency_key=_key())
+        package_ids.append(package_id)
+    returns: dict[str, str] = {}
+
+    def listed() -> bool:
+        page, found = 1, {}
+        while True:
+            rows = api.call("GET", "outcomes", f"/api/v1/returns?org={FORCE}&per_page=100&page={page}", issuer).json()
+            found.update({row["package_id"]: row["id"] for row in rows})
+            if len(rows) < 100:
+                break
+            page += 1
+        returns.update(found)
+        return all(p in returns for p in package_ids)
+
+    if not wait_until(listed, timeout=300, every=1.0):
+        raise SystemExit("the returns were not all listed within 300 s")
+    leader = system.tokens["leader"]
+    if not wait_until(
+        lambda: all(
+            requests.get(
+                f"{system.urls['metrics']}/api/v1/metrics/packages/{p}",
+                headers={"Authorization": f"Bearer {leader}"},
+                timeout=10,
+            ).status_code
+            == 200
+            for p in package_ids[-3:]
+        ),
+        timeout=300,
+        every=1.0,
+    ):
+        raise SystemExit("the metrics service did not see the packages within 300 s")
+    return [(p, returns[p]) for p in package_ids]
+
+
+def _key() -> str:
+    return str(uuid.uuid4())
+
+
+# --- event lag ---------------------------------------------------------------------------------
+
+
+def filing_lags(system: System, windows: list[tuple[datetime, datetime]]) -> list[float]:
+    """Seconds from each outcome.filed event's commit in the outcomes service to its being applied
+    by the metrics service, for the filings made during the load's windows."""
+    filed = {
+        str(row[0]): row[1]
+        for row in system.store.rows(
+            "outcomes", "SELECT id, occurred_at FROM {outbox_events} WHERE type = 'outcome.filed'"
+        )
+    }
+    applied = {
+        str(row[0]): row[1]
+        for row in system.store.rows(
+            "metrics", "SELECT event_id, received_at FROM {inbox_events} WHERE type = 'outcome.filed'"
+        )
+    }
+    lags = []
+    for event_id, occurred in filed.items():
+        occurred = _aware(occurred)
+        if event_id in applied and any(start <= occurred <= end for start, end in windows):
+            lags.append((_aware(applied[event_id]) - occurred).total_seconds())
+    return lags
+
+
+def backlog(system: System) -> int:
+    filed = system.store.scalar("outcomes", "SELECT count(*) FROM {outbox_events} WHERE type = 'outcome.filed'")
+    applied = system.store.scalar("metrics", "SELECT count(*) FROM {inbox_events} WHERE type = 'outcome.filed'")
+    return int(filed or 0) - int(applied or 0)
+
+
+def _aware(moment):
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+# --- profiling ---------------------------------------------------------------------------------
+
+
+class Profiler:
+    """py-spy on every gunicorn worker and the RQ worker while the project's rounds run."""
+
+    def __init__(self, system: System, out_dir: Path):
+        self.system, self.out_dir = system, out_dir
+        self.running: list[subprocess.Popen] = []
+
+    def start(self, label: str, seconds: int) -> None:
+        if not shutil.which("py-spy"):
+            return
+        for name, pid in service_pids(self.system).items():
+            out = self.out_dir / f"{label}-{name}.txt"
+            self.running.append(
+                subprocess.Popen(
+                    [
+                        "py-spy",
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--duration",
+                        str(seconds),
+                        "--output",
+                        str(out),
+                        "--format",
+                        "raw",
+                        "--idle",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+
+    def wait(self) -> None:
+        for process in self.running:
+            process.wait(timeout=120)
+        self.running.clear()
+
+
+def service_pids(system: System) -> dict[str, int]:
+    """The processes doing the work: each gunicorn's workers and the RQ worker."""
+    pids: dict[str, int] = {}
+    for name in (*SERVICES, "worker"):
+        pid = system.control.pid(name)
+        if not pid:
+            continue
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        if name == "worker" or not children:
+            pids[name] = pid
+        for index, child in enumerate(children):
+            pids[f"{name}-{index}"] = int(child)
+    return pids
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def main() -> int:
+    if not shutil.which("wrk"):
+        print("make bench needs wrk (Debian: apt-get install wrk)", file=sys.stderr)
+        return 2
+    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
+    seconds = int(os.environ.get("BENCH_SECONDS", "10"))
+    count = int(os.environ.get("BENCH_PACKAGES", "100"))
+    profile = os.environ.get("BENCH_PROFILE") == "1"
+    run_dir = Path(tempfile.mkdtemp(prefix="nclcc-bench-"))
+    database_url = bench_database_url()
+    print(f"make bench: run directory {run_dir}; database {database_url or 'SQLite'}", flush=True)
+    system = System(run_dir, settings=BENCH_SETTINGS, ladder=None, database_url=database_url)
+    reference = None
+    results = Results()
+    try:
+        system.start()
+        pairs = issue_packages(system, count)
+        print(f"issued {len(pairs)} packages to {FORCE}; starting the reference app", flush=True)
+        reference = Reference(system, [p for p, _ in pairs])
+        reference.start()
+        token_force, token_leader = system.tokens[FORCE], system.tokens["leader"]
+        body = __import__("json").dumps(OUTCOME)
+        paths = {
+            ("file", "project"): (system.urls["outcomes"], [f"/api/v1/returns/{r}/outcomes" for _, r in pairs]),
+            ("file", "reference"): (reference.url, [f"/returns/{r}/outcomes" for _, r in pairs]),
+            ("read", "project"): (system.urls["metrics"], [f"/api/v1/metrics/packages/{p}" for p, _ in pairs]),
+            ("read", "reference"): (reference.url, [f"/packages/{p}" for p, _ in pairs]),
+        }
+        profiler = Profiler(system, run_dir) if profile else None
+        windows: list[tuple[datetime, datetime]] = []
+        for number in range(1, rounds + 1):
+            apps = ("project", "reference") if number % 2 else ("reference", "project")
+            for path in ("file", "read"):
+                for app in apps:
+                    base, urls = paths[(path, app)]
+                    method, token, payload = (
+                        ("POST", token_force, body) if path == "file" else ("GET", token_leader, None)
+                    )
+                    if profiler and app == "project":
+                        profiler.start(f"{path}-round{number}", seconds)
+                    started = datetime.now(UTC)
+                    rate, p50, p99, errors, total = run_wrk(base, urls, method, token, payload, seconds, run_dir)
+                    ended = datetime.now(UTC)
+                    if profiler:
+                        profiler.wait()
+                    if path == "file" and app == "project":
+                        windows.append((started, ended))
+                    results.rounds.append(Round(path, app, number, rate, p50, p99, errors, total, started, ended))
+                    print(
+                        f"round {number}  {path:4}  {app:9}  {rate:8.1f}/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
+                        f"  {errors} errors of {total}",
+                        flush=True,
+                    )
+        left_at_end = backlog(system)
+        drain_started = time.monotonic()
+        drained = wait_until(lambda: backlog(system) == 0, timeout=600, every=0.5)
+        drain_seconds = time.monotonic() - drain_started
+        lags = filing_lags(system, windows)
+        report(results, lags, left_at_end, drain_seconds if drained else None, backlog(system))
+        if profiler:
+            print(f"py-spy profiles (collapsed stacks, for flamegraph.pl or speedscope): {run_dir}/*.txt")
+        bad = [r for r in results.rounds if r.requests and r.errors > 0.01 * r.requests]
+        if bad:
+            print(f"FAILED: {len(bad)} rounds had more than 1% errors (logs in {run_dir})", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        if reference:
+            reference.stop()
+        system.stop()
+
+
+def report(results: Results, lags: list[float], left_at_end: int, drain_seconds: float | None, left: int) -> None:
+    names = {
+        "file": "file an outcome (POST /api/v1/returns/{id}/outcomes)",
+        "read": "read a package's metrics (GET /api/v1/metrics/packages/{id})",
+    }
+    print()
+    print("| path | this project | reference | ratio |")
+    print("|---|---|---|---|")
+    for path in ("file", "read"):
+        ours, theirs = results.of(path, "project"), results.of(path, "reference")
+        if not ours or not theirs:
+            continue
+
+        def span(rounds: list[Round]) -> str:
+            rates = [r.requests_per_second for r in rounds]
+            p99s = [r.p99_ms for r in rounds]
+            return f"{min(rates):,.0f}-{max(rates):,.0f}/s, p99 {min(p99s):.0f}-{max(p99s):.0f} ms"
+
+        ratio = statistics.median(r.requests_per_second for r in ours) / max(
+            statistics.median(r.requests_per_second for r in theirs), 1e-9
+        )
+        print(f"| {names[path]} | {span(ours)} | {span(theirs)} | {ratio:.2f} |")
+    filing = results.of("file", "project")
+    if filing:
+        print()
+        print(
+            "filing by round (each round files again on the same returns): "
+            + ", ".join(f"{r.requests_per_second:.0f}/s" for r in filing)
+        )
+    print()
+    print(
+        f"event lag (outcome filed -> applied by metrics) over {len(lags)} filings during the load: "
+        f"p50 {percentile(lags, 0.5):.2f} s, p95 {percentile(lags, 0.95):.2f} s, "
+        f"max {max(lags, default=float('nan')):.2f} s"
+    )
+    if drain_seconds is None:
+        print(f"backlog NOT drained within 600 s after the load: {left} events left")
+    else:
+        print(f"backlog at the end of the load: {left_at_end} events; drained {drain_seconds:.1f} s later")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
