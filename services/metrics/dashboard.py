@@ -43,7 +43,6 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from services.metrics import charts, figures
-from services.metrics.api.metrics import export_response
 from services.metrics.definitions import (
     ACKNOWLEDGED_RATE,
     ACTIONED_RATE,
@@ -60,6 +59,7 @@ from services.metrics.definitions import (
     days_words,
     judged_words,
 )
+from services.metrics.export import export_response
 from services.metrics.models import Organisation, PackageState
 from services.metrics.schemas import PackageListArgsSchema
 from shared.audit import audit_detail, audit_outcome, audit_target

@@ -11,7 +11,7 @@ import io
 import pytest
 from sqlalchemy import select
 
-from services.metrics.api.metrics import _csv_value
+from services.metrics.export import _csv_value
 from tests.metrics.test_dashboard import csrf_token, raw, sign_in
 
 

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
-from datetime import UTC, datetime
 
-from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from services.metrics import evidence, figures
 from services.metrics.access import cleared, find_package, is_leader, require_leader, require_organisation
-from services.metrics.definitions import RATES, result_columns
+from services.metrics.export import export_response
 from services.metrics.models import Organisation
-from services.metrics.projections import facts_of_packages
 from services.metrics.schemas import (
     EvidencePackArgsSchema,
     GradingSchema,
@@ -175,28 +170,6 @@ class Grading(MethodView):
         return figures.grading(get_session(), cleared())
 
 
-CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
-CSV_COLUMNS = (
-    "reference",
-    "title",
-    "threat_area",
-    "classification",
-    "grading",
-    "issued_at",
-    "due_at",
-    "verdict",
-    "verdict_reason",
-    "recipients",
-    "acknowledged",
-    "final_returns",
-    "actioned_returns",
-    "onward_recipients",
-    "withdrawn_at",
-    *(figure.name for figure in RATES),
-    *result_columns(),
-)
-
-
 @blp.route("/export.csv")
 class Export(MethodView):
     @require()
@@ -206,42 +179,3 @@ class Export(MethodView):
         """The package list with the same filters, as CSV for spreadsheets."""
         require_leader()
         return export_response(get_session(), args, cleared())
-
-
-def export_response(session, args: dict, classifications: list[str]) -> Response:
-    """The package list as CSV, with ``package_query``'s filters, counting only packages of the
-    given classifications: the API's export and the dashboard's CSV button both answer with it."""
-
-    def rows():
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
-        offset = 0
-        while True:
-            batch = session.scalars(figures.package_query(args, classifications).offset(offset).limit(1000)).all()
-            found = facts_of_packages(session, [package.package_id for package in batch])
-            for package in batch:
-                row = figures.package_export_row(package, found[package.package_id])
-                writer.writerow([_csv_value(row[c]) for c in CSV_COLUMNS])
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-            if len(batch) < 1000:
-                return
-            offset += 1000
-
-    stamp = datetime.now(UTC).strftime("%Y%m%d")
-    return Response(
-        "".join(rows()),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="nclcc-package-outcomes-{stamp}.csv"'},
-    )
-
-
-def _csv_value(value):
-    if isinstance(value, datetime):
-        return value.isoformat()
-    text = "" if value is None else str(value)
-    # A cell starting with = + - @ is a formula to a spreadsheet, and one starting with a tab or a
-    # carriage return (or a line feed) becomes one once the spreadsheet strips it: neutralise them.
-    return "'" + text if text[:1] in CSV_FORMULA_STARTS else text
