@@ -144,6 +144,10 @@ def relay_event(service_name: str, event_id: str, subscriber: str, probing: bool
 
     rt = runtime(service_name)
     models = rt.service.models
+    if not probing:
+        # This job is under way: an event committed from now on needs a job of its own. Cleared
+        # first, whatever this job then finds (its own event may have gone in another's batch).
+        _clear_relay_queued(rt.settings, subscriber)
     with rt.database.job_session() as session:
         delivery = _locked_delivery(session, models, event_id, subscriber)
         if delivery is None:
@@ -152,8 +156,6 @@ def relay_event(service_name: str, event_id: str, subscriber: str, probing: bool
         bind_request_id(delivery.event.request_id)
         # Only a first try goes in a batch: a retry keeps its own job's backoff, alone.
         first_try = not probing and delivery.attempts == 0
-        if first_try:
-            _clear_relay_queued(rt.settings, subscriber)
         companions = fresh_deliveries(session, models, subscriber, delivery.id) if first_try else []
         if companions:
             sent = relay_batch(rt, session, service_name, subscriber, delivery, companions)

@@ -385,3 +385,26 @@ def test_an_event_the_subscriber_cannot_apply_in_a_batch_is_tried_alone_and_the_
     assert deliveries(app, [str(bad.id)]) == [("pending", 2)]
     assert inbox_counts(outcomes_app, [str(bad.id)]) == [0]
     assert len(ScheduledJobRegistry("events", connection=redis_conn)) == 1
+
+
+def test_a_relay_whose_event_went_in_another_batch_still_lets_the_next_event_have_a_job(
+    app, outcomes_app, subscriber, run_jobs
+):
+    """A new event's relay is not enqueued while one to the same subscriber is queued (it will
+    take the new one in its batch). When that queued job finds its own event already sent in
+    another job's batch, it must still say it has started, or the next events wait for the sweep."""
+    settings = point_jobs_at(app, subscriber)
+    [first] = emit_pings(app, settings, 1)
+    models = app.extensions["service"].models
+    with app.extensions["database"].job_session() as session:  # another worker's batch took it
+        session.execute(
+            update(models.OutboxDelivery)
+            .where(models.OutboxDelivery.event_id == uuid.UUID(first))
+            .values(status="delivered", attempts=1)
+        )
+        session.commit()
+    run_jobs()  # its own job finds nothing to do
+    later = emit_pings(app, settings, 2)
+    run_jobs()
+    assert deliveries(app, later) == [("delivered", 1)] * 2
+    assert inbox_counts(outcomes_app, later) == [1, 1]
