@@ -10,11 +10,14 @@ sent, because each sweep plans from the current due date.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
+from typing import cast
 
 from prometheus_client import Counter
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from services.outcomes.models import ChaseEntry, ChasePolicy, ExpectedReturn, Organisation, shared_models
@@ -112,27 +115,37 @@ def sweep(session: Session, settings: Settings, now: datetime | None = None) -> 
         .with_for_update(skip_locked=True, of=ExpectedReturn)
     ).all()
     counts = {"claimed": 0, "skipped": 0, "overdue": 0}
-    claimed: list[ChaseEntry] = []
+    # The batch's chase log in one read, and its new steps in one insert: a sweep costs a few
+    # statements however many returns fall due, not a few per return.
+    logged_by_return: dict[uuid.UUID, set[str]] = {expected.id: set() for expected in candidates}
+    ids = list(logged_by_return)
+    for start in range(0, len(ids), 900):
+        for return_id, step_name in session.execute(
+            select(ChaseEntry.return_id, ChaseEntry.step).where(ChaseEntry.return_id.in_(ids[start : start + 900]))
+        ):
+            logged_by_return[return_id].add(step_name)
+    rows = [
+        {
+            "return_id": expected.id,
+            "step": step["name"],
+            "notify": step["notify"],
+            "planned_at": expected.due_at + timedelta(seconds=step["offset_seconds"]),
+            "result": "skipped" if skip else "pending",
+            "error": skip,
+        }
+        for expected in candidates
+        for step, skip in steps_due(expected, steps, logged_by_return[expected.id], now)
+    ]
+    claimed: list[int] = []
+    if rows:
+        # Another sweep may have claimed a step since (the unique constraint): it is left out.
+        for entry_id, return_id, step_name, result in session.execute(claim_statement(session), rows):
+            logged_by_return[return_id].add(step_name)
+            counts["skipped" if result == "skipped" else "claimed"] += 1
+            if result == "pending":
+                claimed.append(entry_id)
     for expected in candidates:
-        logged = set(session.scalars(select(ChaseEntry.step).where(ChaseEntry.return_id == expected.id)))
-        for step, skip in steps_due(expected, steps, logged, now):
-            entry = ChaseEntry(
-                return_id=expected.id,
-                step=step["name"],
-                notify=step["notify"],
-                planned_at=expected.due_at + timedelta(seconds=step["offset_seconds"]),
-                result="skipped" if skip else "pending",
-                error=skip,
-            )
-            try:
-                with session.begin_nested():
-                    session.add(entry)
-            except IntegrityError:
-                continue  # another sweep claimed it first
-            logged.add(entry.step)
-            counts["skipped" if skip else "claimed"] += 1
-            if not skip:
-                claimed.append(entry)
+        logged = logged_by_return[expected.id]
         if now > expected.due_at and {step["name"] for step in steps} <= logged:
             expected.ladder_done_at = now  # nothing left to send: later sweeps pass it by
         if now > expected.due_at and expected.overdue_emitted_at is None:
@@ -154,10 +167,21 @@ def sweep(session: Session, settings: Settings, now: datetime | None = None) -> 
             )
             counts["overdue"] += 1
     session.flush()
-    for entry in claimed:
-        after_commit(session, _enqueue_later(settings, entry.id))
+    for entry_id in claimed:
+        after_commit(session, _enqueue_later(settings, entry_id))
     session.commit()
     return counts
+
+
+def claim_statement(session: Session):
+    """Insert chase steps, each unless already in the log, answering the ones it inserted."""
+    table = cast(Table, ChaseEntry.__table__)
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    return (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=[table.c.return_id, table.c.step])
+        .returning(table.c.id, table.c.return_id, table.c.step, table.c.result)
+    )
 
 
 def requeue_lost_sends(session: Session, settings: Settings, older_than_seconds: int = 30) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, inspect, select
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, object_session, relationship
 
 from shared.db import TYPE_ANNOTATION_MAP, service_metadata, utcnow
@@ -43,6 +43,9 @@ class Organisation(Base):
     active: Mapped[bool] = mapped_column(default=True)
 
 
+CHASE_CANDIDATES = "closed_at IS NULL AND final_returned_at IS NULL AND ladder_done_at IS NULL"
+
+
 class ExpectedReturn(Base):
     """The outcome return a recipient owes for one dissemination (same id)."""
 
@@ -50,6 +53,14 @@ class ExpectedReturn(Base):
     __table_args__ = (
         Index("ix_expected_returns_org_due", "organisation", "due_at"),
         Index("ix_expected_returns_open_due", "closed_at", "final_returned_at", "due_at"),
+        # The chase sweep's candidates: open, not returned, ladder not done, by due date. Returns
+        # long overdue whose every step is sent fall out of it, however many pile up.
+        Index(
+            "ix_expected_returns_chase_due",
+            "due_at",
+            postgresql_where=text(CHASE_CANDIDATES),
+            sqlite_where=text(CHASE_CANDIDATES),
+        ),
     )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     package_id: Mapped[uuid.UUID] = mapped_column(index=True)

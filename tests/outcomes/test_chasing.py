@@ -409,3 +409,34 @@ def test_times_are_written_in_uk_local_time_summer_and_winter():
     assert date_time_words(datetime(2026, 12, 1, 0, 5, tzinfo=UTC), zone=True) == "1 December 2026 at 12:05am GMT"
     assert date_time_words(datetime(2026, 12, 1, 0, 5)) == "1 December 2026 at 12:05am"  # naive: UTC
     assert date_words(datetime(2026, 6, 30, 23, 30, tzinfo=UTC)) == "1 July 2026"  # already the 1st in London
+
+
+def test_a_sweep_costs_the_same_few_statements_however_many_returns_fall_due(chase, outcomes_app):
+    """The batch's chase log is read at once and its steps inserted at once (each unless another
+    sweep has it): the statements a sweep runs do not grow with the returns it claims for."""
+    from sqlalchemy import event
+
+    sweep_at, _ = chase
+    engine = outcomes_app.extensions["database"].engine
+    statements: list[str] = []
+
+    def counted(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    def swept(seconds: float) -> tuple[dict, int]:
+        statements.clear()
+        event.listen(engine, "before_cursor_execute", counted)
+        try:
+            counts = sweep_at(seconds)
+        finally:
+            event.remove(engine, "before_cursor_execute", counted)
+        return counts, len(statements)
+
+    for _ in range(2):
+        issue_return(outcomes_app, due_in_seconds=10)
+    few, few_statements = swept(8.5)  # the reminders of 2 returns
+    for _ in range(12):
+        issue_return(outcomes_app, due_in_seconds=10)
+    many, many_statements = swept(8.6)  # the reminders of 12 more (the first 2 have theirs)
+    assert (few["claimed"], many["claimed"]) == (2, 12)
+    assert many_statements == few_statements, (few_statements, many_statements)
