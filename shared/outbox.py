@@ -30,6 +30,7 @@ from flask_smorest import Api, Blueprint, abort
 from marshmallow import fields, validate
 from redis.exceptions import RedisError
 from rq.job import JobStatus
+from sqlalchemy import event as orm_events
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -85,10 +86,25 @@ def emit(
     )
     session.add(event)
     log.debug("event emitted", type=event_type, event_id=str(event.id))
+    # One relay per subscriber for the whole transaction: it takes the transaction's other events
+    # in its batch (all committed together), and a full batch hands on to the next.
+    relayed = session.info.setdefault(RELAYED_IN_TRANSACTION, set())
     for subscriber in settings.subscribers:
         session.add(models.OutboxDelivery(event_id=event.id, subscriber=subscriber, status="pending", attempts=0))
-        after_commit(session, _enqueue_relay_later(settings, event.id, subscriber, new_event=True))
+        if subscriber not in relayed:
+            relayed.add(subscriber)
+            after_commit(session, _enqueue_relay_later(settings, event.id, subscriber, new_event=True))
     return event
+
+
+RELAYED_IN_TRANSACTION = "outbox_relayed_subscribers"
+
+
+@orm_events.listens_for(Session, "after_commit")
+@orm_events.listens_for(Session, "after_rollback")
+def _transaction_ended(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop(RELAYED_IN_TRANSACTION, None)
 
 
 def _enqueue_relay_later(settings: Settings, event_id: uuid.UUID, subscriber: str, new_event: bool = False):
@@ -151,6 +167,10 @@ def relay_event(service_name: str, event_id: str, subscriber: str, probing: bool
     with rt.database.job_session() as session:
         delivery = _locked_delivery(session, models, event_id, subscriber)
         if delivery is None:
+            if not probing:
+                # Its event went in another batch (or a savepoint took it back): the events of
+                # its transaction that counted on this job still get a relay.
+                _relay_the_next_batch(rt, service_name, subscriber)
             return "nothing to do"
         # A relay enqueued by the sweep has no request id of its own: the event's is the one.
         bind_request_id(delivery.event.request_id)

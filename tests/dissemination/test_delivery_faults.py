@@ -408,3 +408,31 @@ def test_a_relay_whose_event_went_in_another_batch_still_lets_the_next_event_hav
     run_jobs()
     assert deliveries(app, later) == [("delivered", 1)] * 2
     assert inbox_counts(outcomes_app, later) == [1, 1]
+
+
+def test_one_relay_per_transaction_carries_all_its_events(app, outcomes_app, subscriber, redis_conn, run_jobs):
+    from rq import Queue
+
+    settings = point_jobs_at(app, subscriber)
+    events = emit_pings(app, settings, 5)  # five events, one transaction
+    assert Queue("events", connection=redis_conn).count == 1
+    run_jobs()
+    assert subscriber.batches == [5]
+    assert deliveries(app, events) == [("delivered", 1)] * 5
+
+
+def test_an_event_taken_back_by_a_savepoint_does_not_strand_the_rest(app, outcomes_app, subscriber, run_jobs):
+    settings = point_jobs_at(app, subscriber)
+    models = app.extensions["service"].models
+    with app.extensions["database"].job_session() as session:
+        try:
+            with session.begin_nested():
+                outbox.emit(session, models, settings, "drill.ping", uuid.uuid4(), {"n": 0})
+                raise RuntimeError("taken back")
+        except RuntimeError:
+            pass
+        kept = outbox.emit(session, models, settings, "drill.ping", uuid.uuid4(), {"n": 1})
+        session.commit()
+    run_jobs()  # the relay enqueued for the event taken back finds nothing, and hands on
+    assert deliveries(app, [str(kept.id)]) == [("delivered", 1)]
+    assert inbox_counts(outcomes_app, [str(kept.id)]) == [1]
