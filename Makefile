@@ -10,11 +10,11 @@ ROLE ?= issuer
 CLEARANCE ?= OFFICIAL-SENSITIVE
 SUB ?=
 
-.PHONY: install run test demo fuzz drill token lint check bench bench-metrics metrics-rebuild clean
+.PHONY: install run test demo fuzz drill token lint check bench bench-metrics bench-chase metrics-rebuild clean
 
 # The services default to APP_ENV=production, which refuses the development secrets. These
 # commands are for a developer's machine: they run in development unless told otherwise.
-run demo token bench bench-metrics metrics-rebuild: export APP_ENV ?= development
+run demo token bench bench-metrics bench-chase metrics-rebuild: export APP_ENV ?= development
 
 install: $(STAMP)
 
@@ -78,6 +78,10 @@ bench: $(STAMP)
 
 bench-metrics: $(STAMP)
 	$(PY) -m bench.metrics_read_model
+
+# The chase sweep over 1M open returns, 1% due (bench/chase_sweep.py; BENCH_OPEN=100000 for a quick look).
+bench-chase: $(STAMP)
+	$(PY) -m bench.chase_sweep
 
 # Empties the metrics read model and replays the dissemination and outcomes services' event
 # logs (both must be running, e.g. under `make run`).

@@ -144,6 +144,39 @@ def job_is_active(redis_url: str, job_id: str) -> bool:
     return status in ACTIVE_STATUSES
 
 
+def enqueue_new(
+    redis_url: str,
+    queue_name: str,
+    func: FunctionReferenceType,
+    calls: list[tuple[tuple, str]],
+    *,
+    retry: Retry | None = None,
+) -> int:
+    """Enqueue ``func(*args)`` for each ``(args, job_id)`` in one round trip to Redis. Only for
+    ids no job has had yet (rows just committed), so nothing is asked of Redis first."""
+    if not calls:
+        return 0
+    request_id = current_request_id()
+    jobs = queue(redis_url, queue_name)
+    data = [
+        Queue.prepare_data(
+            func,
+            args=args,
+            job_id=job_id,
+            retry=retry,
+            timeout=JOB_DEFAULTS["job_timeout"],
+            result_ttl=JOB_DEFAULTS["result_ttl"],
+            failure_ttl=JOB_DEFAULTS["failure_ttl"],
+            meta={"request_id": request_id} if request_id else None,
+        )
+        for args, job_id in calls
+    ]
+    with jobs.connection.pipeline() as pipeline:
+        jobs.enqueue_many(data, pipeline=pipeline)
+        pipeline.execute()
+    return len(data)
+
+
 def enqueue(
     redis_url: str,
     queue_name: str,
