@@ -29,6 +29,7 @@ import random
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -502,8 +503,10 @@ class Loader:
 
         def present():
             with runtime("outcomes").database.job_session() as session:
+                # UUIDs, not strings: SQLite's Uuid column binds only those.
+                wanted_ids = [uuid.UUID(i) for i in wanted]
                 found = {
-                    str(i) for i in session.scalars(select(ExpectedReturn.id).where(ExpectedReturn.id.in_(wanted)))
+                    str(i) for i in session.scalars(select(ExpectedReturn.id).where(ExpectedReturn.id.in_(wanted_ids)))
                 }
             self.confirmed |= found
             return wanted <= self.confirmed
