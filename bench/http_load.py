@@ -21,6 +21,7 @@ in count (rounds) and time (BENCH_SECONDS).
     make bench                                   # PostgreSQL when DATABASE_URL is set
     BENCH_ROUNDS=1 BENCH_SECONDS=5 make bench    # a quick look
     BENCH_PROFILE=1 make bench                   # also py-spy flame graphs of the services
+    WEB_WORKERS=4 make bench                     # each service's gunicorn workers (make run: 2)
 """
 
 from __future__ import annotations
@@ -390,7 +391,11 @@ def main() -> int:
     profile = os.environ.get("BENCH_PROFILE") == "1"
     run_dir = Path(tempfile.mkdtemp(prefix="nclcc-bench-"))
     database_url = bench_database_url()
-    print(f"make bench: run directory {run_dir}; database {database_url or 'SQLite'}", flush=True)
+    print(
+        f"make bench: run directory {run_dir}; database {database_url or 'SQLite'}; "
+        f"{os.environ.get('WEB_WORKERS') or 2} gunicorn workers per service (WEB_WORKERS)",
+        flush=True,
+    )
     system = System(run_dir, settings=BENCH_SETTINGS, ladder=None, database_url=database_url)
     reference = None
     results = Results()

@@ -1,8 +1,9 @@
 """Events into the read model.
 
 Every handler follows one rule: take what the touched returns and packages contributed to the
-figures before the event, change their state, take what they contribute after, and add the
-difference. So an amendment replaces the earlier outcome in every figure (its old contribution
+figures before the batch touched them, change their state, take what they contribute after, and
+add the difference (once per return and package per batch, however many of its events the batch
+holds). So an amendment replaces the earlier outcome in every figure (its old contribution
 is taken away), events may arrive twice (the inbox drops repeats) or out of order (a late
 ``package.issued`` adds what its returns could not contribute without it), and a rebuild from
 the event logs ends in the same figures as the live model.
@@ -177,7 +178,10 @@ class Projector:
         # Packages whose every return is in ``returns`` (indexed by package below).
         self.complete_packages: set[uuid.UUID] = set()
         self.returns_by_package: dict[uuid.UUID, dict[uuid.UUID, ReturnState]] = {}
-        self.deltas: Counter = Counter()
+        # What each return and package the batch changes counted before its first change: the
+        # batch adds (what it counts after) - (this), once each, when it is written (``flush``).
+        self.counted_before: dict[uuid.UUID, tuple[ReturnState, Counter]] = {}
+        self.package_counted_before: dict[uuid.UUID, tuple[PackageState, Counter]] = {}
         self.touched_packages: set[uuid.UUID] = set()
         self.timeline: dict[uuid.UUID, dict] = {}  # rows for the package timelines, by event id
 
@@ -244,15 +248,37 @@ class Projector:
             self.complete_packages.add(package_id)
         return list(self.returns_by_package.get(package_id, {}).values())
 
+    def before_change(self, ret: ReturnState) -> None:
+        """Keep what the return counts now, if the batch has not changed it yet. Called before
+        any change to the return, or to its package's description."""
+        if ret.return_id not in self.counted_before:
+            package = self.package(ret.package_id) if ret.package_id else None
+            self.counted_before[ret.return_id] = (ret, contribution(package, ret))
+
+    def before_package_change(self, package: PackageState) -> None:
+        if package.package_id not in self.package_counted_before:
+            self.package_counted_before[package.package_id] = (package, package_contribution(package))
+
     def change_return(self, ret: ReturnState, change) -> None:
-        package = self.package(ret.package_id) if ret.package_id else None
-        self.deltas.subtract(contribution(package, ret))
+        self.before_change(ret)
         change(ret)
         self._index(ret)
-        package = self.package(ret.package_id) if ret.package_id else None
-        self.deltas.update(contribution(package, ret))
         if ret.package_id:
             self.touched_packages.add(ret.package_id)
+
+    def differences(self) -> Counter:
+        """What the batch's changes add to the facts: each changed return's and package's
+        contribution now, less what it was before the batch's first change."""
+        deltas: Counter = Counter()
+        for ret, before in self.counted_before.values():
+            deltas.update(contribution(self.package(ret.package_id) if ret.package_id else None, ret))
+            deltas.subtract(before)
+        for package, before in self.package_counted_before.values():
+            deltas.update(package_contribution(package))
+            deltas.subtract(before)
+        self.counted_before.clear()
+        self.package_counted_before.clear()
+        return deltas
 
     # -- events ------------------------------------------------------------------------------
     def apply(self, event: dict) -> None:
@@ -274,11 +300,10 @@ class Projector:
 
     def on_package_issued(self, payload: dict) -> None:
         package_id = uuid.UUID(payload["package_id"])
-        known = self.returns_of(package_id)
-        for ret in known:
-            self.deltas.subtract(contribution(self.package(package_id), ret))
+        for ret in self.returns_of(package_id):  # what each counts depends on the package's description
+            self.before_change(ret)
         package = self.package(package_id) or self.new_package(package_id)
-        self.deltas.subtract(package_contribution(package))
+        self.before_package_change(package)
         for name in (
             "reference",
             "title",
@@ -291,9 +316,6 @@ class Projector:
             setattr(package, name, payload[name])
         package.issued_at = parse_time(payload["issued_at"])
         package.due_at = parse_time(payload.get("outcome_due_at"))
-        self.deltas.update(package_contribution(package))
-        for ret in known:
-            self.deltas.update(contribution(package, ret))
         for dissemination in payload["disseminations"]:
             ret = self.ret(uuid.UUID(dissemination["dissemination_id"]))
 
@@ -324,9 +346,8 @@ class Projector:
         package_id = uuid.UUID(payload["package_id"])
         package = self.package(package_id) or self.new_package(package_id)
         if package.withdrawn_at is None:
-            self.deltas.subtract(package_contribution(package))
+            self.before_package_change(package)
             package.withdrawn_at = parse_time(payload["withdrawn_at"])
-            self.deltas.update(package_contribution(package))
         for return_id in payload.get("dissemination_ids", []):
             self.change_return(self.ret(uuid.UUID(return_id)), lambda r: setattr(r, "withdrawn", True))
         self.touched_packages.add(package_id)
@@ -395,8 +416,7 @@ class Projector:
     # -- writing ----------------------------------------------------------------------------
     def flush(self) -> None:
         self.session.flush()
-        write_facts(self.session, {k: v for k, v in self.deltas.items() if v})
-        self.deltas.clear()
+        write_facts(self.session, {k: v for k, v in self.differences().items() if v})
         write_timeline(self.session, list(self.timeline.values()))
         self.timeline.clear()
         touched = [p for p in (self.package(i) for i in sorted(self.touched_packages)) if p is not None]
