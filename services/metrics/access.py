@@ -12,8 +12,9 @@ from __future__ import annotations
 import uuid
 
 from flask_smorest import abort
+from sqlalchemy import select
 
-from services.metrics.models import PackageState
+from services.metrics.models import PackageState, ReturnState
 from shared.audit import audit_detail, audit_target
 from shared.auth import current_principal
 from shared.db import get_session
@@ -48,8 +49,23 @@ def require_organisation(code: str) -> None:
 def find_package(package_id: uuid.UUID) -> PackageState:
     """An issued package the caller is cleared for; 404 otherwise."""
     audit_target("package", package_id)
+    return cleared_package(get_session().get(PackageState, package_id))
+
+
+def find_package_and_returns(package_id: uuid.UUID) -> tuple[PackageState, list[ReturnState]]:
+    """``find_package``, with the package's returns read in the same query (its metrics)."""
+    audit_target("package", package_id)
+    rows = get_session().execute(
+        select(PackageState, ReturnState)
+        .outerjoin(ReturnState, ReturnState.package_id == PackageState.package_id)
+        .where(PackageState.package_id == package_id)
+    ).all()
+    package = cleared_package(rows[0][0] if rows else None)
+    return package, [ret for _, ret in rows if ret is not None]
+
+
+def cleared_package(package: PackageState | None) -> PackageState:
     principal = current_principal()
-    package = get_session().get(PackageState, package_id)
     if package is None or package.issued_at is None:
         abort(404, message="No figures for this package.")
     if not principal.cleared_for(package.classification or ""):

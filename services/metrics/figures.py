@@ -130,9 +130,12 @@ def package_query(args: Mapping[str, Any], classifications: list[str]) -> Select
     return query.order_by(column.desc() if sort.startswith("-") else column, PackageState.reference)
 
 
-def package_metrics(session: Session, package: PackageState) -> dict:
-    figures = package_facts(session, package.package_id)
-    returns = session.scalars(select(ReturnState).where(ReturnState.package_id == package.package_id)).all()
+def package_metrics(session: Session, package: PackageState, returns: list[ReturnState] | None = None) -> dict:
+    """A package's metrics, from its own figures (kept on its row) and its returns (read here
+    unless given)."""
+    figures = Counter(package.figures) if package.figures is not None else package_facts(session, package.package_id)
+    if returns is None:
+        returns = list(session.scalars(select(ReturnState).where(ReturnState.package_id == package.package_id)))
     live = [r for r in returns if not r.withdrawn]
     ack_hours = [h for r in live if (h := hours_between(package.issued_at, r.acknowledged_at)) is not None]
     first_hours = [h for r in live if (h := hours_between(package.issued_at, r.first_returned_at)) is not None]

@@ -423,6 +423,7 @@ class Projector:
         figures = facts_of_packages(self.session, [package.package_id for package in touched])
         for package in touched:
             refresh_verdict(self.session, package, figures[package.package_id])
+            package.figures = own_figures(figures[package.package_id])
         self.touched_packages.clear()
 
 
@@ -583,6 +584,11 @@ def write_timeline(session: Session, rows: list[dict]) -> None:
         session.execute(statement.on_conflict_do_nothing(index_elements=[TimelineEntry.event_id]))
 
 
+def own_figures(facts: Counter) -> dict[str, float]:
+    """A package's own facts as kept on its row (``PackageState.figures``): the ones not zero."""
+    return {metric: value for metric, value in sorted(facts.items()) if value}
+
+
 def package_facts(session: Session, package_id: uuid.UUID) -> Counter:
     rows = session.execute(
         select(Fact.metric, Fact.value).where(
@@ -636,6 +642,7 @@ def refresh_verdict(session: Session, package: PackageState, figures: Counter | 
 
 # Columns added after the migration that calls ``facts_from_state`` (0002): it must not read them.
 ONWARD_COLUMNS = (ReturnState.onward_from, PackageState.onward_arrests, PackageState.onward_recipients)
+FIGURES_COLUMNS = (PackageState.figures,)  # added by 0007: 0002 and 0005 must not read it
 
 
 def facts_from_state(session: Session, chunk: int = 20000, absent: tuple = ()) -> int:

@@ -210,3 +210,24 @@ def test_the_migration_splits_existing_figures_by_classification(history, metric
     finally:
         database.engine.dispose()
     assert snapshot(metrics_app) == live
+
+
+def test_a_package_read_is_one_query_and_its_audit_entry(history, metrics_app, metrics_client, token):
+    """A package's metrics come from its row (its own figures kept there) and its returns, read
+    together: one SELECT, whatever the number of recipients, and the read's audit entry."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def keep(_conn, _cursor, statement, *_args):
+        statements.append(statement.split()[0].upper())
+
+    engine = metrics_app.extensions["database"].engine
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        response = metrics_client.get(f"/api/v1/metrics/packages/{history['a']['id']}", headers=sensitive_leader(token))
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["reach"]["recipients"] > 1
+    assert statements == ["SELECT", "INSERT"], statements

@@ -33,6 +33,12 @@ def snapshot(metrics_app) -> dict:
             (p.reference, p.verdict, p.verdict_reason, p.recipients, p.final_returns, p.arrests)
             for p in session.scalars(select(PackageState))
         }
+        # Each package's own figures, kept on its row for its metrics read, are its own facts.
+        for package in session.scalars(select(PackageState)):
+            own = {
+                m: v for (scope, key, m, c), v in facts.items() if scope == "package" and key == str(package.package_id)
+            }
+            assert {m: round(v, 6) for m, v in (package.figures or {}).items()} == own, package.reference
         returns = {
             (str(r.return_id), r.organisation, r.version, r.overdue, r.withdrawn, r.final_on_time)
             for r in session.scalars(select(ReturnState))

@@ -8,7 +8,13 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from services.metrics import evidence, figures
-from services.metrics.access import cleared, find_package, is_leader, require_leader, require_organisation
+from services.metrics.access import (
+    cleared,
+    find_package_and_returns,
+    is_leader,
+    require_leader,
+    require_organisation,
+)
 from services.metrics.export import export_response
 from services.metrics.models import Organisation
 from services.metrics.schemas import (
@@ -52,7 +58,8 @@ class PackageMetrics(MethodView):
         """Reach, return compliance, use, results, intelligence quality and the verdict."""
         audit_target("package", package_id)
         require_leader()
-        return figures.package_metrics(get_session(), find_package(package_id))
+        package, returns = find_package_and_returns(package_id)
+        return figures.package_metrics(get_session(), package, returns)
 
 
 @blp.route("/organisations")

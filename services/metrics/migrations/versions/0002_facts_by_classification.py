@@ -24,7 +24,7 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    from services.metrics.projections import ONWARD_COLUMNS, facts_from_state
+    from services.metrics.projections import FIGURES_COLUMNS, ONWARD_COLUMNS, facts_from_state
 
     op.drop_table("facts")
     op.create_table(
@@ -38,7 +38,7 @@ def upgrade() -> None:
     )
     session = Session(bind=op.get_bind())
     try:
-        facts_from_state(session, absent=ONWARD_COLUMNS)  # added by 0004
+        facts_from_state(session, absent=ONWARD_COLUMNS + FIGURES_COLUMNS)  # added by 0004, 0007
         session.flush()
     finally:
         session.close()

@@ -15,7 +15,7 @@ from typing import Sequence, Union
 
 from alembic import op
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 
 revision: str = "0005"
@@ -26,13 +26,14 @@ depends_on: Union[str, Sequence[str], None] = None
 
 def upgrade() -> None:
     from services.metrics.models import PackageState
-    from services.metrics.projections import facts_from_state, refresh_verdict
+    from services.metrics.projections import FIGURES_COLUMNS, facts_from_state, refresh_verdict
 
     session = Session(bind=op.get_bind())
     try:
-        facts_from_state(session)
+        facts_from_state(session, absent=FIGURES_COLUMNS)
         session.flush()
-        for package in session.scalars(select(PackageState)).all():
+        not_yet = [defer(column, raiseload=True) for column in FIGURES_COLUMNS]  # added by 0007
+        for package in session.scalars(select(PackageState).options(*not_yet)).all():
             refresh_verdict(session, package)
         session.flush()
     finally:
