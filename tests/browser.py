@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -61,6 +62,15 @@ def server():
     running = Server()
     yield running
     running.stop()
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    """Where a test's screenshots go: $SCREENSHOTS_DIR when it is set (the README's come from
+    there), else the test's temporary directory."""
+    folder = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="module")

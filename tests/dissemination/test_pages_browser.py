@@ -12,9 +12,7 @@ else to the test's temporary directory.
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 
@@ -55,13 +53,6 @@ def servers():
     yield dissemination, outcomes
     dissemination.stop()
     outcomes.stop()
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ else to the test's temporary directory."""
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 
@@ -24,13 +22,6 @@ from tests.metrics.test_dashboard_browser import VIEWPORT  # noqa: E402
 from tests.outcomes.test_form_browser import TIMEOUT_MS, check_accessibility  # noqa: E402
 
 MAX_TABS = 300
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture

@@ -10,9 +10,7 @@ else to the test's temporary directory.
 from __future__ import annotations
 
 import io
-import os
 import re
-from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
@@ -27,13 +25,6 @@ from playwright.sync_api import expect  # noqa: E402
 
 TIMEOUT_MS = 10000
 AXE = Axe()
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture
