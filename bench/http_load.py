@@ -43,6 +43,7 @@ from pathlib import Path
 import requests
 from sqlalchemy import make_url
 
+from drills.load import issue_package
 from drills.receiver import wait_until
 from drills.system import SERVICES, System
 from shared.devredis import free_port
@@ -222,24 +223,8 @@ class Reference:
 def issue_packages(system: System, count: int) -> list[tuple[str, str]]:
     """``count`` packages issued to FORCE; returns (package id, return id) pairs."""
     api, issuer = system.api, system.tokens["issuer"]
-    due = (datetime.now(UTC) + timedelta(days=28)).isoformat()
-    package_ids = []
-    for index in range(count):
-        body = {
-            "title": f"Bench package {index}",
-            "summary": "A line from Liverpool into Wigan; runners aged 14-16.",
-            "threat_area": "county_lines",
-            "classification": "OFFICIAL",
-            "source_evaluation": 2,
-            "intelligence_assessment": "B",
-            "handling_code": "P",
-            "recipients": [FORCE],
-            "outcome_due_at": due,
-        }
-        package = api.call("POST", "dissemination", "/api/v1/packages", issuer, json=body, idempotency_key=_key())
-        package_id = package.json()["id"]
-        api.call("POST", "dissemination", f"/api/v1/packages/{package_id}/issue", issuer, idempotency_key=_key())
-        package_ids.append(package_id)
+    due = datetime.now(UTC) + timedelta(days=28)
+    package_ids = [issue_package(system, f"Bench package {index}", [FORCE], due)["id"] for index in range(count)]
     returns: dict[str, str] = {}
 
     def listed() -> bool:
@@ -271,10 +256,6 @@ def issue_packages(system: System, count: int) -> list[tuple[str, str]]:
     ):
         raise SystemExit("the metrics service did not see the packages within 300 s")
     return [(p, returns[p]) for p in package_ids]
-
-
-def _key() -> str:
-    return str(uuid.uuid4())
 
 
 # --- event lag ---------------------------------------------------------------------------------

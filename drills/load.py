@@ -116,22 +116,8 @@ class Load:
     # --- the steps -------------------------------------------------------------------------
 
     def _issue(self, index: int) -> None:
-        api, issuer = self.system.api, self.system.tokens["issuer"]
         due = datetime.now(UTC) + timedelta(seconds=DUE_AFTER_SECONDS)
-        body = {
-            "title": f"Drill {self.drill} package {index}",
-            "summary": "A line from Liverpool into Wigan; runners aged 14-16.",
-            "threat_area": "county_lines",
-            "classification": "OFFICIAL",
-            "source_evaluation": 2,
-            "intelligence_assessment": "B",
-            "handling_code": "P",
-            "recipients": list(FORCES),
-            "outcome_due_at": due.isoformat(),
-        }
-        created = api.call("POST", "dissemination", "/api/v1/packages", issuer, json=body, idempotency_key=_key())
-        package = created.json()
-        api.call("POST", "dissemination", f"/api/v1/packages/{package['id']}/issue", issuer, idempotency_key=_key())
+        package = issue_package(self.system, f"Drill {self.drill} package {index}", list(FORCES), due)
         record = PackageRecord(
             drill=self.drill,
             index=len(self.ledger.packages),
@@ -206,6 +192,27 @@ class Load:
         if status == "final" and ret.final_at is None:
             ret.final_at = datetime.now(UTC)
         self.filed += 1
+
+
+def issue_package(system: System, title: str, recipients: list[str], due_at: datetime) -> dict:
+    """Draft a county-lines package to ``recipients`` as the issuer and issue it; the drafted
+    package as the API answered it (its id and reference). The drills' load and ``make bench``
+    issue the same kind of package."""
+    api, issuer = system.api, system.tokens["issuer"]
+    body = {
+        "title": title,
+        "summary": "A line from Liverpool into Wigan; runners aged 14-16.",
+        "threat_area": "county_lines",
+        "classification": "OFFICIAL",
+        "source_evaluation": 2,
+        "intelligence_assessment": "B",
+        "handling_code": "P",
+        "recipients": recipients,
+        "outcome_due_at": due_at.isoformat(),
+    }
+    package = api.call("POST", "dissemination", "/api/v1/packages", issuer, json=body, idempotency_key=_key()).json()
+    api.call("POST", "dissemination", f"/api/v1/packages/{package['id']}/issue", issuer, idempotency_key=_key())
+    return package
 
 
 def _key() -> str:

@@ -16,7 +16,9 @@ pattern, and one that matches no route by a placeholder, never by their URL.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from flask import Response, current_app, g, has_request_context, request
@@ -125,7 +127,14 @@ def _entry(status_code: int, detail: str | None):
 def _success_status() -> int:
     """The status the view answers when all goes well, as its ``@blp.response`` declares it."""
     view = current_app.view_functions.get(request.endpoint or "")
-    handler = getattr(getattr(view, "view_class", None), request.method.lower(), view)
+    return _declared_success_status(getattr(getattr(view, "view_class", None), request.method.lower(), view))
+
+
+# Keyed on the view function itself, not the endpoint's name: the services' apps (several in one
+# test process) may share a name. A view's ``@blp.response`` is fixed once it is defined, so
+# reading it once per view spares every audited write the walk through flask-smorest's doc.
+@functools.cache
+def _declared_success_status(handler: Callable | None) -> int:
     declared = getattr(handler, "_apidoc", {}).get("response", {}).get("responses", {})
     return next((int(code) for code in declared if 200 <= int(code) < 300), 200)
 

@@ -26,7 +26,7 @@ from shared import guard, signing
 from shared.api import BaseSchema
 from shared.db import get_session
 from shared.logs import bind_request_id, get_logger
-from shared.models import SharedModels
+from shared.models import InboxEventMixin, SharedModels
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -90,6 +90,18 @@ def apply_event(session: Session, models: SharedModels, handlers: dict, message:
     return "applied" if handler else "ignored"
 
 
+def unseen_positions(session: Session, inbox_event: type[InboxEventMixin], ids: list[uuid.UUID]) -> list[int]:
+    """The positions in ``ids`` of the events the inbox has not recorded yet, each id once (at its
+    first place: a batch may carry the same event twice). One query for the whole batch."""
+    known = set(session.scalars(select(inbox_event.event_id).where(inbox_event.event_id.in_(ids))))
+    unseen: list[int] = []
+    for position, event_id in enumerate(ids):
+        if event_id not in known:
+            known.add(event_id)
+            unseen.append(position)
+    return unseen
+
+
 def apply_events_once(
     session: Session,
     models: SharedModels,
@@ -106,13 +118,8 @@ def apply_events_once(
     ``failed`` and its sender tries it again on its own.
     """
     ids = [uuid.UUID(str(message["id"])) for message in messages]
-    known = set(session.scalars(select(models.InboxEvent.event_id).where(models.InboxEvent.event_id.in_(ids))))
     results = ["duplicate"] * len(messages)
-    fresh: list[int] = []  # positions of the events not seen before, each id once
-    for position, event_id in enumerate(ids):
-        if event_id not in known:
-            known.add(event_id)
-            fresh.append(position)
+    fresh = unseen_positions(session, models.InboxEvent, ids)
 
     def record_and_apply(positions: list[int]) -> None:
         for position in positions:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import browser, server  # noqa: F401 - the browser tests' module fixtures
+from tests.browser import browser, server, shots  # noqa: F401 - the browser tests' fixtures
 
 _TMP = Path(tempfile.mkdtemp(prefix="nclcc-tests-"))
 _EMBEDDED_REDIS = None

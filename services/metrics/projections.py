@@ -573,15 +573,16 @@ def timeline_row(event: dict) -> dict | None:
 
 
 def write_timeline(session: Session, rows: list[dict]) -> None:
-    """Insert the batch's timeline rows in one statement per chunk; a row already there (the same
-    event applied again) is left as it is."""
+    """Insert the batch's timeline rows, as ``write_facts`` writes its: one statement, compiled once
+    and cached, sent with all the rows (SQLAlchemy packs them into multi-row INSERTs); a row
+    already there (the same event applied again) is left as it is."""
     if not rows:
         return
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    for start in range(0, len(rows), 1000):
-        statement = insert(TimelineEntry).values(rows[start : start + 1000])
-        session.execute(statement.on_conflict_do_nothing(index_elements=[TimelineEntry.event_id]))
+    table = cast(Table, TimelineEntry.__table__)
+    statement = insert(table).on_conflict_do_nothing(index_elements=[table.c.event_id])
+    session.connection().execute(statement, rows)
 
 
 def own_figures(facts: Counter) -> dict[str, float]:

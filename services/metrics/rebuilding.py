@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from services.metrics.models import Fact, InboxEvent, Organisation, PackageState, ReturnState, TimelineEntry
 from services.metrics.projections import apply_events
+from shared.inbox import unseen_positions
 
 SOURCES = ("dissemination", "outcomes")
 BATCH = 2000
@@ -52,17 +53,10 @@ def rebuild(session: Session, fetch_page: FetchPage, sources=SOURCES) -> int:
 
 def apply_batch(session: Session, events: list[dict]) -> int:
     """Apply events not applied before (the inbox decides), recording them, in one transaction."""
+    # The live inbox's dedupe, but not its savepoints and one-at-a-time retry: an event the
+    # projection refuses must stop a rebuild, not leave a gap in the figures.
     ids = [uuid.UUID(e["id"]) for e in events]
-    seen = set(
-        session.scalars(
-            InboxEvent.__table__.select().with_only_columns(InboxEvent.event_id).where(InboxEvent.event_id.in_(ids))
-        )
-    )
-    fresh, fresh_ids = [], set()
-    for event, event_id in zip(events, ids, strict=True):
-        if event_id not in seen and event_id not in fresh_ids:
-            fresh.append(event)
-            fresh_ids.add(event_id)
+    fresh = [events[position] for position in unseen_positions(session, InboxEvent, ids)]
     session.add_all(InboxEvent(event_id=uuid.UUID(e["id"]), type=e["type"], source=e["source"]) for e in fresh)
     apply_events(session, fresh)
     session.commit()

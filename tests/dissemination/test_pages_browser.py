@@ -12,14 +12,12 @@ else to the test's temporary directory.
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 
 from shared.notify import plain_text
-from tests.browser import Server, skip_without_chromium
+from tests.browser import Server, sign_in_with_provider, skip_without_chromium
 from tests.dissemination.helpers import issue_package
 from tests.oidc_provider import start_provider
 
@@ -55,13 +53,6 @@ def servers():
     yield dissemination, outcomes
     dissemination.stop()
     outcomes.stop()
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture
@@ -150,10 +141,7 @@ def test_a_recipient_reads_acknowledges_and_returns_by_keyboard(
     page.goto(f"{dissemination_server.url}/disseminations/{gmp}")
     expect(page.locator("h1")).to_have_text("Sign in")
     check_accessibility(page, "the sign-in page")
-    press_button(page, page.get_by_role("button", name="Sign in with your organisation’s account"))
-    expect(page.locator("h1")).to_have_text("Authorize Client")
-    page.keyboard.type(OFFICER)  # the provider's page puts the focus in its box
-    page.keyboard.press("Enter")
+    sign_in_with_provider(page, OFFICER)
 
     # Back on the package page asked for.
     page.wait_for_url(f"{dissemination_server.url}/disseminations/{gmp}")
@@ -248,10 +236,7 @@ def test_the_centre_follows_a_package_passed_on_by_keyboard(
     provider.set_user("jo.kent@nclcc", org="NCLCC", roles=["issuer"], clearance="OFFICIAL-SENSITIVE", name="Jo Kent")
 
     page.goto(f"{dissemination_server.url}/packages")
-    press_button(page, page.get_by_role("button", name="Sign in with your organisation’s account"))
-    expect(page.locator("h1")).to_have_text("Authorize Client")
-    page.keyboard.type("jo.kent@nclcc")
-    page.keyboard.press("Enter")
+    sign_in_with_provider(page, "jo.kent@nclcc")
     expect(page).to_have_url(f"{dissemination_server.url}/packages")
     expect(page.locator("h1")).to_have_text("Packages issued")
     check_accessibility(page, "the centre's packages")

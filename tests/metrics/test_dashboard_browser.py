@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.browser import Server, skip_without_chromium
+from tests.browser import raw_token, sign_in_to_dashboard, skip_without_chromium
 from tests.metrics import scenario
 
 skip_without_chromium()
@@ -41,19 +41,6 @@ def page(browser, server, metrics_app):
     context.close()
 
 
-def raw(headers: dict) -> str:
-    return headers["Authorization"].removeprefix("Bearer ")
-
-
-def sign_in(page: Page, server: Server, jwt: str) -> None:
-    page.goto(server.url + "/dashboard")
-    expect(page).to_have_url(re.compile(r"/dashboard/sign-in$"))
-    field = page.get_by_label("Access token")
-    field.click()
-    field.press_sequentially(jwt)
-    field.press("Enter")
-
-
 def focused(page: Page) -> str:
     """What has the keyboard focus: its id, else its text."""
     return page.evaluate("() => document.activeElement.id || document.activeElement.textContent.trim()")
@@ -69,7 +56,7 @@ def test_a_leader_signs_in_with_the_keyboard_and_reads_the_dashboard(page, serve
     page.goto(server.url + "/dashboard/sign-in")
     page.screenshot(path="/tmp/dashboard-sign-in.png")
     assert page.evaluate(UNLABELLED) == []
-    sign_in(page, server, raw(token("NCLCC", "leader", sub="chief@nclcc")))
+    sign_in_to_dashboard(page, server, raw_token(token("NCLCC", "leader", sub="chief@nclcc")))
     expect(page).to_have_url(re.compile(r"/dashboard$"))
     expect(page.get_by_role("banner")).to_contain_text("NCLCC outcomes dashboard")
     expect(page.get_by_role("banner")).to_contain_text("Signed in as chief@nclcc (NCLCC)")
@@ -115,7 +102,7 @@ def test_a_leader_signs_in_with_the_keyboard_and_reads_the_dashboard(page, serve
 
 
 def test_keyboard_order_labels_and_the_skip_link(page, server, history, token):
-    sign_in(page, server, raw(token("NCLCC", "leader")))
+    sign_in_to_dashboard(page, server, raw_token(token("NCLCC", "leader")))
     expect(page).to_have_url(re.compile(r"/dashboard$"))
     assert page.evaluate(UNLABELLED) == []
 
@@ -169,17 +156,17 @@ def test_keyboard_order_labels_and_the_skip_link(page, server, history, token):
 
 
 def test_refusals_and_bad_filters_read_clearly(page, server, history, token):
-    sign_in(page, server, "not-a-token")
+    sign_in_to_dashboard(page, server, "not-a-token")
     expect(page.get_by_role("alert")).to_contain_text("could not be verified")
     expect(page.get_by_label("Access token")).to_have_attribute("aria-invalid", "true")
     page.screenshot(path="/tmp/dashboard-sign-in-error.png")
 
-    sign_in(page, server, raw(token("GMP", "recipient")))
+    sign_in_to_dashboard(page, server, raw_token(token("GMP", "recipient")))
     expect(page.get_by_role("heading", level=1)).to_have_text("This dashboard is for leadership")
     expect(page.locator("main")).to_contain_text("/api/v1/metrics/organisations/GMP")
     page.screenshot(path="/tmp/dashboard-refused.png")
 
-    sign_in(page, server, raw(token("NCLCC", "leader")))
+    sign_in_to_dashboard(page, server, raw_token(token("NCLCC", "leader")))
     page.goto(server.url + "/dashboard?from=2026-13&threat_area=burglary")
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("“From” must be a month written as YYYY-MM")
@@ -224,7 +211,7 @@ def test_many_organisations_fold_away(page, server, metrics_app, token):
     assert session.query(Fact).count() > 240
     session.close()
 
-    sign_in(page, server, raw(token("NCLCC", "leader")))
+    sign_in_to_dashboard(page, server, raw_token(token("NCLCC", "leader")))
     page.goto(server.url + "/dashboard?from=2025-01&to=2025-12")
     compliance = page.locator("svg[aria-labelledby^=compliance]")
     expect(compliance).to_have_count(2)
@@ -250,7 +237,7 @@ def mixed_history(client, token, outcomes_app, outcomes_client, pump_events, met
 
 
 def test_an_official_leader_reads_only_official_packages(page, server, mixed_history, token):
-    sign_in(page, server, raw(token("NCLCC", "leader", clearance="OFFICIAL", sub="deputy@nclcc")))
+    sign_in_to_dashboard(page, server, raw_token(token("NCLCC", "leader", clearance="OFFICIAL", sub="deputy@nclcc")))
     expect(page).to_have_url(re.compile(r"/dashboard$"))
     expect(page.locator("#clearance")).to_have_text("Counting only packages marked OFFICIAL, as your clearance allows.")
     page.screenshot(path="/tmp/dashboard-official.png", full_page=True)

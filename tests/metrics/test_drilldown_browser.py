@@ -7,30 +7,21 @@ else to the test's temporary directory."""
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 
-from tests.browser import skip_without_chromium
+from tests.browser import raw_token, sign_in_to_dashboard, skip_without_chromium
 from tests.metrics import story
 
 skip_without_chromium()
 
 from playwright.sync_api import Page, expect  # noqa: E402
 
-from tests.metrics.test_dashboard_browser import VIEWPORT, raw, sign_in  # noqa: E402
+from tests.metrics.test_dashboard_browser import VIEWPORT  # noqa: E402
 from tests.outcomes.test_form_browser import TIMEOUT_MS, check_accessibility  # noqa: E402
 
 MAX_TABS = 300
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture
@@ -58,7 +49,7 @@ def test_from_the_headline_to_a_package_and_a_recipient_by_keyboard(
     page, server, shots, token, client, app, outcomes_app, outcomes_client, metrics_app, pump_events, run_jobs
 ):
     told = story.build(client, token, app, outcomes_app, outcomes_client, metrics_app, pump_events, run_jobs)
-    sign_in(page, server, raw(token("NCLCC", "leader", sub="chief@nclcc")))
+    sign_in_to_dashboard(page, server, raw_token(token("NCLCC", "leader", sub="chief@nclcc")))
     expect(page).to_have_url(re.compile(r"/dashboard$"))
     page.goto(server.url + "/dashboard?threat_area=drugs_supply")
     expect(page.locator("#card-return-rate")).to_contain_text("75%")

@@ -10,16 +10,13 @@ else to the test's temporary directory.
 from __future__ import annotations
 
 import io
-import os
 import re
-from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
 
-from tests.browser import skip_without_chromium
+from tests.browser import raw_token, sign_in_to_dashboard, skip_without_chromium
 from tests.metrics import scenario
-from tests.metrics.test_dashboard_browser import raw, sign_in
 
 skip_without_chromium()
 
@@ -28,13 +25,6 @@ from playwright.sync_api import expect  # noqa: E402
 
 TIMEOUT_MS = 10000
 AXE = Axe()
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture
@@ -62,7 +52,7 @@ def grave_problems(page) -> list[str]:
 
 
 def test_the_pack_opens_from_the_dashboard_and_prints_cleanly(page, server, history, token, shots, tmp_path):
-    sign_in(page, server, raw(token("NCLCC", "leader", sub="chief@nclcc")))
+    sign_in_to_dashboard(page, server, raw_token(token("NCLCC", "leader", sub="chief@nclcc")))
     expect(page).to_have_url(re.compile(r"/dashboard$"))
     page.get_by_label("Threat area").select_option("county_lines")
     page.get_by_role("button", name="Show figures").click()
@@ -129,7 +119,7 @@ def test_the_apis_html_opens_styled_and_clean(page, server, history, token):
     (allowed by the CSP's hash: no violation reported), and clean under axe-core."""
     problems: list[str] = []
     page.on("console", lambda message: message.type == "error" and problems.append(message.text))
-    page.set_extra_http_headers({"Authorization": f"Bearer {raw(token('NCLCC', 'leader'))}"})
+    page.set_extra_http_headers({"Authorization": f"Bearer {raw_token(token('NCLCC', 'leader'))}"})
     page.goto(server.url + "/api/v1/metrics/evidence-pack")
     expect(page.get_by_role("heading", level=1)).to_contain_text("Inspection evidence pack")
     assert page.get_by_role("navigation").count() == 0  # no dashboard links from the API

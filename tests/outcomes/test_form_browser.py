@@ -10,7 +10,6 @@ else to the test's temporary directory.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,13 +28,6 @@ from playwright.sync_api import Locator, Page, expect  # noqa: E402
 TIMEOUT_MS = 5000
 MAX_KEY_PRESSES = 200  # to reach any field of the form by Tab from anywhere on it
 AXE = Axe()
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def _open_page(browser, javascript: bool):
