@@ -55,11 +55,15 @@ def find_package(package_id: uuid.UUID) -> PackageState:
 def find_package_and_returns(package_id: uuid.UUID) -> tuple[PackageState, list[ReturnState]]:
     """``find_package``, with the package's returns read in the same query (its metrics)."""
     audit_target("package", package_id)
-    rows = get_session().execute(
-        select(PackageState, ReturnState)
-        .outerjoin(ReturnState, ReturnState.package_id == PackageState.package_id)
-        .where(PackageState.package_id == package_id)
-    ).all()
+    rows = (
+        get_session()
+        .execute(
+            select(PackageState, ReturnState)
+            .outerjoin(ReturnState, ReturnState.package_id == PackageState.package_id)
+            .where(PackageState.package_id == package_id)
+        )
+        .all()
+    )
     package = cleared_package(rows[0][0] if rows else None)
     return package, [ret for _, ret in rows if ret is not None]
 
