@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from rq.job import JobStatus
 from sqlalchemy import event as orm_events
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from shared import catchup, signing
 from shared.api import BaseSchema
@@ -232,8 +232,15 @@ def _locked_delivery(session: Session, models: SharedModels, event_id: str, subs
             models.OutboxDelivery.subscriber == subscriber,
         )
         .with_for_update(skip_locked=True)
+        .options(with_its_event(models))
     ).first()
     return delivery if delivery is not None and delivery.status == "pending" else None
+
+
+def with_its_event(models: SharedModels):
+    """Load each delivery's event in one query for all of them (not one per delivery, and not
+    the event's other deliveries): what a batch of 100 costs to read is two queries."""
+    return selectinload(models.OutboxDelivery.event).lazyload(models.OutboxEvent.deliveries)
 
 
 def _clear_relay_queued(settings: Settings, subscriber: str) -> None:
@@ -277,6 +284,7 @@ def fresh_deliveries(session: Session, models: SharedModels, subscriber: str, be
             .order_by(models.OutboxDelivery.id)
             .limit(MAX_BATCH - 1)
             .with_for_update(skip_locked=True)
+            .options(with_its_event(models))
         )
     )
 

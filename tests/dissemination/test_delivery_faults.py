@@ -436,3 +436,31 @@ def test_an_event_taken_back_by_a_savepoint_does_not_strand_the_rest(app, outcom
     run_jobs()  # the relay enqueued for the event taken back finds nothing, and hands on
     assert deliveries(app, [str(kept.id)]) == [("delivered", 1)]
     assert inbox_counts(outcomes_app, [str(kept.id)]) == [1]
+
+
+def test_a_batch_reads_its_events_at_once_whatever_its_size(app, outcomes_app, subscriber, run_jobs):
+    """A relay reads its batch's deliveries and their events in a fixed number of queries: 3 or
+    30 events in a batch cost the relay the same statements (not one more per event)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    settings = point_jobs_at(app, subscriber)
+    statements: list[str] = []
+
+    def keep(_conn, _cursor, statement, *_args):
+        if "outbox_" in statement:  # the relay's; the subscriber writes only its inbox
+            statements.append(statement.split()[0])
+
+    costs = {}
+    for size in (3, 30):
+        waiting = emit_pings(app, settings, size)
+        statements.clear()
+        event.listen(Engine, "before_cursor_execute", keep)
+        try:
+            run_jobs()
+        finally:
+            event.remove(Engine, "before_cursor_execute", keep)
+        assert deliveries(app, waiting) == [("delivered", 1)] * size
+        costs[size] = len(statements)
+    assert subscriber.batches[-2:] == [3, 30]
+    assert costs[30] == costs[3], costs
