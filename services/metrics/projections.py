@@ -26,9 +26,11 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from functools import cache
 from typing import cast
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Float, String, Table, bindparam, delete, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer
@@ -445,24 +447,49 @@ PROJECTIONS: dict[str, Callable[[Projector, dict], None]] = {
 
 
 def write_facts(session: Session, deltas: dict[FactKey, float]) -> None:
-    """Add each delta to its fact row: one upsert statement, compiled once and cached, sent with
-    all the rows (SQLAlchemy packs them into multi-row INSERTs)."""
+    """Add each delta to its fact row, in a fixed order (two writers never deadlock on the same
+    rows). On PostgreSQL, one upsert statement takes every row at once as five arrays
+    (``unnest``): one statement to plan and run however many rows, where one per row cost a
+    fifth of a bulk load. On SQLite, the upsert is sent once per row (executemany)."""
     if not deltas:
         return
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    table = cast(Table, Fact.__table__)
-    statement = insert(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.scope, table.c.key, table.c.metric, table.c.classification],
-        set_={"value": table.c.value + statement.excluded.value},
+    rows = sorted(deltas.items())
+    if session.get_bind().dialect.name == "postgresql":
+        columns = list(zip(*((s, k, m, c, float(v)) for (s, k, m, c), v in rows), strict=True))
+        session.connection().execute(
+            _facts_from_arrays(), dict(zip(("scopes", "keys", "metrics", "markings", "values"), columns, strict=True))
+        )
+        return
+    statement = _facts_upsert(sqlite_insert(FACTS))
+    session.connection().execute(
+        statement,
+        [{"scope": s, "key": k, "metric": m, "classification": c, "value": v} for (s, k, m, c), v in rows],
     )
-    # A fixed order: two writers never deadlock on the same rows.
-    rows = [
-        {"scope": s, "key": k, "metric": m, "classification": c, "value": v}
-        for (s, k, m, c), v in sorted(deltas.items())
-    ]
-    session.connection().execute(statement, rows)
+
+
+FACTS = cast(Table, Fact.__table__)
+
+
+def _facts_upsert(statement):
+    return statement.on_conflict_do_update(
+        index_elements=[FACTS.c.scope, FACTS.c.key, FACTS.c.metric, FACTS.c.classification],
+        set_={"value": FACTS.c.value + statement.excluded.value},
+    )
+
+
+@cache
+def _facts_from_arrays():
+    """INSERT INTO facts SELECT * FROM unnest(:scopes, :keys, :metrics, :markings, :values)
+    ON CONFLICT (...) DO UPDATE SET value = facts.value + excluded.value (PostgreSQL)."""
+    rows = func.unnest(
+        bindparam("scopes", type_=ARRAY(String)),
+        bindparam("keys", type_=ARRAY(String)),
+        bindparam("metrics", type_=ARRAY(String)),
+        bindparam("markings", type_=ARRAY(String)),
+        bindparam("values", type_=ARRAY(Float)),
+    ).table_valued("scope", "key", "metric", "classification", "value").render_derived()
+    names = ["scope", "key", "metric", "classification", "value"]
+    return _facts_upsert(pg_insert(FACTS).from_select(names, select(*(rows.c[name] for name in names))))
 
 
 def chunks(values: list, size: int = 900) -> Iterator[list]:
