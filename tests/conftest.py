@@ -309,7 +309,18 @@ def pump_events(app, outcomes_app):
             assert response.status_code == 200, response.get_json()
         return len(messages)
 
+    pump.delivered = delivered  # type: ignore[attr-defined]  # kept and given back by snapshot_world
     return pump
+
+
+@pytest.fixture
+def snapshot_world(request, app, outcomes_app, metrics_app, redis_conn, consumer, pump_events):
+    """``snapshot_world(build)``: what ``build`` returns (its arguments are the fixtures of the
+    same names), on the world it made: built by the first test in this process that asks, then
+    restored, rows, Redis, mail and events, for each test after (tests/snapshot.py says why)."""
+    from tests import snapshot
+
+    return lambda build: snapshot.world(build, request, redis_conn, consumer, pump_events, _TMP / "mail")
 
 
 @pytest.fixture

@@ -135,6 +135,23 @@ def pump_to_metrics(pump_events, app, outcomes_app, metrics_app) -> None:
     pump_events(source=outcomes_app, target=metrics_app)
 
 
+def history(client, token, app, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs) -> dict:
+    """``build``'s history (A, B, C), carried to the metrics service."""
+    built = build(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs)
+    pump_to_metrics(pump_events, app, outcomes_app, metrics_app)
+    return built
+
+
+def mixed_history(client, token, app, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs) -> dict:
+    """``build``'s history (A, B, C: OFFICIAL-SENSITIVE) and E (``add_official_package``: OFFICIAL,
+    to GMP, graded 3C, a final return reporting enforcement, 7 arrests, the intelligence judged
+    false), carried to the metrics service."""
+    built = build(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs)
+    e = add_official_package(client, token, outcomes_client, pump_events, run_jobs)
+    pump_to_metrics(pump_events, app, outcomes_app, metrics_app)
+    return {**built, "e": e}
+
+
 OFFICIAL_TITLE = "Firearm kept at a Salford lock-up"
 
 

@@ -24,13 +24,10 @@ OFFICIAL_TITLE = scenario.OFFICIAL_TITLE
 
 
 @pytest.fixture
-def history(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs, app):
+def history(snapshot_world):
     """scenario.py's history (A, B, C: OFFICIAL-SENSITIVE) and E: OFFICIAL, to GMP, graded 3C,
     a final return reporting enforcement, 7 arrests, the intelligence judged false."""
-    built = scenario.build(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs)
-    e = scenario.add_official_package(client, token, outcomes_client, pump_events, run_jobs)
-    scenario.pump_to_metrics(pump_events, app, outcomes_app, metrics_app)
-    return {**built, "e": e}
+    return snapshot_world(scenario.mixed_history)
 
 
 def official_leader(token):

@@ -20,10 +20,8 @@ VIEWPORT = {"width": 1280, "height": 800}
 
 
 @pytest.fixture
-def history(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs, app):
-    built = scenario.build(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs)
-    scenario.pump_to_metrics(pump_events, app, outcomes_app, metrics_app)
-    return built
+def history(snapshot_world):
+    return snapshot_world(scenario.history)
 
 
 @pytest.fixture
@@ -229,11 +227,8 @@ def test_many_organisations_fold_away(page, server, metrics_app, token):
 
 
 @pytest.fixture
-def mixed_history(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs, app):
-    built = scenario.build(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs)
-    e = scenario.add_official_package(client, token, outcomes_client, pump_events, run_jobs)
-    scenario.pump_to_metrics(pump_events, app, outcomes_app, metrics_app)
-    return {**built, "e": e}
+def mixed_history(snapshot_world):
+    return snapshot_world(scenario.mixed_history)
 
 
 def test_an_official_leader_reads_only_official_packages(page, server, mixed_history, token):

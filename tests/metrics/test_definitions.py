@@ -97,7 +97,11 @@ def filed(outcomes_client, token, org, return_id, **changes) -> None:
 
 
 @pytest.fixture
-def world(client, token, app, outcomes_app, outcomes_client, metrics_app, pump_events, run_jobs):
+def world(snapshot_world):
+    return snapshot_world(build_world)
+
+
+def build_world(client, token, app, outcomes_app, outcomes_client, metrics_app, pump_events, run_jobs):
     from tests.dissemination.helpers import issue_package
 
     p = issue_package(client, token(), recipients=["ROCU-NW", "MPS", "WMP", "CHESHIRE"], threat_area="drugs_supply")

@@ -22,8 +22,8 @@ from tests.metrics.test_rebuild import log_fetcher
 
 
 @pytest.fixture
-def told(client, token, app, outcomes_app, outcomes_client, metrics_app, pump_events, run_jobs):
-    return story.build(client, token, app, outcomes_app, outcomes_client, metrics_app, pump_events, run_jobs)
+def told(snapshot_world):
+    return snapshot_world(story.build)
 
 
 def leader(token, **changes):

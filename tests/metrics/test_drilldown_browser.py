@@ -45,10 +45,8 @@ def tab_to_link(page: Page, href: str) -> None:
     raise AssertionError(f"no link to {href} within {MAX_TABS} presses of Tab")
 
 
-def test_from_the_headline_to_a_package_and_a_recipient_by_keyboard(
-    page, server, shots, token, client, app, outcomes_app, outcomes_client, metrics_app, pump_events, run_jobs
-):
-    told = story.build(client, token, app, outcomes_app, outcomes_client, metrics_app, pump_events, run_jobs)
+def test_from_the_headline_to_a_package_and_a_recipient_by_keyboard(page, server, shots, token, snapshot_world):
+    told = snapshot_world(story.build)  # built already if test_drilldown.py ran first in this process
     sign_in_to_dashboard(page, server, raw_token(token("NCLCC", "leader", sub="chief@nclcc")))
     expect(page).to_have_url(re.compile(r"/dashboard$"))
     page.goto(server.url + "/dashboard?threat_area=drugs_supply")

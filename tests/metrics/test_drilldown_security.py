@@ -16,11 +16,8 @@ from tests.metrics.test_dashboard_security import audit_rows
 
 
 @pytest.fixture
-def mixed(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs, app):
-    built = scenario.build(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs)
-    e = scenario.add_official_package(client, token, outcomes_client, pump_events, run_jobs)
-    scenario.pump_to_metrics(pump_events, app, outcomes_app, metrics_app)
-    return {**built, "e": e}
+def mixed(snapshot_world):
+    return snapshot_world(scenario.mixed_history)
 
 
 def pages(mixed) -> list[str]:

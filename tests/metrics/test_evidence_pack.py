@@ -232,12 +232,9 @@ def test_only_leaders_read_the_pack(metrics_client, token):
 
 
 @pytest.fixture
-def history(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs, app):
+def history(snapshot_world):
     """scenario.py's A, B, C (OFFICIAL-SENSITIVE) and E (OFFICIAL)."""
-    built = scenario.build(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs)
-    e = scenario.add_official_package(client, token, outcomes_client, pump_events, run_jobs)
-    scenario.pump_to_metrics(pump_events, app, outcomes_app, metrics_app)
-    return {**built, "e": e}
+    return snapshot_world(scenario.mixed_history)
 
 
 def test_a_reader_sees_and_is_counted_only_what_their_clearance_allows(history, metrics_client, token):

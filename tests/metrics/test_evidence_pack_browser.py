@@ -28,11 +28,8 @@ AXE = Axe()
 
 
 @pytest.fixture
-def history(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs, app):
-    built = scenario.build(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs)
-    e = scenario.add_official_package(client, token, outcomes_client, pump_events, run_jobs)
-    scenario.pump_to_metrics(pump_events, app, outcomes_app, metrics_app)
-    return {**built, "e": e}
+def history(snapshot_world):
+    return snapshot_world(scenario.mixed_history)
 
 
 @pytest.fixture

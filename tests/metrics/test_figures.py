@@ -8,10 +8,8 @@ from tests.metrics import scenario
 
 
 @pytest.fixture
-def history(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs, app):
-    built = scenario.build(client, token, outcomes_app, outcomes_client, pump_events, metrics_app, run_jobs)
-    scenario.pump_to_metrics(pump_events, app, outcomes_app, metrics_app)
-    return built
+def history(snapshot_world):
+    return snapshot_world(scenario.history)
 
 
 def leader(token):
