@@ -481,13 +481,17 @@ def _facts_upsert(statement):
 def _facts_from_arrays():
     """INSERT INTO facts SELECT * FROM unnest(:scopes, :keys, :metrics, :markings, :values)
     ON CONFLICT (...) DO UPDATE SET value = facts.value + excluded.value (PostgreSQL)."""
-    rows = func.unnest(
-        bindparam("scopes", type_=ARRAY(String)),
-        bindparam("keys", type_=ARRAY(String)),
-        bindparam("metrics", type_=ARRAY(String)),
-        bindparam("markings", type_=ARRAY(String)),
-        bindparam("values", type_=ARRAY(Float)),
-    ).table_valued("scope", "key", "metric", "classification", "value").render_derived()
+    rows = (
+        func.unnest(
+            bindparam("scopes", type_=ARRAY(String)),
+            bindparam("keys", type_=ARRAY(String)),
+            bindparam("metrics", type_=ARRAY(String)),
+            bindparam("markings", type_=ARRAY(String)),
+            bindparam("values", type_=ARRAY(Float)),
+        )
+        .table_valued("scope", "key", "metric", "classification", "value")
+        .render_derived()
+    )
     names = ["scope", "key", "metric", "classification", "value"]
     return _facts_upsert(pg_insert(FACTS).from_select(names, select(*(rows.c[name] for name in names))))
 
