@@ -241,3 +241,9 @@ def commit(session: Session) -> None:
         session.flush()
     else:
         session.commit()
+
+
+def chunks(values: list, size: int = 900) -> Iterator[list]:
+    """``values`` in lists short enough for one IN (...) on either database."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

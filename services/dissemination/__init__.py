@@ -8,7 +8,7 @@ import click
 from flask import Flask, current_app
 
 from services.dissemination import cron, jobs
-from services.dissemination.feedback import EVENT_HANDLERS
+from services.dissemination.feedback import EVENT_HANDLERS, apply_events
 from services.dissemination.models import Base, shared_models
 from shared.service import Service, create_service_app
 
@@ -51,6 +51,7 @@ SERVICE = Service(
     models=shared_models,
     migrations=Path(__file__).parent / "migrations",
     event_handlers=EVENT_HANDLERS,
+    batch_event_handler=apply_events,
     subscribers=("outcomes", "metrics"),
     signs_webhooks=True,
     jobs=jobs,

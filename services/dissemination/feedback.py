@@ -6,11 +6,13 @@ import uuid
 from datetime import datetime
 
 from flask import current_app
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.dissemination import onward
 from services.dissemination.issuing import record_acknowledgement
 from services.dissemination.models import Dissemination
+from shared.db import chunks
 
 
 def on_outcome_filed(session: Session, event: dict) -> None:
@@ -58,3 +60,25 @@ def on_return_extended(session: Session, event: dict) -> None:
 
 
 EVENT_HANDLERS = {"outcome.filed": after_outcome_filed, "return.extended": on_return_extended}
+
+
+def apply_events(session: Session, events: list[dict]) -> None:
+    """A batch of events from the outcomes service, each applied as if alone, after the
+    disseminations they name are read and locked at once (in a fixed order: two batches never
+    deadlock), with their packages: each event then finds its dissemination in the session
+    instead of reading it, and its package, again."""
+    return_ids = sorted(
+        {uuid.UUID(event["payload"]["return_id"]) for event in events if event["payload"].get("return_id")}
+    )
+    read: list[Dissemination] = []  # held here: the session keeps what it loaded only while in use
+    for chunk in chunks(return_ids):
+        read.extend(
+            session.scalars(
+                select(Dissemination)
+                .where(Dissemination.id.in_(chunk))
+                .order_by(Dissemination.id)
+                .with_for_update(of=Dissemination)
+            )
+        )
+    for event in events:
+        EVENT_HANDLERS[event["type"]](session, event)

@@ -18,7 +18,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from services.dissemination import delivery
 from services.dissemination.models import Dissemination, Organisation, Package, shared_models
@@ -34,8 +34,13 @@ log = get_logger(__name__)
 def follow_pass_on(session: Session, settings: Settings, event: dict) -> None:
     """Bring the dissemination's onward ones in line with the return just filed (any version)."""
     payload = event["payload"]
+    # Its package is not read again with the lock: it is looked up in the session when needed
+    # (a batch has read every package it names, services.dissemination.feedback.apply_events).
     source = session.scalars(
-        select(Dissemination).where(Dissemination.id == uuid.UUID(payload["return_id"])).with_for_update()
+        select(Dissemination)
+        .where(Dissemination.id == uuid.UUID(payload["return_id"]))
+        .with_for_update(of=Dissemination)
+        .options(lazyload(Dissemination.package))
     ).first()
     if source is None:
         return

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import cache
 from typing import cast
@@ -38,6 +38,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from services.metrics.definitions import results_words
 from services.metrics.models import Fact, Organisation, PackageState, ReturnState, TimelineEntry
+from shared.db import chunks
 from shared.vocabulary import ACTIONED, RESULT_FIELDS
 
 HOURS_CAP = 24 * 400
@@ -494,12 +495,6 @@ def _facts_from_arrays():
     )
     names = ["scope", "key", "metric", "classification", "value"]
     return _facts_upsert(pg_insert(FACTS).from_select(names, select(*(rows.c[name] for name in names))))
-
-
-def chunks(values: list, size: int = 900) -> Iterator[list]:
-    """``values`` in lists short enough for one IN (...) on either database."""
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def facts_of_packages(session: Session, package_ids: list[uuid.UUID]) -> dict[uuid.UUID, Counter]:

@@ -246,3 +246,41 @@ def test_a_batch_must_be_signed_and_within_its_size(client, app):
     assert empty.status_code == 422 and "events" in empty.get_json()["errors"]["json"]
     malformed = signed_batch(client, secret, [{"id": "not-a-uuid"}])
     assert malformed.status_code == 422 and "events" in malformed.get_json()["errors"]["json"]
+
+
+def test_a_batch_reads_its_disseminations_at_once(client, token, app):
+    """A batch of outcome.filed events reads the disseminations it names, with their packages,
+    in one go: each further event costs at most two reads (its lock and its onward check), not
+    one query for its dissemination and more for its package's recipients."""
+    from sqlalchemy import event
+
+    forces = ["GMP", "MPS", "WMP", "MERSEY", "LANCS", "CHESHIRE", "KENT", "ESSEX"]
+    for force in forces:
+        issue_package(client, token(), recipients=[force])
+    secret = app.extensions["settings"].event_secret
+    engine = app.extensions["database"].engine
+    reads: list[str] = []
+
+    def keep(_conn, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("SELECT"):
+            reads.append(statement)
+
+    costs = {}
+    for forces_in_batch in (forces[:2], forces[2:]):
+        ids = [
+            client.get("/api/v1/inbox", headers=token(force, "recipient")).get_json()[0]["id"]
+            for force in forces_in_batch
+        ]
+        reads.clear()
+        event.listen(engine, "before_cursor_execute", keep)
+        try:
+            answer = signed_batch(client, secret, [outcome_event(i) for i in ids])
+        finally:
+            event.remove(engine, "before_cursor_execute", keep)
+        assert [row["result"] for row in answer.get_json()["results"]] == ["applied"] * len(ids)
+        costs[len(ids)] = len(reads)
+        for force, dissemination in zip(forces_in_batch, ids, strict=True):
+            item = client.get(f"/api/v1/disseminations/{dissemination}", headers=token(force, "recipient")).get_json()
+            assert item["status"] == "returned"
+    per_event = (costs[6] - costs[2]) / 4
+    assert per_event <= 2, costs

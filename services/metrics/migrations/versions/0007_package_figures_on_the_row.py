@@ -29,7 +29,8 @@ def upgrade() -> None:
         sa.Column("figures", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True),
     )
     from services.metrics.models import PackageState
-    from services.metrics.projections import chunks, facts_of_packages, own_figures
+    from services.metrics.projections import facts_of_packages, own_figures
+    from shared.db import chunks
 
     session = Session(bind=op.get_bind())
     try:
