@@ -32,9 +32,11 @@ def main() -> None:
     from services.outcomes import SERVICE
     from services.outcomes.chasing import SWEEP_BATCH, sweep
     from shared.db import Database
+    from shared.logs import configure_logging
     from shared.migrate import upgrade
 
     settings = settings_for("outcomes")
+    configure_logging("bench-chase", settings)  # as the cron logs: LOG_LEVEL, not every debug line
     if not settings.on_postgres:
         total = min(total, int(os.environ.get("BENCH_OPEN_SQLITE", "100000")))
     database = Database(settings)

@@ -31,7 +31,7 @@ from marshmallow import fields, validate
 from redis.exceptions import RedisError
 from rq.job import JobStatus
 from sqlalchemy import event as orm_events
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, selectinload
 
 from shared import catchup, signing
@@ -80,21 +80,70 @@ def emit(
         id=uuid.uuid4(),
         type=event_type,
         aggregate_id=str(aggregate_id),
-        payload=json.loads(json.dumps(payload, default=str)),
+        payload=_plain(payload),
         occurred_at=utcnow(),
         request_id=current_request_id(),
     )
     session.add(event)
     log.debug("event emitted", type=event_type, event_id=str(event.id))
+    for subscriber in settings.subscribers:
+        session.add(models.OutboxDelivery(event_id=event.id, subscriber=subscriber, status="pending", attempts=0))
+    _relay_after_commit(session, settings, event.id)
+    return event
+
+
+def emit_many(
+    session: Session,
+    models: SharedModels,
+    settings: Settings,
+    event_type: str,
+    events: list[tuple[str | uuid.UUID, dict]],
+) -> list[uuid.UUID]:
+    """``emit`` for many events of one type, ``(aggregate id, payload)`` each: two multi-row
+    inserts (the events, their deliveries) however many there are, where the unit of work
+    would track an object per row (the chase sweep's hundreds of ``return.overdue``). Their ids."""
+    if not events:
+        return []
+    session.flush()  # events the transaction emitted before keep their place in the outbox's order
+    occurred_at, request_id = utcnow(), current_request_id()
+    ids = [uuid.uuid4() for _ in events]
+    rows = [
+        {
+            "id": event_id,
+            "type": event_type,
+            "aggregate_id": str(aggregate_id),
+            "payload": _plain(payload),
+            "occurred_at": occurred_at,
+            "request_id": request_id,
+        }
+        for event_id, (aggregate_id, payload) in zip(ids, events, strict=True)
+    ]
+    session.execute(insert(models.OutboxEvent), rows)
+    deliveries = [
+        {"event_id": event_id, "subscriber": subscriber, "status": "pending", "attempts": 0}
+        for event_id in ids
+        for subscriber in settings.subscribers
+    ]
+    if deliveries:
+        session.execute(insert(models.OutboxDelivery), deliveries)
+    log.debug("events emitted", type=event_type, count=len(rows))
+    _relay_after_commit(session, settings, ids[0])
+    return ids
+
+
+def _plain(payload: dict) -> dict:
+    """The payload as JSON will carry it (dates and ids as text)."""
+    return json.loads(json.dumps(payload, default=str))
+
+
+def _relay_after_commit(session: Session, settings: Settings, event_id: uuid.UUID) -> None:
     # One relay per subscriber for the whole transaction: it takes the transaction's other events
     # in its batch (all committed together), and a full batch hands on to the next.
     relayed = session.info.setdefault(RELAYED_IN_TRANSACTION, set())
     for subscriber in settings.subscribers:
-        session.add(models.OutboxDelivery(event_id=event.id, subscriber=subscriber, status="pending", attempts=0))
         if subscriber not in relayed:
             relayed.add(subscriber)
-            after_commit(session, _enqueue_relay_later(settings, event.id, subscriber, new_event=True))
-    return event
+            after_commit(session, _enqueue_relay_later(settings, event_id, subscriber, new_event=True))
 
 
 RELAYED_IN_TRANSACTION = "outbox_relayed_subscribers"

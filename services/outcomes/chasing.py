@@ -28,7 +28,7 @@ from shared.errors import Conflict, Invalid
 from shared.form_links import form_url
 from shared.local_time import date_time_words, date_words
 from shared.notify import Contact, Notification, NotificationError, Sending, send_with_fallback
-from shared.outbox import emit
+from shared.outbox import emit, emit_many
 from shared.queue import enqueue, enqueue_new, is_final_try, retry
 from shared.settings import Settings
 from shared.wording import EmailBody
@@ -144,17 +144,23 @@ def sweep(session: Session, settings: Settings, now: datetime | None = None) -> 
             counts["skipped" if result == "skipped" else "claimed"] += 1
             if result == "pending":
                 claimed.append(entry_id)
-    for expected in candidates:
-        logged = logged_by_return[expected.id]
-        if now > expected.due_at and {step["name"] for step in steps} <= logged:
-            expected.ladder_done_at = now  # nothing left to send: later sweeps pass it by
-        if now > expected.due_at and expected.overdue_emitted_at is None:
-            expected.overdue_emitted_at = now
-            emit(
-                session,
-                shared_models,
-                settings,
-                "return.overdue",
+    # Each in one statement for the batch, not an UPDATE per return: both take the same ``now``.
+    ladder_done = [
+        expected.id
+        for expected in candidates
+        if now > expected.due_at and {step["name"] for step in steps} <= logged_by_return[expected.id]
+    ]
+    overdue = [expected for expected in candidates if now > expected.due_at and expected.overdue_emitted_at is None]
+    for column, ids in (("ladder_done_at", ladder_done), ("overdue_emitted_at", [e.id for e in overdue])):
+        if ids:  # nothing left to send (later sweeps pass it by); its overdue event emitted
+            session.execute(update(ExpectedReturn).where(ExpectedReturn.id.in_(ids)).values({column: now}))
+    emit_many(
+        session,
+        shared_models,
+        settings,
+        "return.overdue",
+        [
+            (
                 expected.id,
                 {
                     "return_id": str(expected.id),
@@ -165,7 +171,10 @@ def sweep(session: Session, settings: Settings, now: datetime | None = None) -> 
                     "overdue_at": now.isoformat(),
                 },
             )
-            counts["overdue"] += 1
+            for expected in overdue
+        ],
+    )
+    counts["overdue"] = len(overdue)
     session.flush()
     after_commit(session, lambda: enqueue_sends(settings, claimed))
     session.commit()

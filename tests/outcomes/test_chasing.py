@@ -104,6 +104,22 @@ def test_the_return_is_listed_overdue_and_an_event_is_emitted_once(
     assert [e["payload"]["return_id"] for e in consumer.of_type("return.overdue")] == [rid]
 
 
+def test_returns_overdue_in_one_sweep_each_get_one_event_in_order(chase, outcomes_app, consumer, run_jobs):
+    """A sweep that finds many returns late emits their events together (one insert): each
+    return's own event, once, delivered, and nothing again from the next sweep."""
+    sweep_at, _ = chase
+    ids = [issue_return(outcomes_app, due_in_seconds=5 + n / 10) for n in range(3)]
+    assert sweep_at(6)["overdue"] == 3
+    assert sweep_at(7)["overdue"] == 0
+    run_jobs("outcomes")
+    events = consumer.of_type("return.overdue")
+    assert sorted(e["payload"]["return_id"] for e in events) == sorted(ids)
+    assert len({e["id"] for e in events}) == 3
+    assert all(e["payload"]["organisation"] == "GMP" and e["payload"]["overdue_at"] for e in events)
+    positions = [e["position"] for e in events]
+    assert positions == sorted(positions)
+
+
 def test_a_final_return_stops_the_ladder(chase, outcomes_app, outcomes_client, token):
     _, sweep_and_send = chase
     rid = issue_return(outcomes_app, due_in_seconds=10)
