@@ -12,19 +12,20 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from typing import cast
 
 import requests
 from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Api, Blueprint, abort
 from marshmallow import fields, validate
-from sqlalchemy import select
+from sqlalchemy import Table, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import guard, signing
 from shared.api import BaseSchema
-from shared.db import get_session
+from shared.db import get_session, insert_rows
 from shared.logs import bind_request_id, get_logger
 from shared.models import InboxEventMixin, SharedModels
 from shared.settings import Settings
@@ -122,10 +123,14 @@ def apply_events_once(
     fresh = unseen_positions(session, models.InboxEvent, ids)
 
     def record_and_apply(positions: list[int]) -> None:
-        for position in positions:
-            message = messages[position]
-            session.add(models.InboxEvent(event_id=ids[position], type=message["type"], source=message["source"]))
-        session.flush()
+        insert_rows(
+            session,
+            cast(Table, inspect(models.InboxEvent).local_table),
+            [
+                {"event_id": ids[position], "type": messages[position]["type"], "source": messages[position]["source"]}
+                for position in positions
+            ],
+        )
         handled = [messages[p] for p in positions if messages[p]["type"] in handlers]
         if batch_handler is not None:
             batch_handler(session, handled)

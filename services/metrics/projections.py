@@ -29,8 +29,7 @@ from datetime import datetime
 from functools import cache
 from typing import cast
 
-from sqlalchemy import Float, String, Table, bindparam, delete, func, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Table, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer
@@ -38,7 +37,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from services.metrics.definitions import results_words
 from services.metrics.models import Fact, Organisation, PackageState, ReturnState, TimelineEntry
-from shared.db import chunks
+from shared.db import chunks, insert_rows, rows_as_json, rows_from_json
 from shared.vocabulary import ACTIONED, RESULT_FIELDS
 
 HOURS_CAP = 24 * 400
@@ -187,6 +186,9 @@ class Projector:
         self.package_counted_before: dict[uuid.UUID, tuple[PackageState, Counter]] = {}
         self.touched_packages: set[uuid.UUID] = set()
         self.timeline: dict[uuid.UUID, dict] = {}  # rows for the package timelines, by event id
+        # Returns the batch creates: kept out of the session and written in one statement by
+        # ``flush`` (the ORM would send a long multi-row INSERT, parsed anew each time).
+        self.new_returns: list[ReturnState] = []
 
     def prefetch(self, events: list[dict]) -> None:
         """Read every package and return the batch's events name, in a few queries, instead of
@@ -240,7 +242,7 @@ class Projector:
                 found = ReturnState(
                     return_id=return_id, version=0, delivery_failed=False, overdue=False, withdrawn=False, chases_sent=0
                 )
-                self.session.add(found)
+                self.new_returns.append(found)
             self.returns[return_id] = found
             self._index(found)
         return self.returns[return_id]
@@ -419,6 +421,12 @@ class Projector:
     # -- writing ----------------------------------------------------------------------------
     def flush(self) -> None:
         self.session.flush()
+        insert_rows(
+            self.session,
+            RETURNS,
+            [{column.name: getattr(ret, column.name) for column in RETURNS.columns} for ret in self.new_returns],
+        )
+        self.new_returns.clear()
         write_facts(self.session, {k: v for k, v in self.differences().items() if v})
         write_timeline(self.session, list(self.timeline.values()))
         self.timeline.clear()
@@ -449,26 +457,24 @@ PROJECTIONS: dict[str, Callable[[Projector, dict], None]] = {
 
 def write_facts(session: Session, deltas: dict[FactKey, float]) -> None:
     """Add each delta to its fact row, in a fixed order (two writers never deadlock on the same
-    rows). On PostgreSQL, one upsert statement takes every row at once as five arrays
-    (``unnest``): one statement to plan and run however many rows, where one per row cost a
-    fifth of a bulk load. On SQLite, the upsert is sent once per row (executemany)."""
+    rows). On PostgreSQL, one upsert statement takes every row at once as one JSON document
+    (``shared.db.rows_from_json``): one statement to plan and run however many rows, where one
+    per row cost a fifth of a bulk load. On SQLite, the upsert is sent once per row (executemany)."""
     if not deltas:
         return
-    rows = sorted(deltas.items())
+    rows = [
+        {"scope": s, "key": k, "metric": m, "classification": c, "value": float(v)}
+        for (s, k, m, c), v in sorted(deltas.items())
+    ]
     if session.get_bind().dialect.name == "postgresql":
-        columns = list(zip(*((s, k, m, c, float(v)) for (s, k, m, c), v in rows), strict=True))
-        session.connection().execute(
-            _facts_from_arrays(), dict(zip(("scopes", "keys", "metrics", "markings", "values"), columns, strict=True))
-        )
+        session.connection().execute(_facts_from_json(), {"rows": rows_as_json(rows)})
         return
-    statement = _facts_upsert(sqlite_insert(FACTS))
-    session.connection().execute(
-        statement,
-        [{"scope": s, "key": k, "metric": m, "classification": c, "value": v} for (s, k, m, c), v in rows],
-    )
+    session.connection().execute(_facts_upsert(sqlite_insert(FACTS)), rows)
 
 
 FACTS = cast(Table, Fact.__table__)
+RETURNS = cast(Table, ReturnState.__table__)
+FACT_COLUMNS = ("scope", "key", "metric", "classification", "value")
 
 
 def _facts_upsert(statement):
@@ -479,22 +485,11 @@ def _facts_upsert(statement):
 
 
 @cache
-def _facts_from_arrays():
-    """INSERT INTO facts SELECT * FROM unnest(:scopes, :keys, :metrics, :markings, :values)
-    ON CONFLICT (...) DO UPDATE SET value = facts.value + excluded.value (PostgreSQL)."""
-    rows = (
-        func.unnest(
-            bindparam("scopes", type_=ARRAY(String)),
-            bindparam("keys", type_=ARRAY(String)),
-            bindparam("metrics", type_=ARRAY(String)),
-            bindparam("markings", type_=ARRAY(String)),
-            bindparam("values", type_=ARRAY(Float)),
-        )
-        .table_valued("scope", "key", "metric", "classification", "value")
-        .render_derived()
-    )
-    names = ["scope", "key", "metric", "classification", "value"]
-    return _facts_upsert(pg_insert(FACTS).from_select(names, select(*(rows.c[name] for name in names))))
+def _facts_from_json():
+    """INSERT INTO facts SELECT ... FROM jsonb_to_recordset(:rows) ON CONFLICT (...) DO UPDATE
+    SET value = facts.value + excluded.value (PostgreSQL)."""
+    rows = rows_from_json(FACTS, FACT_COLUMNS)
+    return _facts_upsert(pg_insert(FACTS).from_select(list(FACT_COLUMNS), select(*rows.c)))
 
 
 def facts_of_packages(session: Session, package_ids: list[uuid.UUID]) -> dict[uuid.UUID, Counter]:
@@ -599,16 +594,9 @@ def timeline_row(event: dict) -> dict | None:
 
 
 def write_timeline(session: Session, rows: list[dict]) -> None:
-    """Insert the batch's timeline rows, as ``write_facts`` writes its: one statement, compiled once
-    and cached, sent with all the rows (SQLAlchemy packs them into multi-row INSERTs); a row
-    already there (the same event applied again) is left as it is."""
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    table = cast(Table, TimelineEntry.__table__)
-    statement = insert(table).on_conflict_do_nothing(index_elements=[table.c.event_id])
-    session.connection().execute(statement, rows)
+    """Insert the batch's timeline rows in one statement (``shared.db.insert_rows``); a row already
+    there (the same event applied again) is left as it is."""
+    insert_rows(session, cast(Table, TimelineEntry.__table__), rows, skip_existing=("event_id",))
 
 
 def own_figures(facts: Counter) -> dict[str, float]:

@@ -1,0 +1,88 @@
+"""``shared.db.insert_rows``: many rows in one statement (on PostgreSQL, one JSON document), read
+back exactly as given: ids, aware timestamps in UTC, JSON documents with awkward text, Python
+defaults for columns left out; rows already there left as they are; bad rows refused whole."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from typing import cast
+
+import pytest
+from sqlalchemy import Table, select
+
+from services.metrics.models import TimelineEntry
+from shared.db import insert_rows
+
+TIMELINE = cast(Table, TimelineEntry.__table__)
+
+
+def timeline_row(**changes) -> dict:
+    row = {
+        "event_id": uuid.uuid4(),
+        "package_id": uuid.uuid4(),
+        "return_id": None,
+        "organisation": "GMP",
+        "kind": "returned",
+        "occurred_at": datetime(2026, 3, 1, 12, 30, tzinfo=UTC),
+        "detail": {"note": 'quotes " commas, braces {} back\\slash, ünïcode, new\nline', "version": 2},
+    }
+    return row | changes
+
+
+def test_rows_are_read_back_as_they_were_given(metrics_app):
+    session = metrics_app.extensions["database"].session()
+    try:
+        plus_two = timezone(timedelta(hours=2))
+        rows = [
+            timeline_row(),
+            timeline_row(
+                return_id=uuid.uuid4(), organisation=None, occurred_at=datetime(2026, 3, 2, 9, tzinfo=plus_two)
+            ),
+        ]
+        without_detail = {key: value for key, value in timeline_row(kind="withdrawn").items() if key != "detail"}
+        insert_rows(session, TIMELINE, rows)
+        insert_rows(session, TIMELINE, [without_detail])
+        session.commit()
+
+        stored = {entry.event_id: entry for entry in session.scalars(select(TimelineEntry))}
+        assert set(stored) == {rows[0]["event_id"], rows[1]["event_id"], without_detail["event_id"]}
+        for row in rows:
+            entry = stored[row["event_id"]]
+            assert (entry.package_id, entry.return_id, entry.organisation, entry.kind, entry.detail) == (
+                row["package_id"],
+                row["return_id"],
+                row["organisation"],
+                row["kind"],
+                row["detail"],
+            )
+            assert entry.occurred_at == row["occurred_at"]
+        assert stored[rows[1]["event_id"]].occurred_at == datetime(2026, 3, 2, 7, tzinfo=UTC)
+        assert stored[without_detail["event_id"]].detail == {}  # the column's Python default
+    finally:
+        session.close()
+
+
+def test_rows_already_there_are_left_as_they_are(metrics_app):
+    session = metrics_app.extensions["database"].session()
+    try:
+        first = timeline_row()
+        insert_rows(session, TIMELINE, [first], skip_existing=("event_id",))
+        again = first | {"kind": "changed", "detail": {}}
+        insert_rows(session, TIMELINE, [again, timeline_row()], skip_existing=("event_id",))
+        session.commit()
+        kinds = sorted(session.scalars(select(TimelineEntry.kind)))
+        assert kinds == ["returned", "returned"]
+    finally:
+        session.close()
+
+
+def test_a_naive_timestamp_refuses_the_whole_batch(metrics_app):
+    session = metrics_app.extensions["database"].session()
+    try:
+        with pytest.raises(Exception, match="naive datetime"):
+            insert_rows(session, TIMELINE, [timeline_row(), timeline_row(occurred_at=datetime(2026, 3, 1, 12, 30))])
+        session.rollback()
+        assert session.scalars(select(TimelineEntry)).all() == []
+    finally:
+        session.close()
