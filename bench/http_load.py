@@ -378,6 +378,9 @@ def main() -> int:
         flush=True,
     )
     system = System(run_dir, settings=BENCH_SETTINGS, ladder=None, database_url=database_url)
+    # A bench stopped with SIGTERM (kill, a CI timeout) stops what it started, as Ctrl-C does:
+    # without this, its supervisord and gunicorns outlive it and load the next run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     reference = None
     results = Results()
     try:
