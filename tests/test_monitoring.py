@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -249,15 +250,24 @@ def test_gunicorn_workers_are_added_up_in_multiprocess_mode(migrated, tmp_path):
     try:
         _wait_until_up(process, base, log)
         counted = value(_scrape_url(base), "ofs_http_requests_total", route="/healthz", status="200")
-        sent = 0
+        # Linux hands a new connection to the worker that went back to accept() last, so requests
+        # sent one after another may all go to one worker. A request whose headers are not finished
+        # holds the worker that took it (a sync worker reads it to the end): the next ones go to
+        # the other worker; then it is finished and answered, so both workers have answered.
+        stalled = socket.create_connection(("127.0.0.1", port), timeout=30)
+        stalled.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        sent = 1
         worker_files: set[str] = set()
         deadline = time.monotonic() + 60
-        # Until both workers have answered (each writes its own file), within bounds.
-        while len(worker_files) < 2 and sent < 400 and time.monotonic() < deadline:
-            with requests.Session() as once:  # a new connection each time: either worker may take it
+        while sent < 20 and time.monotonic() < deadline:
+            with requests.Session() as once:  # a new connection each time
                 assert once.get(f"{base}/healthz", headers={"X-Request-ID": f"probe-{sent}"}, timeout=30).ok
             sent += 1
-            worker_files = {path.name for path in multiproc.glob("counter_*.db")}
+        stalled.sendall(b"Connection: close\r\n\r\n")
+        with stalled, stalled.makefile("rb") as answer:
+            assert answer.readline().split()[1] == b"200"
+            answer.read()
+        worker_files = {path.name for path in multiproc.glob("counter_*.db")}
         assert len(worker_files) == 2, f"one worker answered all {sent} requests"
         assert "counter_999999.db" not in worker_files, "the master empties the directory when it starts"
         for _ in range(4):  # scrapes answered by either worker agree
