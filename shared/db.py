@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import time
+import typing
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
     text,
 )
@@ -269,8 +271,8 @@ def chunks(values: list, size: int = 900) -> Iterator[list]:
         yield values[start : start + size]
 
 
-def insert_rows(session: Session, table: Table, rows: list[dict], *, skip_existing: tuple[str, ...] = ()) -> None:
-    """Insert many rows into ``table`` in the session's transaction, in one statement.
+def insert_rows(session: Session, model: type, rows: list[dict], *, skip_existing: tuple[str, ...] = ()) -> None:
+    """Insert many rows into ``model``'s table in the session's transaction, in one statement.
 
     On PostgreSQL the rows travel as one JSON document, ``INSERT ... SELECT FROM
     jsonb_to_recordset(...)``: the statement's text is the same whatever the number of rows, so
@@ -284,20 +286,16 @@ def insert_rows(session: Session, table: Table, rows: list[dict], *, skip_existi
     """
     if not rows:
         return
+    table = typing.cast(Table, inspect(model).local_table)
     columns = tuple(
         column
         for column in table.columns
         if column.name in rows[0] or (column.default is not None and not column.default.is_sequence)
     )
     complete = [{column.name: _value_or_default(row, column) for column in columns} for row in rows]
-    if session.get_bind().dialect.name == "postgresql":
-        statement = _insert_from_json(table, tuple(column.name for column in columns), skip_existing)
-        session.connection().execute(statement, {"rows": rows_as_json(complete)})
-        return
-    one_by_one = sqlite_insert(table)
-    if skip_existing:
-        one_by_one = one_by_one.on_conflict_do_nothing(index_elements=list(skip_existing))
-    session.connection().execute(one_by_one, complete)
+    on_postgres = session.get_bind().dialect.name == "postgresql"
+    statement = _insert_statement(table, tuple(column.name for column in columns), skip_existing, on_postgres)
+    session.connection().execute(statement, {"rows": rows_as_json(complete)} if on_postgres else complete)
 
 
 def _value_or_default(row: dict, column: Column):
@@ -312,8 +310,14 @@ def _value_or_default(row: dict, column: Column):
 
 
 @functools.cache
-def _insert_from_json(table: Table, names: tuple[str, ...], skip_existing: tuple[str, ...]):
-    statement = pg_insert(table).from_select(list(names), select(*rows_from_json(table, names).c))
+def _insert_statement(table: Table, names: tuple[str, ...], skip_existing: tuple[str, ...], on_postgres: bool):
+    """``insert_rows``' statement, built once per table, columns and database: on PostgreSQL
+    from one JSON document, elsewhere for an executemany."""
+    statement: Any
+    if on_postgres:
+        statement = pg_insert(table).from_select(list(names), select(*rows_from_json(table, names).c))
+    else:
+        statement = sqlite_insert(table)
     if skip_existing:
         statement = statement.on_conflict_do_nothing(index_elements=list(skip_existing))
     return statement

@@ -12,14 +12,13 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from typing import cast
 
 import requests
 from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Api, Blueprint, abort
 from marshmallow import fields, validate
-from sqlalchemy import Table, inspect, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -103,6 +102,16 @@ def unseen_positions(session: Session, inbox_event: type[InboxEventMixin], ids: 
     return unseen
 
 
+def record_received(session: Session, model: type[InboxEventMixin], messages: list[dict]) -> None:
+    """The inbox's rows for these events, in one statement; an event already there refuses the
+    whole statement (``IntegrityError``), as another applier got to it first."""
+    insert_rows(
+        session,
+        model,
+        [{"event_id": uuid.UUID(str(m["id"])), "type": m["type"], "source": m["source"]} for m in messages],
+    )
+
+
 def apply_events_once(
     session: Session,
     models: SharedModels,
@@ -123,14 +132,7 @@ def apply_events_once(
     fresh = unseen_positions(session, models.InboxEvent, ids)
 
     def record_and_apply(positions: list[int]) -> None:
-        insert_rows(
-            session,
-            cast(Table, inspect(models.InboxEvent).local_table),
-            [
-                {"event_id": ids[position], "type": messages[position]["type"], "source": messages[position]["source"]}
-                for position in positions
-            ],
-        )
+        record_received(session, models.InboxEvent, [messages[position] for position in positions])
         handled = [messages[p] for p in positions if messages[p]["type"] in handlers]
         if batch_handler is not None:
             batch_handler(session, handled)

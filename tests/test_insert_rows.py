@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
-from typing import cast
 
 import pytest
-from sqlalchemy import Table, select
+from sqlalchemy import select
 
 from services.metrics.models import TimelineEntry
 from shared.db import insert_rows
-
-TIMELINE = cast(Table, TimelineEntry.__table__)
 
 
 def timeline_row(**changes) -> dict:
@@ -41,8 +38,8 @@ def test_rows_are_read_back_as_they_were_given(metrics_app):
             ),
         ]
         without_detail = {key: value for key, value in timeline_row(kind="withdrawn").items() if key != "detail"}
-        insert_rows(session, TIMELINE, rows)
-        insert_rows(session, TIMELINE, [without_detail])
+        insert_rows(session, TimelineEntry, rows)
+        insert_rows(session, TimelineEntry, [without_detail])
         session.commit()
 
         stored = {entry.event_id: entry for entry in session.scalars(select(TimelineEntry))}
@@ -67,9 +64,9 @@ def test_rows_already_there_are_left_as_they_are(metrics_app):
     session = metrics_app.extensions["database"].session()
     try:
         first = timeline_row()
-        insert_rows(session, TIMELINE, [first], skip_existing=("event_id",))
+        insert_rows(session, TimelineEntry, [first], skip_existing=("event_id",))
         again = first | {"kind": "changed", "detail": {}}
-        insert_rows(session, TIMELINE, [again, timeline_row()], skip_existing=("event_id",))
+        insert_rows(session, TimelineEntry, [again, timeline_row()], skip_existing=("event_id",))
         session.commit()
         kinds = sorted(session.scalars(select(TimelineEntry.kind)))
         assert kinds == ["returned", "returned"]
@@ -81,7 +78,9 @@ def test_a_naive_timestamp_refuses_the_whole_batch(metrics_app):
     session = metrics_app.extensions["database"].session()
     try:
         with pytest.raises(Exception, match="naive datetime"):
-            insert_rows(session, TIMELINE, [timeline_row(), timeline_row(occurred_at=datetime(2026, 3, 1, 12, 30))])
+            insert_rows(
+                session, TimelineEntry, [timeline_row(), timeline_row(occurred_at=datetime(2026, 3, 1, 12, 30))]
+            )
         session.rollback()
         assert session.scalars(select(TimelineEntry)).all() == []
     finally:

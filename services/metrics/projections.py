@@ -423,7 +423,7 @@ class Projector:
         self.session.flush()
         insert_rows(
             self.session,
-            RETURNS,
+            ReturnState,
             [{column.name: getattr(ret, column.name) for column in RETURNS.columns} for ret in self.new_returns],
         )
         self.new_returns.clear()
@@ -596,7 +596,7 @@ def timeline_row(event: dict) -> dict | None:
 def write_timeline(session: Session, rows: list[dict]) -> None:
     """Insert the batch's timeline rows in one statement (``shared.db.insert_rows``); a row already
     there (the same event applied again) is left as it is."""
-    insert_rows(session, cast(Table, TimelineEntry.__table__), rows, skip_existing=("event_id",))
+    insert_rows(session, TimelineEntry, rows, skip_existing=("event_id",))
 
 
 def own_figures(facts: Counter) -> dict[str, float]:

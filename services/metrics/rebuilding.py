@@ -7,15 +7,13 @@ from __future__ import annotations
 import heapq
 import uuid
 from collections.abc import Callable, Iterator
-from typing import cast
 
-from sqlalchemy import Table, delete
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from services.metrics.models import Fact, InboxEvent, Organisation, PackageState, ReturnState, TimelineEntry
 from services.metrics.projections import apply_events
-from shared.db import insert_rows
-from shared.inbox import unseen_positions
+from shared.inbox import record_received, unseen_positions
 
 SOURCES = ("dissemination", "outcomes")
 BATCH = 2000
@@ -59,11 +57,7 @@ def apply_batch(session: Session, events: list[dict]) -> int:
     # projection refuses must stop a rebuild, not leave a gap in the figures.
     ids = [uuid.UUID(e["id"]) for e in events]
     fresh = [events[position] for position in unseen_positions(session, InboxEvent, ids)]
-    insert_rows(
-        session,
-        cast(Table, InboxEvent.__table__),
-        [{"event_id": uuid.UUID(e["id"]), "type": e["type"], "source": e["source"]} for e in fresh],
-    )
+    record_received(session, InboxEvent, fresh)
     apply_events(session, fresh)
     session.commit()
     return len(fresh)
