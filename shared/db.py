@@ -8,7 +8,6 @@ three services can share one ``DATABASE_URL`` without reading each other's table
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 import typing
@@ -18,6 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from flask import Flask, current_app, g
 from sqlalchemy import (
     JSON,
@@ -35,6 +35,7 @@ from sqlalchemy import (
     inspect,
     select,
     text,
+    update,
 )
 from sqlalchemy import column as named_column
 from sqlalchemy.dialects.postgresql import JSONB
@@ -298,6 +299,38 @@ def insert_rows(session: Session, model: type, rows: list[dict], *, skip_existin
     session.connection().execute(statement, {"rows": rows_as_json(complete)} if on_postgres else complete)
 
 
+def update_rows(session: Session, model: type, rows: list[dict], *, key: str) -> None:
+    """Set each row's columns on the row of ``model``'s table whose ``key`` column matches, in one
+    statement: ``UPDATE ... FROM jsonb_to_recordset(...)`` on PostgreSQL (for the reasons
+    ``insert_rows`` gives), an executemany elsewhere. Every row names the same columns.
+
+    The rows are locked in whatever order the join meets them: callers that may run at once
+    take a lock of their own first (the metrics projection does, ``lock_projection``)."""
+    if not rows:
+        return
+    table = typing.cast(Table, inspect(model).local_table)
+    names = tuple(rows[0])
+    on_postgres = session.get_bind().dialect.name == "postgresql"
+    statement = _update_statement(table, names, key, on_postgres)
+    if on_postgres:
+        session.connection().execute(statement, {"rows": rows_as_json(rows)})
+    else:
+        session.connection().execute(statement, [{f"new_{name}": row[name] for name in names} for row in rows])
+
+
+@functools.cache
+def _update_statement(table: Table, names: tuple[str, ...], key: str, on_postgres: bool):
+    changed = [name for name in names if name != key]
+    if on_postgres:
+        new = rows_from_json(table, names)
+        return update(table).where(table.c[key] == new.c[key]).values({name: new.c[name] for name in changed})
+    return (
+        update(table)
+        .where(table.c[key] == bindparam(f"new_{key}", type_=table.c[key].type))
+        .values({name: bindparam(f"new_{name}", type_=table.c[name].type) for name in changed})
+    )
+
+
 def _value_or_default(row: dict, column: Column):
     if column.name in row:
         return row[column.name]
@@ -336,13 +369,18 @@ def rows_from_json(table: Table, names: tuple[str, ...]):
 
 
 def rows_as_json(rows: list[dict]) -> str:
-    """Rows for ``rows_from_json``: ids and timestamps as PostgreSQL reads them back."""
-    return json.dumps(rows, default=_json_value, allow_nan=False)
+    """Rows for ``rows_from_json``: ids and timestamps as PostgreSQL reads them back.
+
+    orjson writes the ids itself and the timestamps through ``_json_value``, which refuses a
+    naive one (as the column type does): a third of the json module's time, whose Python
+    ``default`` for every id and timestamp cost 22% of a bulk load (profiled)."""
+    try:
+        return orjson.dumps(rows, default=_json_value, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+    except orjson.JSONEncodeError as error:  # says only "not JSON serializable"; ours says why
+        raise (error.__cause__ or error) from None
 
 
 def _json_value(value):
-    if isinstance(value, uuid.UUID):
-        return str(value)
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("naive datetime given; use an aware one")

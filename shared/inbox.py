@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from shared import guard, signing
 from shared.api import BaseSchema
-from shared.db import get_session, insert_rows
+from shared.db import chunks, get_session, insert_rows
 from shared.logs import bind_request_id, get_logger
 from shared.models import InboxEventMixin, SharedModels
 from shared.settings import Settings
@@ -92,8 +92,10 @@ def apply_event(session: Session, models: SharedModels, handlers: dict, message:
 
 def unseen_positions(session: Session, inbox_event: type[InboxEventMixin], ids: list[uuid.UUID]) -> list[int]:
     """The positions in ``ids`` of the events the inbox has not recorded yet, each id once (at its
-    first place: a batch may carry the same event twice). One query for the whole batch."""
-    known = set(session.scalars(select(inbox_event.event_id).where(inbox_event.event_id.in_(ids))))
+    first place: a batch may carry the same event twice). One query per 900 events."""
+    known: set[uuid.UUID] = set()
+    for chunk in chunks(ids):
+        known.update(session.scalars(select(inbox_event.event_id).where(inbox_event.event_id.in_(chunk))))
     unseen: list[int] = []
     for position, event_id in enumerate(ids):
         if event_id not in known:

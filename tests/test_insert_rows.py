@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from services.metrics.models import TimelineEntry
-from shared.db import insert_rows
+from shared.db import insert_rows, update_rows
 
 
 def timeline_row(**changes) -> dict:
@@ -83,5 +83,60 @@ def test_a_naive_timestamp_refuses_the_whole_batch(metrics_app):
             )
         session.rollback()
         assert session.scalars(select(TimelineEntry)).all() == []
+    finally:
+        session.close()
+
+
+def test_update_rows_sets_each_rows_columns_and_nothing_else(metrics_app):
+    """``shared.db.update_rows``: each row's columns set on the row with its key (ids, aware
+    timestamps, JSON, None), in one statement; other rows, and keys with no row, change nothing."""
+    session = metrics_app.extensions["database"].session()
+    try:
+        first, second, untouched = (timeline_row() for _ in range(3))
+        insert_rows(session, TimelineEntry, [first, second, untouched])
+        session.commit()
+        plus_two = timezone(timedelta(hours=2))
+        changes = [
+            {
+                "event_id": first["event_id"],
+                "kind": "amended",
+                "organisation": None,
+                "occurred_at": datetime(2026, 4, 1, 10, tzinfo=plus_two),
+                "detail": {"note": 'a "quoted" {brace}', "n": [1, 2]},
+            },
+            {
+                "event_id": second["event_id"],
+                "kind": "chased",
+                "organisation": "MPS",
+                "occurred_at": datetime(2026, 4, 2, tzinfo=UTC),
+                "detail": {},
+            },
+            {
+                "event_id": uuid.uuid4(),  # no such row
+                "kind": "ghost",
+                "organisation": "X",
+                "occurred_at": datetime(2026, 4, 3, tzinfo=UTC),
+                "detail": {},
+            },
+        ]
+        update_rows(session, TimelineEntry, changes, key="event_id")
+        session.commit()
+        stored = {entry.event_id: entry for entry in session.scalars(select(TimelineEntry))}
+        assert len(stored) == 3
+        one, two, same = stored[first["event_id"]], stored[second["event_id"]], stored[untouched["event_id"]]
+        assert (one.kind, one.organisation, one.detail) == (
+            "amended",
+            None,
+            {"note": 'a "quoted" {brace}', "n": [1, 2]},
+        )
+        assert one.occurred_at == datetime(2026, 4, 1, 8, tzinfo=UTC)
+        assert one.package_id == first["package_id"]  # a column the rows do not name is left alone
+        assert (two.kind, two.organisation, two.detail) == ("chased", "MPS", {})
+        assert (same.kind, same.organisation, same.detail, same.occurred_at) == (
+            "returned",
+            "GMP",
+            untouched["detail"],
+            untouched["occurred_at"],
+        )
     finally:
         session.close()
