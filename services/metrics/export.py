@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from datetime import UTC, datetime
 
 from flask import Response
 
 from services.metrics import figures
 from services.metrics.definitions import RATES, result_columns
-from services.metrics.projections import facts_of_packages
 
 CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 CSV_COLUMNS = (
@@ -46,9 +46,8 @@ def export_response(session, args: dict, classifications: list[str]) -> Response
         offset = 0
         while True:
             batch = session.scalars(figures.package_query(args, classifications).offset(offset).limit(1000)).all()
-            found = facts_of_packages(session, [package.package_id for package in batch])
             for package in batch:
-                row = figures.package_export_row(package, found[package.package_id])
+                row = figures.package_export_row(package, Counter(package.figures or {}))
                 writer.writerow([_csv_value(row[c]) for c in CSV_COLUMNS])
             yield buffer.getvalue()
             buffer.seek(0)

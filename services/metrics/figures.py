@@ -28,7 +28,7 @@ from services.metrics.definitions import (
     results_words,
 )
 from services.metrics.models import Fact, Organisation, PackageState, ReturnState, TimelineEntry
-from services.metrics.projections import month_keys, package_facts
+from services.metrics.projections import month_keys
 from shared.vocabulary import (
     ACCURACIES,
     ACCURACY_CHOICES,
@@ -133,7 +133,7 @@ def package_query(args: Mapping[str, Any], classifications: list[str]) -> Select
 def package_metrics(session: Session, package: PackageState, returns: list[ReturnState] | None = None) -> dict:
     """A package's metrics, from its own figures (kept on its row) and its returns (read here
     unless given)."""
-    figures = Counter(package.figures) if package.figures is not None else package_facts(session, package.package_id)
+    figures = Counter(package.figures or {})
     if returns is None:
         returns = list(session.scalars(select(ReturnState).where(ReturnState.package_id == package.package_id)))
     live = [r for r in returns if not r.withdrawn]

@@ -126,20 +126,19 @@ def return_figures(ret: ReturnState) -> Counter:
     return figures
 
 
-def contribution(package: PackageState | None, ret: ReturnState) -> Counter:
-    """Everything one return adds to the read model's facts, given its package (if known).
+def contribution(package: PackageState | StateRow | None, ret, figures: Counter | None = None) -> Counter:
+    """Everything one return adds to the read model's facts, given its package (if known) and,
+    if already worked out, its ``+return_figures``. Its package's own figures are kept on the
+    package's row (``PackageState.figures``), not in the facts.
 
-    Every figure beyond the package's own is filed under the package's classification, so it
-    waits for ``package.issued`` (a return whose package's marking is unknown is counted by no
-    reader until then; the difference rule adds it when the package arrives)."""
+    Every figure is filed under the package's classification, so it waits for ``package.issued``
+    (a return whose package's marking is unknown is counted by no reader until then; the
+    difference rule adds it when the package arrives)."""
     facts: Counter = Counter()
-    figures = +return_figures(ret)
-    if ret.package_id is not None:
-        for metric, value in figures.items():
-            facts[("package", str(ret.package_id), metric, PACKAGE_CLASSIFICATION)] += value
     # Not yet described: package.issued has not been applied (events about a package may come before it).
     if ret.withdrawn or package is None or package.issued_at is None:
         return facts
+    figures = +return_figures(ret) if figures is None else figures
     marking = package.classification or UNKNOWN_CLASSIFICATION
     if ret.organisation:
         for metric, value in figures.items():
@@ -214,7 +213,8 @@ class Projector:
         self.returns_by_package: dict[uuid.UUID, dict[uuid.UUID, StateRow]] = {}
         # What each return and package the batch changes counted before its first change: the
         # batch adds (what it counts after) - (this), once each, when it is written (``flush``).
-        self.counted_before: dict[uuid.UUID, tuple[StateRow, Counter]] = {}
+        # With its package and what it added to the package's own figures (``return_figures``).
+        self.counted_before: dict[uuid.UUID, tuple[StateRow, Counter, uuid.UUID | None, Counter]] = {}
         self.package_counted_before: dict[uuid.UUID, tuple[StateRow, Counter]] = {}
         self.touched_packages: set[uuid.UUID] = set()
         self.timeline: dict[uuid.UUID, dict] = {}  # rows for the package timelines, by event id
@@ -291,7 +291,8 @@ class Projector:
         any change to the return, or to its package's description."""
         if ret.return_id not in self.counted_before:
             package = self.package(ret.package_id) if ret.package_id else None
-            self.counted_before[ret.return_id] = (ret, contribution(package, ret))
+            figures = +return_figures(ret)
+            self.counted_before[ret.return_id] = (ret, contribution(package, ret, figures), ret.package_id, figures)
 
     def before_package_change(self, package: StateRow) -> None:
         if package.package_id not in self.package_counted_before:
@@ -304,19 +305,26 @@ class Projector:
         if ret.package_id:
             self.touched_packages.add(ret.package_id)
 
-    def differences(self) -> Counter:
-        """What the batch's changes add to the facts: each changed return's and package's
-        contribution now, less what it was before the batch's first change."""
+    def differences(self) -> tuple[Counter, dict[uuid.UUID, Counter]]:
+        """What the batch's changes add to the facts, and to each package's own figures: each
+        changed return's and package's contribution now, less what it was before the batch's
+        first change."""
         deltas: Counter = Counter()
-        for ret, before in self.counted_before.values():
-            deltas.update(contribution(self.package(ret.package_id) if ret.package_id else None, ret))
+        own: dict[uuid.UUID, Counter] = {}
+        for ret, before, package_before, figures_before in self.counted_before.values():
+            figures = +return_figures(ret)
+            deltas.update(contribution(self.package(ret.package_id) if ret.package_id else None, ret, figures))
             deltas.subtract(before)
+            if ret.package_id is not None:
+                own.setdefault(ret.package_id, Counter()).update(figures)
+            if package_before is not None:
+                own.setdefault(package_before, Counter()).subtract(figures_before)
         for package, before in self.package_counted_before.values():
             deltas.update(package_contribution(package))
             deltas.subtract(before)
         self.counted_before.clear()
         self.package_counted_before.clear()
-        return deltas
+        return deltas, own
 
     # -- events ------------------------------------------------------------------------------
     def apply(self, event: dict) -> None:
@@ -449,24 +457,31 @@ class Projector:
         changed updated, one statement each; the facts' differences; the timeline's rows."""
         self.session.flush()  # organisations (through the ORM: a few, seldom)
         new = {ret.return_id for ret in self.new_returns}
-        changed = sorted((ret for ret, _ in self.counted_before.values() if ret.return_id not in new), key=_return_id)
+        changed = sorted((ret for ret, *_ in self.counted_before.values() if ret.return_id not in new), key=_return_id)
         insert_rows(self.session, ReturnState, [vars(ret) for ret in self.new_returns])
         update_rows(self.session, ReturnState, [vars(ret) for ret in changed], key="return_id")
         self.new_returns.clear()
-        write_facts(self.session, {k: v for k, v in self.differences().items() if v})
+        deltas, own = self.differences()
+        write_facts(self.session, {k: v for k, v in deltas.items() if v})
         write_timeline(self.session, list(self.timeline.values()))
         self.timeline.clear()
-        touched = [p for p in (self.package(i) for i in sorted(self.touched_packages)) if p is not None]
-        figures = facts_of_packages(self.session, [package.package_id for package in touched])
-        for package in touched:
-            refresh_verdict(self.session, package, figures[package.package_id])
-            package.figures = own_figures(figures[package.package_id])
+        # Each package the batch touched: its own figures, its verdict. A package whose returns
+        # are heard of before it was issued gets its row now (undescribed, shown to no one), so
+        # what they add is kept until it is.
+        written: list[StateRow] = []
+        for package_id in sorted(self.touched_packages | {i for i, figures in own.items() if any(figures.values())}):
+            package = self.package(package_id) or self.new_package(package_id)
+            figures = Counter(package.figures or {})
+            figures.update(own.get(package_id, Counter()))
+            refresh_verdict(self.session, package, figures)
+            package.figures = own_figures(figures)
+            written.append(package)
         new = {package.package_id for package in self.new_packages}
         insert_rows(self.session, PackageState, [vars(package) for package in self.new_packages])
         update_rows(
             self.session,
             PackageState,
-            [vars(package) for package in touched if package.package_id not in new],
+            [vars(package) for package in written if package.package_id not in new],
             key="package_id",
         )
         self.new_packages.clear()
@@ -535,7 +550,8 @@ def _facts_from_json():
 
 
 def facts_of_packages(session: Session, package_ids: list[uuid.UUID]) -> dict[uuid.UUID, Counter]:
-    """Each package's own facts, read at once (verdicts after a batch; the CSV export)."""
+    """Each package's own facts as migrations 0002 to 0007 kept them (scope ``package``): read by
+    those migrations only. Since 0008 they are kept on the package's row alone (``figures``)."""
     found: dict[str, Counter] = {str(package_id): Counter() for package_id in package_ids}
     for chunk in chunks(list(found)):
         rows = session.execute(
@@ -647,6 +663,7 @@ def own_figures(facts: Counter) -> dict[str, float]:
 
 
 def package_facts(session: Session, package_id: uuid.UUID) -> Counter:
+    """One package's own facts as migrations 0002 to 0007 kept them (see ``facts_of_packages``)."""
     rows = session.execute(
         select(Fact.metric, Fact.value).where(
             Fact.scope == "package", Fact.key == str(package_id), Fact.classification == PACKAGE_CLASSIFICATION
@@ -662,8 +679,8 @@ def counted(number: float, singular: str, plural: str | None = None) -> str:
 
 
 def refresh_verdict(session: Session, package: PackageState, figures: Counter | None = None) -> None:
-    """One plain verdict per package, with its reason, for leaders to sort by (from its facts,
-    read here unless given)."""
+    """One plain verdict per package, with its reason, for leaders to sort by (from its own
+    figures; read here from the facts migrations 0002 to 0007 kept, unless given)."""
     if figures is None:
         figures = package_facts(session, package.package_id)
     recipients = int(figures["recipients"])
@@ -702,12 +719,13 @@ ONWARD_COLUMNS = (ReturnState.onward_from, PackageState.onward_arrests, PackageS
 FIGURES_COLUMNS = (PackageState.figures,)  # added by 0007: 0002 and 0005 must not read it
 
 
-def facts_from_state(session: Session, chunk: int = 20000, absent: tuple = ()) -> int:
+def facts_from_state(session: Session, chunk: int = 20000, absent: tuple = (), package_scope: bool = False) -> int:
     """Empty ``facts`` and recompute them from the ``packages`` and ``returns`` tables (the sum
     the difference rule keeps). Returns the number of returns counted.
 
     ``absent``: model columns the tables do not have yet (a migration older than them): they
-    are not read, and count as empty."""
+    are not read, and count as empty. ``package_scope``: each package's own figures written as
+    facts too, as migrations 0002 to 0007 kept them (``facts_of_packages``)."""
     session.execute(delete(Fact))
     deltas: Counter = Counter()
     counted_returns = 0
@@ -723,6 +741,9 @@ def facts_from_state(session: Session, chunk: int = 20000, absent: tuple = ()) -
             if column.class_ is ReturnState:
                 set_committed_value(ret, column.key, None)
         deltas.update(contribution(package, ret))
+        if package_scope and ret.package_id is not None:
+            for metric, value in (+return_figures(ret)).items():
+                deltas[("package", str(ret.package_id), metric, PACKAGE_CLASSIFICATION)] += value
         counted_returns += 1
         if counted_returns % chunk == 0:
             write_facts(session, {k: v for k, v in deltas.items() if v})
@@ -732,6 +753,17 @@ def facts_from_state(session: Session, chunk: int = 20000, absent: tuple = ()) -
         deltas.update(package_contribution(package))
     write_facts(session, {k: v for k, v in deltas.items() if v})
     return counted_returns
+
+
+def package_figures_from_state(session: Session) -> dict[uuid.UUID, Counter]:
+    """Each package's own figures recomputed from its returns (what ``Projector.flush`` keeps on
+    its row, ``PackageState.figures``), for every package id a return names."""
+    figures: dict[uuid.UUID, Counter] = {}
+    for ret in session.scalars(
+        select(ReturnState).where(ReturnState.package_id.is_not(None)).execution_options(yield_per=2000)
+    ):
+        figures.setdefault(ret.package_id, Counter()).update(+return_figures(ret))  # type: ignore[arg-type]
+    return figures
 
 
 def apply_events(session: Session, events: Iterable[dict]) -> None:

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select, text
 
 from services.metrics import projections, rebuilding
-from services.metrics.models import Fact, InboxEvent, ReturnState
+from services.metrics.models import Fact, InboxEvent, PackageState, ReturnState
 from shared.inbox import record_received
 
 ISSUED = datetime(2026, 10, 1, 9, tzinfo=UTC)
@@ -92,7 +92,7 @@ def test_two_batches_about_one_return_at_once_both_count_once(metrics_app, on_po
             "status": "final",
             "on_time": True,
             "filed_at": filed_at.isoformat(),
-            "outcome": {"actions": ["arrest"], "priority": "high", "strands": [], "results": {"arrests": 2}},
+            "outcome": {"actions": ["enforcement"], "priority": "high", "strands": [], "results": {"arrests": 2}},
         },
         filed_at,
     )
@@ -147,9 +147,12 @@ def test_two_batches_about_one_return_at_once_both_count_once(metrics_app, on_po
         ret = check.get(ReturnState, uuid.UUID(return_id))
         assert ret.delivered_at == delivered_at, "the delivery was undone by the batch that ran beside it"
         assert (ret.version, ret.outcome_status, ret.final_on_time) == (1, "final", True)
+        package = check.get(PackageState, uuid.UUID(package_id))
+        assert (package.figures["delivered"], package.figures["final"], package.figures["recipients"]) == (1, 1, 1)
+        assert (package.final_returns, package.arrests, package.verdict) == (1, 2, "actioned")
         live = facts(check)
-        package = {m: v for (scope, key, m, _), v in live.items() if scope == "package" and key == package_id}
-        assert package["delivered"] == 1 and package["final"] == 1 and package["recipients"] == 1
+        org = {m: v for (scope, key, m, _), v in live.items() if scope == "org" and key == "GMP"}
+        assert (org["delivered"], org["final"], org["result:arrests"]) == (1, 1, 2)
         projections.facts_from_state(check)  # what the returns and packages add up to, recomputed
         assert +facts(check) == +live
         check.rollback()

@@ -38,7 +38,8 @@ def upgrade() -> None:
     )
     session = Session(bind=op.get_bind())
     try:
-        facts_from_state(session, absent=ONWARD_COLUMNS + FIGURES_COLUMNS)  # added by 0004, 0007
+        # Package-scope facts: kept in the facts until 0008 moved them to the package's row.
+        facts_from_state(session, absent=ONWARD_COLUMNS + FIGURES_COLUMNS, package_scope=True)  # added by 0004, 0007
         session.flush()
     finally:
         session.close()
