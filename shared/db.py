@@ -293,7 +293,11 @@ def insert_rows(session: Session, model: type, rows: list[dict], *, skip_existin
         for column in table.columns
         if column.name in rows[0] or (column.default is not None and not column.default.is_sequence)
     )
-    complete = [{column.name: _value_or_default(row, column) for column in columns} for row in rows]
+    missing = [column for column in columns if column.name not in rows[0]]
+    if missing:
+        complete = [row | {column.name: _value_or_default(row, column) for column in missing} for row in rows]
+    else:  # every column given (the rows name the same columns)
+        complete = rows
     on_postgres = session.get_bind().dialect.name == "postgresql"
     statement = _insert_statement(table, tuple(column.name for column in columns), skip_existing, on_postgres)
     session.connection().execute(statement, {"rows": rows_as_json(complete)} if on_postgres else complete)
