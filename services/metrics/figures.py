@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Integer, Select, cast, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from services.metrics.definitions import (
@@ -21,7 +21,6 @@ from services.metrics.definitions import (
     RATES,
     RETURN_RATE,
     median,
-    median_from_histogram,
     rate,
     result_cells,
     results_of,
@@ -218,17 +217,51 @@ def organisation_codes(session: Session, classifications: list[str]) -> list[str
     )
 
 
+def median_days_to_return(session: Session, codes: list[str], classifications: list[str]) -> dict[str, float | None]:
+    """Each organisation's median days from issue to final return (``median_from_histogram``'s
+    answer), worked out by the database from its histogram of final returns by whole hours
+    (``org_hours`` facts): one row per organisation comes back. Read into Python, the histogram
+    was up to ~2,200 rows per organisation at 1M returns, and made an organisation's read 3.3x
+    slower than at 10k (``make bench-metrics``)."""
+    hour = cast(Fact.metric, Integer)
+    per_hour = (
+        select(Fact.key.label("code"), hour.label("hour"), func.sum(Fact.value).label("n"))
+        # The scope written into the statement, not sent as a parameter, so that the planner
+        # always sees it is the partial index's (``ix_facts_org_hours``), even in a generic plan.
+        .where(
+            Fact.scope == literal_column("'org_hours'"), Fact.key.in_(codes), Fact.classification.in_(classifications)
+        )
+        .group_by(Fact.key, hour)
+        .subquery()
+    )
+    running = select(
+        per_hour.c.code,
+        per_hour.c.hour,
+        func.sum(per_hour.c.n).over(partition_by=per_hour.c.code, order_by=per_hour.c.hour).label("seen"),
+        func.sum(per_hour.c.n).over(partition_by=per_hour.c.code).label("total"),
+    ).subquery()
+    medians = session.execute(
+        select(running.c.code, func.min(running.c.hour))
+        .where(running.c.total > 0, running.c.seen * 2 >= running.c.total)
+        .group_by(running.c.code)
+    )
+    found: dict[str, float | None] = {code: None for code in codes}
+    for code, hours in medians:
+        found[code] = round((hours + 0.5) / 24, 2)  # the bucket's middle, in days
+    return found
+
+
 def organisation_metrics(
     session: Session,
     code: str,
     classifications: list[str],
     figures: Counter | None = None,
-    hours: Counter | None = None,
+    median_days: dict[str, float | None] | None = None,
 ) -> dict:
     if figures is None:
         figures = facts_for(session, "org", [code], classifications)[code]
-    if hours is None:
-        hours = facts_for(session, "org_hours", [code], classifications)[code]
+    if median_days is None:
+        median_days = median_days_to_return(session, [code], classifications)
     organisation = session.get(Organisation, code)
     received = figures["recipients"]
     return {
@@ -239,7 +272,7 @@ def organisation_metrics(
         "returned": int(figures["final"]),
         "final_actioned": int(figures["final_actioned"]),
         **{figure.name: figure.of(figures) for figure in RATES},
-        "median_days_to_return": median_from_histogram(hours),
+        "median_days_to_return": median_days[code],
         "overdue_now": int(figures["overdue"]),
         "results": results_of(figures),
         "quality": quality_of(figures),
@@ -252,8 +285,8 @@ def every_organisation_metrics(session: Session, classifications: list[str]) -> 
     reading the facts of all of them at once."""
     codes = organisation_codes(session, classifications)
     org_facts = facts_for(session, "org", codes, classifications)
-    hour_facts = facts_for(session, "org_hours", codes, classifications)
-    return [organisation_metrics(session, code, classifications, org_facts[code], hour_facts[code]) for code in codes]
+    medians = median_days_to_return(session, codes, classifications)
+    return [organisation_metrics(session, code, classifications, org_facts[code], medians) for code in codes]
 
 
 def months_between(start: date, end: date) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Float, Index, String, Text
+from sqlalchemy import Float, Index, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import TYPE_ANNOTATION_MAP, service_metadata
@@ -117,11 +117,24 @@ class Fact(Base):
 
     ``classification`` is the marking of the packages the figure counts: a reader adds up the
     rows of the markings their clearance allows (at most one row per marking), so nobody is
-    counted a package above their clearance. Scope ``package`` facts belong to one package,
-    whose own marking is checked before they are read; they carry an empty classification.
+    counted a package above their clearance. A package's own figures are not facts: they are
+    kept on its row (``PackageState.figures``, since migration 0008).
     """
 
     __tablename__ = "facts"
+    # An organisation's hours histogram (``org_hours``, up to ~2,200 rows an organisation at 1M
+    # returns, each on a page of its own in the table) read from the index alone for its median.
+    __table_args__ = (
+        Index(
+            "ix_facts_org_hours",
+            "key",
+            "classification",
+            "metric",
+            postgresql_include=["value"],
+            postgresql_where=text("scope = 'org_hours'"),
+            sqlite_where=text("scope = 'org_hours'"),
+        ),
+    )
     scope: Mapped[str] = mapped_column(String(16), primary_key=True)
     key: Mapped[str] = mapped_column(String(80), primary_key=True)
     metric: Mapped[str] = mapped_column(String(80), primary_key=True)
