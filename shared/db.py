@@ -44,6 +44,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import NullPool
 
 from shared import clock
@@ -277,11 +278,12 @@ def insert_rows(session: Session, model: type, rows: list[dict], *, skip_existin
 
     On PostgreSQL the rows travel as one JSON document, ``INSERT ... SELECT FROM
     jsonb_to_recordset(...)``: the statement's text is the same whatever the number of rows, so
-    it is parsed and planned once, and the rows are encoded by the json module's C encoder. A
+    it is parsed and planned once, and the rows are encoded by orjson (``rows_as_json``). A
     multi-row ``VALUES`` list (what SQLAlchemy makes of an executemany) is a new, long text each
     time, split by psycopg in Python on every call; arrays per column (``unnest``) are quoted
     element by element in Python by psycopg's text array dumper (27% of a bulk load, profiled).
-    Elsewhere, an executemany. A column a row leaves out takes its Python default;
+    Elsewhere, an executemany. Every row names the same columns; a column they leave out takes
+    its Python default;
     ``skip_existing`` names the unique key of rows to leave as they are when already there
     (``ON CONFLICT DO NOTHING``).
     """
@@ -317,9 +319,11 @@ def update_rows(session: Session, model: type, rows: list[dict], *, key: str) ->
     on_postgres = session.get_bind().dialect.name == "postgresql"
     statement = _update_statement(table, names, key, on_postgres)
     if on_postgres:
-        session.connection().execute(statement, {"rows": rows_as_json(rows)})
+        result = session.connection().execute(statement, {"rows": rows_as_json(rows)})
     else:
-        session.connection().execute(statement, [{f"new_{name}": row[name] for name in names} for row in rows])
+        result = session.connection().execute(statement, [{f"new_{name}": row[name] for name in names} for row in rows])
+    if result.rowcount != len(rows):  # as the ORM's flush: a row gone since it was read is an error
+        raise StaleDataError(f"{table.name}: {len(rows)} rows to update, {result.rowcount} found")
 
 
 @functools.cache

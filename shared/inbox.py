@@ -69,9 +69,14 @@ class EventReceiptSchema(BaseSchema):
     result = fields.String(metadata={"description": "applied, duplicate or ignored"})
 
 
-def apply_event(session: Session, models: SharedModels, handlers: dict, message: dict) -> str:
-    """Record and apply an event once. Returns applied, duplicate or ignored."""
+def apply_event(
+    session: Session, models: SharedModels, handlers: dict, message: dict, lock: Callable[[Session], None] | None = None
+) -> str:
+    """Record and apply an event once. Returns applied, duplicate or ignored. ``lock``: the
+    service's ``inbox_lock``, taken before the inbox is read."""
     event_id = uuid.UUID(str(message["id"]))
+    if lock is not None:
+        lock(session)
     if session.get(models.InboxEvent, event_id) is not None:
         return "duplicate"
     session.add(models.InboxEvent(event_id=event_id, type=message["type"], source=message["source"]))
@@ -95,7 +100,8 @@ def unseen_positions(session: Session, inbox_event: type[InboxEventMixin], ids: 
     first place: a batch may carry the same event twice). One query per 900 events."""
     known: set[uuid.UUID] = set()
     for chunk in chunks(ids):
-        known.update(session.scalars(select(inbox_event.event_id).where(inbox_event.event_id.in_(chunk))))
+        ids_known = select(inbox_event.event_id).where(inbox_event.event_id.in_(chunk))
+        known.update(session.connection().scalars(ids_known))  # Core: no ORM execution needed
     unseen: list[int] = []
     for position, event_id in enumerate(ids):
         if event_id not in known:
@@ -120,6 +126,7 @@ def apply_events_once(
     handlers: dict,
     messages: list[dict],
     batch_handler: Callable[[Session, list[dict]], None] | None = None,
+    lock: Callable[[Session], None] | None = None,
 ) -> list[str]:
     """Record and apply a batch of events, each once, in one transaction; each event's result
     (applied, duplicate, ignored or failed) in the batch's order.
@@ -128,7 +135,13 @@ def apply_events_once(
     projection writes its figures once for the batch); if that fails, one at a time, each in a
     savepoint, so one event the handlers refuse does not hold up the rest: it is answered
     ``failed`` and its sender tries it again on its own.
+
+    ``lock`` (the service's ``inbox_lock``) is taken before the inbox is read or written: taken
+    after, a transaction holding it could wait for another's uncommitted inbox row of the same
+    event while the other waits for the lock.
     """
+    if lock is not None:
+        lock(session)
     ids = [uuid.UUID(str(message["id"])) for message in messages]
     results = ["duplicate"] * len(messages)
     fresh = unseen_positions(session, models.InboxEvent, ids)
@@ -205,7 +218,7 @@ class InternalEvents(MethodView):
         # The request that caused the event, so that what this service logs and emits while
         # applying it carries the same id (the relay sends it as X-Request-ID too).
         bind_request_id(message["request_id"])
-        result = apply_event(get_session(), service.models, service.event_handlers, raw)
+        result = apply_event(get_session(), service.models, service.event_handlers, raw, service.inbox_lock)
         # One line per event (the access log's line for this POST is left to DEBUG): applied,
         # or at DEBUG a duplicate or an event this service does not handle.
         log.log(
@@ -246,7 +259,12 @@ class InternalEventBatch(MethodView):
         messages = raw["events"]
         service = current_app.extensions["service"]
         results = apply_events_once(
-            get_session(), service.models, service.event_handlers, messages, service.batch_event_handler
+            get_session(),
+            service.models,
+            service.event_handlers,
+            messages,
+            service.batch_event_handler,
+            service.inbox_lock,
         )
         for message, result in zip(messages, results, strict=True):
             log.log(

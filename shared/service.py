@@ -54,6 +54,9 @@ class Service:
     event_handlers: dict[str, EventHandler] = field(default_factory=dict)
     # Applies a batch of handled events at once (``/internal/events/batch``); else one by one.
     batch_event_handler: Callable[[Session, list[dict]], None] | None = None
+    # Taken first in the transaction that records and applies events, before the inbox is read
+    # or written, where the handlers must apply one batch at a time (the metrics projection).
+    inbox_lock: Callable[[Session], None] | None = None
     # Which services receive its events (``<NAME>_SUBSCRIBERS`` overrides). A service only
     # appears once it exists; its events wait in the sender's outbox while it is down.
     subscribers: tuple[str, ...] = ()

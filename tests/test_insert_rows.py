@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm.exc import StaleDataError
 
 from services.metrics.models import TimelineEntry
 from shared.db import insert_rows, update_rows
@@ -89,7 +90,8 @@ def test_a_naive_timestamp_refuses_the_whole_batch(metrics_app):
 
 def test_update_rows_sets_each_rows_columns_and_nothing_else(metrics_app):
     """``shared.db.update_rows``: each row's columns set on the row with its key (ids, aware
-    timestamps, JSON, None), in one statement; other rows, and keys with no row, change nothing."""
+    timestamps, JSON, None), in one statement; other rows change nothing; a key with no row
+    (gone since it was read) refuses the statement, as the ORM's flush did."""
     session = metrics_app.extensions["database"].session()
     try:
         first, second, untouched = (timeline_row() for _ in range(3))
@@ -112,14 +114,17 @@ def test_update_rows_sets_each_rows_columns_and_nothing_else(metrics_app):
                 "detail": {},
             },
             {
-                "event_id": uuid.uuid4(),  # no such row
+                "event_id": uuid.uuid4(),  # no such row: refused
                 "kind": "ghost",
                 "organisation": "X",
                 "occurred_at": datetime(2026, 4, 3, tzinfo=UTC),
                 "detail": {},
             },
         ]
-        update_rows(session, TimelineEntry, changes, key="event_id")
+        with pytest.raises(StaleDataError, match="3 rows to update, 2 found"):  # a row gone is an error
+            update_rows(session, TimelineEntry, changes, key="event_id")
+        session.rollback()
+        update_rows(session, TimelineEntry, changes[:2], key="event_id")
         session.commit()
         stored = {entry.event_id: entry for entry in session.scalars(select(TimelineEntry))}
         assert len(stored) == 3

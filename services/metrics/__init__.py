@@ -9,7 +9,7 @@ from flask import Flask
 
 from services.metrics import jobs
 from services.metrics.models import Base, shared_models
-from services.metrics.projections import EVENT_HANDLERS, apply_events
+from services.metrics.projections import EVENT_HANDLERS, apply_events, lock_projection
 from shared.service import Service, create_service_app
 
 
@@ -45,5 +45,6 @@ SERVICE = Service(
     migrations=Path(__file__).parent / "migrations",
     event_handlers=EVENT_HANDLERS,
     batch_event_handler=apply_events,
+    inbox_lock=lock_projection,
     jobs=jobs,
 )

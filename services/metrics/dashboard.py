@@ -422,6 +422,8 @@ def package_page(package_id: str):
     db = get_session()
     found = figures.uuid_or_none(package_id) if len(package_id) <= 64 else None
     package = db.get(PackageState, found) if found else None
+    if package is not None and package.issued_at is None:
+        package = None  # heard of through its returns, not issued yet: no figures to show anyone
     if package is not None and not principal.cleared_for(package.classification or ""):
         audit_detail(f"refused: clearance {principal.clearance} below {package.classification}")
         package = None

@@ -63,8 +63,8 @@ class PackageState(Base):
     # Of those, on the returns of organisations it was passed on to; and how many such returns.
     onward_arrests: Mapped[int] = mapped_column(default=0, server_default="0")
     onward_recipients: Mapped[int] = mapped_column(default=0, server_default="0")
-    # The package's own facts (scope "package"), as the batch that last touched it left them: a
-    # package's figures are read with the package, in one query (metrics migration 0007).
+    # The package's own figures (what its returns add up to, ``return_figures``), as the batch
+    # that last touched it left them: read with the package, in one query (migrations 0007, 0008).
     figures: Mapped[dict | None]
 
 

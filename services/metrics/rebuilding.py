@@ -12,7 +12,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from services.metrics.models import Fact, InboxEvent, Organisation, PackageState, ReturnState, TimelineEntry
-from services.metrics.projections import apply_events
+from services.metrics.projections import apply_events, lock_projection
 from shared.inbox import record_received, unseen_positions
 
 SOURCES = ("dissemination", "outcomes")
@@ -34,6 +34,7 @@ def event_stream(fetch_page: FetchPage, source: str, page_size: int = 1000) -> I
 def rebuild(session: Session, fetch_page: FetchPage, sources=SOURCES) -> int:
     """Empty the read model and replay every source's log, merged by time. Returns the number
     of events applied."""
+    lock_projection(session)  # no live batch between its reads and its writes sees the tables go
     for model in (Fact, TimelineEntry, ReturnState, PackageState, Organisation, InboxEvent):
         session.execute(delete(model))
     session.commit()
@@ -55,6 +56,7 @@ def apply_batch(session: Session, events: list[dict]) -> int:
     """Apply events not applied before (the inbox decides), recording them, in one transaction."""
     # The live inbox's dedupe, but not its savepoints and one-at-a-time retry: an event the
     # projection refuses must stop a rebuild, not leave a gap in the figures.
+    lock_projection(session)  # before the inbox, as the live inbox takes it (shared.inbox)
     ids = [uuid.UUID(e["id"]) for e in events]
     fresh = [events[position] for position in unseen_positions(session, InboxEvent, ids)]
     record_received(session, InboxEvent, fresh)

@@ -158,3 +158,39 @@ def test_two_batches_about_one_return_at_once_both_count_once(metrics_app, on_po
         check.rollback()
     finally:
         check.close()
+
+
+@pytest.mark.parametrize("path", ["/internal/events", "/internal/events/batch"])
+def test_the_lock_comes_before_the_inbox(metrics_app, on_postgres, path):
+    """Taken after the inbox's rows, the lock could deadlock: a batch holding it waits for another
+    transaction's uncommitted inbox row of the same event while that one waits for the lock."""
+    import json
+
+    from sqlalchemy import event
+
+    from shared import signing
+
+    return_id = str(uuid.uuid4())
+    delivered = message(
+        "dissemination.delivered",
+        "dissemination",
+        {"dissemination_id": return_id, "package_id": str(uuid.uuid4()), "delivered_at": ISSUED.isoformat()},
+        ISSUED,
+    )
+    body = json.dumps({"events": [delivered]} if path.endswith("batch") else delivered).encode()
+    secret = metrics_app.extensions["settings"].event_secret
+    statements: list[str] = []
+
+    def keep(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    engine = metrics_app.extensions["database"].engine
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        response = metrics_app.test_client().post(path, data=body, headers=signing.signed_headers(secret, body))
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+    assert response.status_code == 200, response.get_json()
+    inbox = [i for i, statement in enumerate(statements) if "inbox_events" in statement]
+    lock = [i for i, statement in enumerate(statements) if "pg_advisory_xact_lock" in statement]
+    assert inbox and lock and lock[0] < inbox[0], statements
