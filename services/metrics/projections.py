@@ -58,6 +58,18 @@ PACKAGE_CLASSIFICATION = ""  # a package's own facts: its marking is checked on 
 UNKNOWN_CLASSIFICATION = "?"  # no clearance includes it
 
 
+class StateRow(SimpleNamespace):
+    """A row of ``returns`` or ``packages`` as the projector reads and changes it: plain
+    attributes, read with Core and written back by ``Projector.flush`` in one statement per
+    table. Through the ORM, its unit of work sent one UPDATE per changed row and its attribute
+    tracking ran on every read and change: about half of a bulk load (py-spy, bench-metrics)."""
+
+
+# What the figures are worked out from: a model's row, or the projector's plain one.
+ReturnRow = ReturnState | StateRow
+PackageRow = PackageState | StateRow
+
+
 def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -76,7 +88,7 @@ def is_actioned(outcome: dict | None) -> bool:
     return outcome is not None and any(action in ACTIONED for action in outcome.get("actions", []))
 
 
-def return_figures(ret: ReturnState) -> Counter:
+def return_figures(ret: ReturnRow) -> Counter:
     """What one return adds to any figure it counts in."""
     figures: Counter = Counter()
     if ret.withdrawn:
@@ -126,7 +138,7 @@ def return_figures(ret: ReturnState) -> Counter:
     return figures
 
 
-def contribution(package: PackageState | StateRow | None, ret, figures: Counter | None = None) -> Counter:
+def contribution(package: PackageRow | None, ret: ReturnRow, figures: Counter | None = None) -> Counter:
     """Everything one return adds to the read model's facts, given its package (if known) and,
     if already worked out, its ``+return_figures``. Its package's own figures are kept on the
     package's row (``PackageState.figures``), not in the facts.
@@ -159,20 +171,13 @@ def contribution(package: PackageState | StateRow | None, ret, figures: Counter 
     return facts
 
 
-def package_contribution(package: PackageState) -> Counter:
+def package_contribution(package: PackageRow) -> Counter:
     facts: Counter = Counter()
     if package.issued_at is not None and package.withdrawn_at is None:  # described, not withdrawn
         marking = package.classification or UNKNOWN_CLASSIFICATION
         for key in month_keys(month_of(package.issued_at), package.threat_area, None)[1::2]:
             facts[("month", key, "packages", marking)] += 1
     return facts
-
-
-class StateRow(SimpleNamespace):
-    """A row of ``returns`` or ``packages`` as the projector reads and changes it: plain
-    attributes, read with Core and written back by ``Projector.flush`` in one statement per
-    table. Through the ORM, its unit of work sent one UPDATE per changed row and its attribute
-    tracking ran on every read and change: about half of a bulk load (py-spy, bench-metrics)."""
 
 
 def _rows_of(session: Session, query) -> Iterator[StateRow]:
@@ -680,7 +685,7 @@ def counted(number: float, singular: str, plural: str | None = None) -> str:
     return f"{number} {singular if number == 1 else plural or singular + 's'}"
 
 
-def refresh_verdict(session: Session, package: PackageState, figures: Counter | None = None) -> None:
+def refresh_verdict(session: Session, package: PackageRow, figures: Counter | None = None) -> None:
     """One plain verdict per package, with its reason, for leaders to sort by (from its own
     figures; read here from the facts migrations 0002 to 0007 kept, unless given)."""
     if figures is None:
