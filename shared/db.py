@@ -297,7 +297,7 @@ def insert_rows(session: Session, model: type, rows: list[dict], *, skip_existin
     )
     missing = [column for column in columns if column.name not in rows[0]]
     if missing:
-        complete = [row | {column.name: _value_or_default(row, column) for column in missing} for row in rows]
+        complete = [row | {column.name: value_or_default(row, column) for column in missing} for row in rows]
     else:  # every column given (the rows name the same columns)
         complete = rows
     on_postgres = session.get_bind().dialect.name == "postgresql"
@@ -339,7 +339,8 @@ def _update_statement(table: Table, names: tuple[str, ...], key: str, on_postgre
     )
 
 
-def _value_or_default(row: dict, column: Column):
+def value_or_default(row: dict, column: Column):
+    """The row's value for ``column``, else the column's Python default (None without one)."""
     if column.name in row:
         return row[column.name]
     default = column.default

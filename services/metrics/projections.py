@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from functools import cache
+from operator import attrgetter
 from types import SimpleNamespace
 from typing import cast
 
@@ -38,7 +39,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from services.metrics.definitions import results_words
 from services.metrics.models import Fact, Organisation, PackageState, ReturnState, TimelineEntry
-from shared.db import chunks, insert_rows, rows_as_json, rows_from_json, update_rows
+from shared.db import chunks, insert_rows, rows_as_json, rows_from_json, update_rows, value_or_default
 from shared.vocabulary import ACTIONED, RESULT_FIELDS
 
 HOURS_CAP = 24 * 400
@@ -188,13 +189,8 @@ def _rows_of(session: Session, query) -> Iterator[StateRow]:
 
 
 def _blank(table: Table, **values) -> StateRow:
-    """A new row: every column its Python default (or None), then ``values``."""
-    row = {
-        column.name: (column.default.arg if column.default is not None and not column.default.is_callable else None)  # type: ignore[attr-defined]
-        for column in table.columns
-    }
-    row.update(values)
-    return StateRow(**row)
+    """A new row: ``values``, and every other column its Python default (or None)."""
+    return StateRow(**{column.name: value_or_default(values, column) for column in table.columns})
 
 
 def lock_projection(session: Session) -> None:
@@ -463,8 +459,11 @@ class Projector:
         """Write what the batch changed: its new returns and packages inserted, the rest it
         changed updated, one statement each; the facts' differences; the timeline's rows."""
         self.session.flush()  # organisations (through the ORM: a few, seldom)
-        new = {ret.return_id for ret in self.new_returns}
-        changed = sorted((ret for ret, *_ in self.counted_before.values() if ret.return_id not in new), key=_return_id)
+        new_returns = {ret.return_id for ret in self.new_returns}
+        changed = sorted(
+            (ret for ret, *_ in self.counted_before.values() if ret.return_id not in new_returns),
+            key=attrgetter("return_id"),
+        )
         insert_rows(self.session, ReturnState, [vars(ret) for ret in self.new_returns])
         update_rows(self.session, ReturnState, [vars(ret) for ret in changed], key="return_id")
         self.new_returns.clear()
@@ -483,12 +482,12 @@ class Projector:
             refresh_verdict(self.session, package, figures)
             package.figures = own_figures(figures)
             written.append(package)
-        new = {package.package_id for package in self.new_packages}
+        new_packages = {package.package_id for package in self.new_packages}
         insert_rows(self.session, PackageState, [vars(package) for package in self.new_packages])
         update_rows(
             self.session,
             PackageState,
-            [vars(package) for package in written if package.package_id not in new],
+            [vars(package) for package in written if package.package_id not in new_packages],
             key="package_id",
         )
         self.new_packages.clear()
@@ -532,10 +531,6 @@ def write_facts(session: Session, deltas: dict[FactKey, float]) -> None:
 FACTS = cast(Table, Fact.__table__)
 RETURNS = cast(Table, ReturnState.__table__)
 PACKAGES = cast(Table, PackageState.__table__)
-
-
-def _return_id(ret: StateRow) -> uuid.UUID:
-    return ret.return_id
 
 
 FACT_COLUMNS = ("scope", "key", "metric", "classification", "value")
@@ -793,9 +788,10 @@ RETURN_FIGURE_COLUMNS = (
 
 
 def apply_events(session: Session, events: Iterable[dict]) -> None:
-    """Apply a batch of events (already de-duplicated) and write the figures once."""
+    """Apply a batch of events (already de-duplicated) and write the figures once. Where batches
+    may run at once, the caller has taken ``lock_projection`` before the inbox (the service's
+    ``inbox_lock``; ``rebuilding.apply_batch``)."""
     events = list(events)
-    lock_projection(session)
     projector = Projector(session)
     projector.prefetch(events)
     for event in events:
