@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -77,6 +78,21 @@ class Round:
     requests: int
     started: datetime
     ended: datetime
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    drain: Drain | None = None
+    cpu_window: float = 1.0  # seconds between the CPU meter's two readings
+
+
+@dataclass
+class Drain:
+    """The events a filing round left for the metrics service, and how long they took to apply
+    once the load stopped (None: not within DRAIN_TIMEOUT)."""
+
+    left: int
+    seconds: float | None = None
+
+
+DRAIN_TIMEOUT = 120
 
 
 @dataclass
@@ -306,6 +322,10 @@ def percentile(values: list[float], share: float) -> float:
 # --- profiling ---------------------------------------------------------------------------------
 
 
+# py-spy installed in this virtualenv (pip install py-spy) or on PATH.
+PY_SPY = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
 class Profiler:
     """py-spy on every gunicorn worker and the RQ worker while the project's rounds run."""
 
@@ -314,14 +334,14 @@ class Profiler:
         self.running: list[subprocess.Popen] = []
 
     def start(self, label: str, seconds: int) -> None:
-        if not shutil.which("py-spy"):
+        if not PY_SPY:
             return
         for name, pid in service_pids(self.system).items():
             out = self.out_dir / f"{label}-{name}.txt"
             self.running.append(
                 subprocess.Popen(
                     [
-                        "py-spy",
+                        PY_SPY,
                         "record",
                         "--pid",
                         str(pid),
@@ -357,6 +377,74 @@ def service_pids(system: System) -> dict[str, int]:
         for index, child in enumerate(children):
             pids[f"{name}-{index}"] = int(child)
     return pids
+
+
+# --- CPU by process ------------------------------------------------------------------------------
+
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def process_ticks(pid: int) -> int:
+    """CPU time (user + system, in clock ticks) a process has used so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime, stime (the stat fields 14 and 15)
+
+
+def pids_named(name: str) -> list[int]:
+    return [int(p) for p in subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split()]
+
+
+def process_groups(system: System, reference: Reference | None) -> dict[str, list[int]]:
+    """Who spends the machine's CPU: each service's gunicorn (master and workers), the RQ worker,
+    cron, PostgreSQL (every backend: during the project's rounds the reference's are idle), Redis,
+    and the reference app. (wrk, this process's child, is counted by ``CpuMeter``.)"""
+    groups: dict[str, list[int]] = {}
+    for name in (*SERVICES, "worker", "cron"):
+        pid = system.control.pid(name)
+        if pid:
+            children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+            groups[name] = [pid, *map(int, children)]
+    if reference and reference.process:
+        children = subprocess.run(
+            ["pgrep", "-P", str(reference.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+        groups["reference"] = [reference.process.pid, *map(int, children)]
+    groups["postgres"] = pids_named("postgres")
+    groups["redis"] = pids_named("redis-server")
+    return groups
+
+
+class CpuMeter:
+    """CPU seconds each group of processes spent between ``start`` and ``stop``. A process that
+    started in between counts whole (a pool's new connection: its PostgreSQL backend); one that
+    ended in between is not counted (its CPU is gone from /proc)."""
+
+    def __init__(self, system: System, reference: Reference | None):
+        self.system, self.reference = system, reference
+        self.before: dict[int, int] = {}
+        self.children_before = 0.0
+
+    @staticmethod
+    def children_seconds() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once it has ended
+        return usage.ru_utime + usage.ru_stime
+
+    def start(self) -> None:
+        self.children_before = self.children_seconds()
+        self.before = {
+            pid: process_ticks(pid) for pids in process_groups(self.system, self.reference).values() for pid in pids
+        }
+
+    def stop(self) -> dict[str, float]:
+        spent: dict[str, float] = {}
+        for name, pids in process_groups(self.system, self.reference).items():
+            ticks = sum(process_ticks(pid) - self.before.get(pid, 0) for pid in pids)
+            spent[name] = ticks / TICKS_PER_SECOND
+        spent["wrk"] = self.children_seconds() - self.children_before
+        return spent
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -397,6 +485,8 @@ def main() -> int:
             ("read", "project"): (system.urls["metrics"], [f"/api/v1/metrics/packages/{p}" for p, _ in pairs]),
             ("read", "reference"): (reference.url, [f"/packages/{p}" for p, _ in pairs]),
         }
+        if profile and not PY_SPY:
+            print("BENCH_PROFILE=1 needs py-spy (pip install py-spy): no profiles this run", flush=True)
         profiler = Profiler(system, run_dir) if profile else None
         windows: list[tuple[datetime, datetime]] = []
         for number in range(1, rounds + 1):
@@ -409,25 +499,36 @@ def main() -> int:
                     )
                     if profiler and app == "project":
                         profiler.start(f"{path}-round{number}", seconds)
+                    meter = CpuMeter(system, reference)
+                    meter.start()
+                    window_started = time.monotonic()
                     started = datetime.now(UTC)
                     rate, p50, p99, errors, total = run_wrk(base, urls, method, token, payload, seconds, run_dir)
                     ended = datetime.now(UTC)
+                    drain = None
+                    if path == "file" and app == "project":
+                        # The filings' whole chain (relay, the subscribers' handling) counts in
+                        # their CPU, and the next round starts on a quiet system: wait for the
+                        # metrics service to have applied them all.
+                        drain = Drain(backlog(system))
+                        if wait_until(lambda: backlog(system) == 0, timeout=DRAIN_TIMEOUT, every=0.25):
+                            drain.seconds = (datetime.now(UTC) - ended).total_seconds()
+                    cpu = meter.stop()
+                    cpu_window = time.monotonic() - window_started
                     if profiler:
                         profiler.wait()
                     if path == "file" and app == "project":
                         windows.append((started, ended))
-                    results.rounds.append(Round(path, app, number, rate, p50, p99, errors, total, started, ended))
+                    results.rounds.append(
+                        Round(path, app, number, rate, p50, p99, errors, total, started, ended, cpu, drain, cpu_window)
+                    )
                     print(
                         f"round {number}  {path:4}  {app:9}  {rate:8.1f}/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
                         f"  {errors} errors of {total}",
                         flush=True,
                     )
-        left_at_end = backlog(system)
-        drain_started = time.monotonic()
-        drained = wait_until(lambda: backlog(system) == 0, timeout=600, every=0.5)
-        drain_seconds = time.monotonic() - drain_started
         lags = filing_lags(system, windows)
-        report(results, lags, left_at_end, drain_seconds if drained else None, backlog(system))
+        report(results, lags)
         if profiler:
             print(f"py-spy profiles (collapsed stacks, for flamegraph.pl or speedscope): {run_dir}/*.txt")
         bad = [r for r in results.rounds if r.requests and r.errors > 0.01 * r.requests]
@@ -441,7 +542,7 @@ def main() -> int:
         system.stop()
 
 
-def report(results: Results, lags: list[float], left_at_end: int, drain_seconds: float | None, left: int) -> None:
+def report(results: Results, lags: list[float]) -> None:
     names = {
         "file": "file an outcome (POST /api/v1/returns/{id}/outcomes)",
         "read": "read a package's metrics (GET /api/v1/metrics/packages/{id})",
@@ -476,10 +577,38 @@ def report(results: Results, lags: list[float], left_at_end: int, drain_seconds:
         f"p50 {percentile(lags, 0.5):.2f} s, p95 {percentile(lags, 0.95):.2f} s, "
         f"max {max(lags, default=float('nan')):.2f} s"
     )
-    if drain_seconds is None:
-        print(f"backlog NOT drained within 600 s after the load: {left} events left")
-    else:
-        print(f"backlog at the end of the load: {left_at_end} events; drained {drain_seconds:.1f} s later")
+    for r in filing:
+        if r.drain is None:
+            continue
+        if r.drain.seconds is None:
+            print(f"round {r.number}: backlog NOT drained within {DRAIN_TIMEOUT} s: {r.drain.left} events at the end")
+        else:
+            print(
+                f"round {r.number}: {r.drain.left} events left at the end of the load, "
+                f"drained {r.drain.seconds:.1f} s later"
+            )
+    report_cpu(results)
+
+
+def report_cpu(results: Results) -> None:
+    """CPU per request by process group (median over rounds): where the machine's two cores go.
+    A filing's includes its whole chain, measured until the metrics service had applied it."""
+    print()
+    print("CPU per request, ms (median over rounds; a filing's until its events were applied):")
+    for path in ("file", "read"):
+        for app in ("project", "reference"):
+            rounds = [r for r in results.of(path, app) if r.requests]
+            if not rounds:
+                continue
+            groups = sorted({name for r in rounds for name in r.cpu_seconds})
+            per_request = {
+                name: statistics.median(1000 * r.cpu_seconds.get(name, 0.0) / r.requests for r in rounds)
+                for name in groups
+            }
+            total = statistics.median(1000 * sum(r.cpu_seconds.values()) / r.requests for r in rounds)
+            cores = statistics.median(sum(r.cpu_seconds.values()) / r.cpu_window for r in rounds)
+            parts = ", ".join(f"{name} {value:.2f}" for name, value in per_request.items() if value >= 0.01)
+            print(f"  {path:4} {app:9} total {total:5.2f} ({cores:.2f} cores busy): {parts}")
 
 
 if __name__ == "__main__":
