@@ -25,12 +25,12 @@ from flask import Response, current_app, g, has_request_context, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
-from sqlalchemy import event, select, update
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.api import BaseSchema, page_of
 from shared.auth import current_principal, require
-from shared.db import get_db, get_session
+from shared.db import get_db, get_session, table_of, utcnow
 from shared.guard import printable
 
 log = logging.getLogger(__name__)
@@ -103,25 +103,39 @@ def _is_audited() -> bool:
     )
 
 
-def _entry(status_code: int, detail: str | None):
+def _entry(status_code: int, detail: str | None) -> dict:
+    """The audit row for this request, as the audit table's column values."""
     principal = current_principal()
     target_type, target_id = g.get("audit_target", (None, None))
     rule = _route()
-    model = current_app.extensions["service"].models.AuditEntry
-    return model(
-        actor=principal.sub if principal else None,
-        actor_org=principal.org if principal else None,
-        actor_roles=",".join(sorted(principal.roles)) if principal else None,
-        method=request.method,
-        path=printable(_recorded_path(rule)),
-        action=f"{request.method} {rule}"[:80],
-        target_type=target_type,
-        target_id=target_id,
-        status_code=status_code,
-        outcome=g.get("audit_outcome") or outcome_for(status_code),
-        detail=(detail or None) and printable(str(detail))[:2000],
-        remote_addr=request.remote_addr,
-    )
+    return {
+        "at": utcnow(),
+        "actor": principal.sub if principal else None,
+        "actor_org": principal.org if principal else None,
+        "actor_roles": ",".join(sorted(principal.roles)) if principal else None,
+        "method": request.method,
+        "path": printable(_recorded_path(rule)),
+        "action": f"{request.method} {rule}"[:80],
+        "target_type": target_type,
+        "target_id": target_id,
+        "status_code": status_code,
+        "outcome": g.get("audit_outcome") or outcome_for(status_code),
+        "detail": (detail or None) and printable(str(detail))[:2000],
+        "remote_addr": request.remote_addr,
+    }
+
+
+def _answer(entry: dict) -> tuple:
+    """What an entry says of the answer: whether the one written with the change still holds."""
+    return entry["status_code"], entry["outcome"], entry["detail"]
+
+
+def _write(session: Session, entry: dict) -> int:
+    """Insert the entry in the session's transaction; its id. One cached Core ``INSERT ...
+    RETURNING``: every audited request writes one, and the unit of work's flush of an object
+    (its state tracking, its mapper's walk) cost a read as much as its query."""
+    table = table_of(current_app.extensions["service"].models.AuditEntry)
+    return session.execute(insert(table).returning(table.c.id), entry).scalar_one()
 
 
 def _success_status() -> int:
@@ -150,16 +164,14 @@ def _audit_with_the_change(session: Session) -> None:
     if session.info.get("defer_commit") or session.in_nested_transaction() or not _is_audited():
         return
     entry = _entry(_success_status(), g.get("audit_detail"))
-    session.add(entry)
-    session.info["audit_entry"] = entry
+    session.info["audit_entry"] = (_write(session, entry), *_answer(entry))
 
 
 @event.listens_for(Session, "after_commit")
 def _audit_committed(session: Session) -> None:
-    # The request's sessions keep what they committed (expire_on_commit=False): no reload here.
-    entry = session.info.pop("audit_entry", None)
-    if entry is not None and has_request_context():
-        g.audit_written = (entry.id, entry.status_code, entry.outcome, entry.detail)
+    written = session.info.pop("audit_entry", None)
+    if written is not None and has_request_context():
+        g.audit_written = written
 
 
 @event.listens_for(Session, "after_rollback")
@@ -176,10 +188,8 @@ def _record(response: Response) -> Response:
         if response.status_code >= 400 and detail is None and response.is_json:
             detail = (response.get_json(silent=True) or {}).get("message")
         written = g.get("audit_written") or None
-        if written is not None:
-            expected = _entry(response.status_code, detail)
-            if written[1:] == (expected.status_code, expected.outcome, expected.detail):
-                return response  # committed with the change, as it turned out
+        if written is not None and written[1:] == _answer(_entry(response.status_code, detail)):
+            return response  # committed with the change, as it turned out
         # The request's own session and connection when it has one: no second checkout. A read
         # that was answered writes its entry in the transaction that read (one commit, as the
         # least an audited read can do); anything else first drops what it left uncommitted, so
@@ -192,17 +202,18 @@ def _record(response: Response) -> Response:
             session.rollback()
         g.audit_written = False  # no second entry from this session's commit
         try:
+            entry = _entry(response.status_code, detail)
             if written is not None:
                 # The answer was not the one the entry committed with the change foresaw.
-                corrected = _entry(response.status_code, detail)
-                model = type(corrected)
+                table = table_of(current_app.extensions["service"].models.AuditEntry)
+                status_code, outcome, detail = _answer(entry)
                 session.execute(
-                    update(model)
-                    .where(model.id == written[0])
-                    .values(status_code=corrected.status_code, outcome=corrected.outcome, detail=corrected.detail)
+                    update(table)
+                    .where(table.c.id == written[0])
+                    .values(status_code=status_code, outcome=outcome, detail=detail)
                 )
             else:
-                session.add(_entry(response.status_code, detail))
+                _write(session, entry)
             session.commit()
         except Exception:
             session.rollback()
@@ -266,7 +277,7 @@ audit_blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description
 @audit_blp.route("")
 class AuditLog(MethodView):
     @require("admin")
-    @audit_blp.arguments(AuditQueryArgsSchema, location="query")
+    @audit_blp.arguments(AuditQueryArgsSchema(), location="query")
     @audit_blp.response(200, AuditEntrySchema(many=True))
     @audit_blp.paginate()
     def get(self, args, pagination_parameters):

@@ -122,9 +122,17 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             self._ensure_sqlite_dir(url)
         if for_worker:
-            # Jobs and one-off commands open a session now and then: NullPool holds no idle
-            # connection between them.
-            kwargs["poolclass"] = NullPool
+            # The RQ worker runs one job at a time (its scheduler thread and its /metrics
+            # endpoint may want one more). Its connections are kept between jobs: under load it
+            # runs tens of relays a second, and a new connection for each (NullPool, as it was)
+            # cost a connect and a new PostgreSQL backend, with its catalog caches to fill, every
+            # time. The pre-ping (above) still replaces one the database cut. A SQLite file is
+            # opened in no time: there, no connection is held between jobs.
+            if url.startswith("postgresql"):
+                kwargs["pool_size"] = 2
+                kwargs["max_overflow"] = 2
+            else:
+                kwargs["poolclass"] = NullPool
         engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(engine, "connect", _sqlite_pragmas)
@@ -223,8 +231,11 @@ def _drop_after_commit(session: Session) -> None:
     session.info.pop("after_commit", None)
 
 
-def commit_after_sending(session: Session, redo: Callable[[Session], None], tries: int = 3) -> None:
-    """Commit what a job records after something left the building (a message was sent).
+def commit_after_sending(
+    session: Session, record: Callable[[Session], None], redo: Callable[[Session], None], tries: int = 3
+) -> None:
+    """Record, then commit, what a job did after something left the building (a message was
+    sent).
 
     If the connection is lost before the commit (the database restarted, the connection was
     terminated), the record goes with it and the job's retry would send the message again. So
@@ -232,8 +243,11 @@ def commit_after_sending(session: Session, redo: Callable[[Session], None], trie
     apart; it must read the row again under its lock and do nothing if the record is there
     (the commit may have landed before the connection went). Only when every try fails does the
     error reach the job, whose retry then sends again: at least once, never silently lost.
+    ``record`` runs inside that guard: it may write at once (an event's rows go in as it is
+    emitted), so the lost connection may show there, before the commit.
     """
     try:
+        record(session)
         session.commit()
         return
     except OperationalError:
@@ -273,6 +287,11 @@ def chunks(values: list, size: int = 900) -> Iterator[list]:
         yield values[start : start + size]
 
 
+def table_of(model: type) -> Table:
+    """The table a mapped class is kept in, for Core statements."""
+    return typing.cast(Table, inspect(model).local_table)
+
+
 def insert_rows(session: Session, model: type, rows: list[dict], *, skip_existing: tuple[str, ...] = ()) -> None:
     """Insert many rows into ``model``'s table in the session's transaction, in one statement.
 
@@ -289,7 +308,7 @@ def insert_rows(session: Session, model: type, rows: list[dict], *, skip_existin
     """
     if not rows:
         return
-    table = typing.cast(Table, inspect(model).local_table)
+    table = table_of(model)
     columns = tuple(
         column
         for column in table.columns
@@ -314,7 +333,7 @@ def update_rows(session: Session, model: type, rows: list[dict], *, key: str) ->
     take a lock of their own first (the metrics projection does, ``lock_projection``)."""
     if not rows:
         return
-    table = typing.cast(Table, inspect(model).local_table)
+    table = table_of(model)
     names = tuple(rows[0])
     on_postgres = session.get_bind().dialect.name == "postgresql"
     statement = _update_statement(table, names, key, on_postgres)

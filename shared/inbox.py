@@ -284,7 +284,7 @@ class EventPageArgsSchema(BaseSchema):
 
 @internal_blp.route("/events/log")
 class InternalEventLog(MethodView):
-    @internal_blp.arguments(EventPageArgsSchema, location="query")
+    @internal_blp.arguments(EventPageArgsSchema(), location="query")
     @internal_blp.doc(
         security=[],
         description="Every event this service has emitted, in order, after a position: "

@@ -178,8 +178,11 @@ def notify_recipient(session: Session, settings: Settings, kind: str, disseminat
         dissemination.delivery_attempts += 1
     if sending.sent_to is not None:
         channel = sending.sent_to.channel
-        _record_success(session, settings, kind, dissemination, channel)
-        commit_after_sending(session, _record_success_again(settings, kind, dissemination.id, channel))
+        commit_after_sending(
+            session,
+            lambda job_session: _record_success(job_session, settings, kind, dissemination, channel),
+            _record_success_again(settings, kind, dissemination.id, channel),
+        )
         return f"sent by {channel}"
     error = (
         "; ".join(f"{contact.channel}: {failure}" for contact, failure in sending.failures)

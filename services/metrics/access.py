@@ -9,15 +9,17 @@ is not revealed; the refusal is audited with the reason), and no figure counts i
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 from flask_smorest import abort
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 
 from services.metrics.models import PackageState, ReturnState
+from services.metrics.projections import PackageRow, ReturnRow, StateRow
 from shared.audit import audit_detail, audit_target
 from shared.auth import current_principal
-from shared.db import get_session
+from shared.db import get_session, table_of
 
 
 def is_leader() -> bool:
@@ -52,23 +54,54 @@ def find_package(package_id: uuid.UUID) -> PackageState:
     return cleared_package(get_session().get(PackageState, package_id))
 
 
-def find_package_and_returns(package_id: uuid.UUID) -> tuple[PackageState, list[ReturnState]]:
-    """``find_package``, with the package's returns read in the same query (its metrics)."""
-    audit_target("package", package_id)
-    rows = (
-        get_session()
-        .execute(
-            select(PackageState, ReturnState)
-            .outerjoin(ReturnState, ReturnState.package_id == PackageState.package_id)
-            .where(PackageState.package_id == package_id)
+# A package's returns as its metrics read them (``figures.package_metrics``), read beside it.
+RETURN_COLUMNS = (
+    "organisation",
+    "withdrawn",
+    "acknowledged_at",
+    "first_returned_at",
+    "final_returned_at",
+    "overdue",
+    "version",
+    "outcome",
+    "onward_from",
+)
+
+
+@functools.cache
+def package_and_returns_query() -> Select:
+    """The package's row and its returns' columns, outer-joined: built once, so that each read
+    spares the statement's construction and its cache key (a third of this read's work)."""
+    packages, returns = table_of(PackageState), table_of(ReturnState)
+    return (
+        select(
+            packages,
+            returns.c.return_id.label("return_id_"),
+            *(returns.c[name].label(f"{name}_") for name in RETURN_COLUMNS),
         )
-        .all()
+        .select_from(packages.outerjoin(returns, returns.c.package_id == packages.c.package_id))
+        .where(packages.c.package_id == bindparam("package_id"))
     )
-    package = cleared_package(rows[0][0] if rows else None)
-    return package, [ret for _, ret in rows if ret is not None]
 
 
-def cleared_package(package: PackageState | None) -> PackageState:
+def find_package_and_returns(package_id: uuid.UUID) -> tuple[PackageRow, list[ReturnRow]]:
+    """``find_package``, with the package's returns read in the same query (its metrics): plain
+    rows through Core, as the projector reads them. The ORM's two entities per row (their
+    identity map, state and loading) cost this read as much as its statement did."""
+    audit_target("package", package_id)
+    query = package_and_returns_query()
+    rows = [row._mapping for row in get_session().connection().execute(query, {"package_id": package_id})]
+    package = None
+    if rows:
+        package = StateRow(**{column.name: rows[0][column.name] for column in table_of(PackageState).columns})
+    cleared = cleared_package(package)
+    found = [
+        StateRow(**{name: row[f"{name}_"] for name in RETURN_COLUMNS}) for row in rows if row["return_id_"] is not None
+    ]
+    return cleared, found
+
+
+def cleared_package(package: PackageRow | None) -> PackageRow:
     principal = current_principal()
     if package is None or package.issued_at is None:
         abort(404, message="No figures for this package.")

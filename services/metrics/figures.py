@@ -27,7 +27,7 @@ from services.metrics.definitions import (
     results_words,
 )
 from services.metrics.models import Fact, Organisation, PackageState, ReturnState, TimelineEntry
-from services.metrics.projections import month_keys
+from services.metrics.projections import PackageRow, ReturnRow, month_keys
 from shared.vocabulary import (
     ACCURACIES,
     ACCURACY_CHOICES,
@@ -69,7 +69,7 @@ def use_of(figures: Counter) -> dict:
     }
 
 
-def package_summary(package: PackageState) -> dict:
+def package_summary(package: PackageRow) -> dict:
     return {
         "package_id": package.package_id,
         "reference": package.reference,
@@ -129,7 +129,7 @@ def package_query(args: Mapping[str, Any], classifications: list[str]) -> Select
     return query.order_by(column.desc() if sort.startswith("-") else column, PackageState.reference)
 
 
-def package_metrics(session: Session, package: PackageState, returns: list[ReturnState] | None = None) -> dict:
+def package_metrics(session: Session, package: PackageRow, returns: list[ReturnRow] | None = None) -> dict:
     """A package's metrics, from its own figures (kept on its row) and its returns (read here
     unless given)."""
     figures = Counter(package.figures or {})

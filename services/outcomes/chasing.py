@@ -345,9 +345,12 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
     )
     errors = [f"{contact.channel} {contact.address}: {failure}" for contact, failure in sending.failures]
     if sending.sent_to is not None:
-        _record_sent(session, settings, expected, entry, sending, errors)
-        result = entry.result
-        commit_after_sending(session, _record_sent_again(settings, entry_id, sending, errors))
+        commit_after_sending(
+            session,
+            lambda job_session: _record_sent(job_session, settings, expected, entry, sending, errors),
+            _record_sent_again(settings, entry_id, sending, errors),
+        )
+        result = sent_result(sending)
         CHASE_STEPS.labels(result).inc()
         return result
     if not contacts:
@@ -363,11 +366,16 @@ def send_chase(session: Session, settings: Settings, entry_id: int) -> str:
     raise NotificationError(entry.error)
 
 
+def sent_result(sending: Sending) -> str:
+    """A sent step's result: by its first contact, or by a fallback."""
+    return "sent_fallback" if sending.fallback else "sent"
+
+
 def _record_sent(
     session: Session, settings: Settings, expected: ExpectedReturn, entry: ChaseEntry, sending: Sending, errors: list
 ) -> None:
     assert sending.sent_to is not None
-    entry.result = "sent_fallback" if sending.fallback else "sent"
+    entry.result = sent_result(sending)
     entry.sent_at = utcnow()
     entry.channel = sending.sent_to.channel
     entry.address = sending.sent_to.address

@@ -108,8 +108,7 @@ def emit_pings(app, settings, count: int) -> list[str]:
     relays are enqueued after the commit, as every event's are."""
     models = app.extensions["service"].models
     with app.extensions["database"].job_session() as session:
-        events = [outbox.emit(session, models, settings, "drill.ping", uuid.uuid4(), {"n": n}) for n in range(count)]
-        ids = [str(event.id) for event in events]
+        ids = [str(outbox.emit(session, models, settings, "drill.ping", uuid.uuid4(), {"n": n})) for n in range(count)]
         session.commit()
     return ids
 
@@ -382,8 +381,8 @@ def test_an_event_the_subscriber_cannot_apply_in_a_batch_is_tried_alone_and_the_
     assert deliveries(app, good) == [("delivered", 1)] * 3 and inbox_counts(outcomes_app, good) == [1] * 3
     # Answered "failed" in the batch, then tried alone: refused again, so it keeps its retry ladder.
     assert subscriber.posts == 1
-    assert deliveries(app, [str(bad.id)]) == [("pending", 2)]
-    assert inbox_counts(outcomes_app, [str(bad.id)]) == [0]
+    assert deliveries(app, [str(bad)]) == [("pending", 2)]
+    assert inbox_counts(outcomes_app, [str(bad)]) == [0]
     assert len(ScheduledJobRegistry("events", connection=redis_conn)) == 1
 
 
@@ -434,8 +433,8 @@ def test_an_event_taken_back_by_a_savepoint_does_not_strand_the_rest(app, outcom
         kept = outbox.emit(session, models, settings, "drill.ping", uuid.uuid4(), {"n": 1})
         session.commit()
     run_jobs()  # the relay enqueued for the event taken back finds nothing, and hands on
-    assert deliveries(app, [str(kept.id)]) == [("delivered", 1)]
-    assert inbox_counts(outcomes_app, [str(kept.id)]) == [1]
+    assert deliveries(app, [str(kept)]) == [("delivered", 1)]
+    assert inbox_counts(outcomes_app, [str(kept)]) == [1]
 
 
 def test_a_batch_reads_its_events_at_once_whatever_its_size(app, outcomes_app, subscriber, run_jobs):

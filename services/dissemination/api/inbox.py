@@ -42,7 +42,7 @@ STATUS_FILTERS = {
 @blp.route("")
 class Inbox(MethodView):
     @require()
-    @blp.arguments(InboxQueryArgsSchema, location="query")
+    @blp.arguments(InboxQueryArgsSchema(), location="query")
     @blp.response(200, InboxItemSchema(many=True))
     @blp.paginate()
     def get(self, args, pagination_parameters):

@@ -59,7 +59,7 @@ def _answer_with_secret(organisation: Organisation) -> Organisation:
 @blp.route("")
 class Organisations(MethodView):
     @require()
-    @blp.arguments(OrganisationQueryArgsSchema, location="query")
+    @blp.arguments(OrganisationQueryArgsSchema(), location="query")
     @blp.response(200, OrganisationSchema(many=True))
     @blp.paginate()
     def get(self, args, pagination_parameters):
@@ -72,7 +72,7 @@ class Organisations(MethodView):
     @require("admin")
     @reveal_webhook_secret
     @idempotent
-    @blp.arguments(OrganisationSchema)
+    @blp.arguments(OrganisationSchema())
     @blp.response(201, OrganisationWithSecretSchema)
     def post(self, values):
         """Add an organisation (admin). With a webhook_url, the answer carries its signing secret
@@ -94,7 +94,7 @@ class OrganisationByCode(MethodView):
 
     @require("admin")
     @reveal_webhook_secret
-    @blp.arguments(OrganisationUpdateSchema)
+    @blp.arguments(OrganisationUpdateSchema())
     @blp.response(200, OrganisationWithSecretSchema)
     def patch(self, values, code):
         """Change an organisation's name, contacts, webhook or status (admin). A new webhook_url

@@ -38,7 +38,7 @@ def _settings():
 @blp.route("")
 class Packages(MethodView):
     @require()
-    @blp.arguments(PackageQueryArgsSchema, location="query")
+    @blp.arguments(PackageQueryArgsSchema(), location="query")
     @blp.response(200, PackageSchema(many=True))
     @blp.paginate()
     def get(self, args, pagination_parameters):
@@ -61,7 +61,7 @@ class Packages(MethodView):
 
     @require("issuer")
     @idempotent
-    @blp.arguments(PackageCreateSchema)
+    @blp.arguments(PackageCreateSchema())
     @blp.response(201, PackageSchema)
     def post(self, values):
         """Create a draft package."""
@@ -80,7 +80,7 @@ class PackageById(MethodView):
         return find_package(package_id)
 
     @require("issuer")
-    @blp.arguments(PackageUpdateSchema)
+    @blp.arguments(PackageUpdateSchema())
     @blp.response(200, PackageSchema)
     def patch(self, values, package_id: uuid.UUID):
         """Edit a draft. Issued packages cannot change: withdraw and issue a new one."""
@@ -109,7 +109,7 @@ class PackageIssue(MethodView):
 class PackageWithdraw(MethodView):
     @require("issuer")
     @idempotent(authorise=lambda package_id: find_package(package_id))
-    @blp.arguments(WithdrawSchema)
+    @blp.arguments(WithdrawSchema())
     @blp.response(200, PackageSchema)
     def post(self, values, package_id: uuid.UUID):
         """Withdraw a package: recipients are told to stop, and no return is expected."""

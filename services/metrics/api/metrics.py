@@ -38,7 +38,7 @@ blp = Blueprint("metrics", __name__, url_prefix="/api/v1/metrics", description="
 @blp.route("/packages")
 class PackageList(MethodView):
     @require()
-    @blp.arguments(PackageListArgsSchema, location="query")
+    @blp.arguments(PackageListArgsSchema(), location="query")
     @blp.response(200, PackageRowSchema(many=True))
     @blp.paginate()
     def get(self, args, pagination_parameters):
@@ -109,7 +109,7 @@ def period_of(args: dict):
 @blp.route("/summary")
 class Summary(MethodView):
     @require()
-    @blp.arguments(PeriodArgsSchema, location="query")
+    @blp.arguments(PeriodArgsSchema(), location="query")
     @blp.response(200, SummarySchema)
     def get(self, args):
         """The funnel issued -> delivered -> acknowledged -> returned -> actioned, result totals and
@@ -143,7 +143,7 @@ EVIDENCE_PACK_RESPONSES = {
 @blp.route("/evidence-pack")
 class EvidencePack(MethodView):
     @require()
-    @blp.arguments(EvidencePackArgsSchema, location="query")
+    @blp.arguments(EvidencePackArgsSchema(), location="query")
     @blp.doc(responses=EVIDENCE_PACK_RESPONSES)
     def get(self, args):
         """The inspection evidence pack, as printable HTML or as a PDF.
@@ -180,7 +180,7 @@ class Grading(MethodView):
 @blp.route("/export.csv")
 class Export(MethodView):
     @require()
-    @blp.arguments(PackageListArgsSchema, location="query")
+    @blp.arguments(PackageListArgsSchema(), location="query")
     @blp.response(200, content_type="text/csv", description="The package list as CSV")
     def get(self, args):
         """The package list with the same filters, as CSV for spreadsheets."""

@@ -23,7 +23,7 @@ class ChasePolicyView(MethodView):
         return chasing.current_policy(get_session())
 
     @require("admin")
-    @blp.arguments(ChasePolicySchema)
+    @blp.arguments(ChasePolicySchema())
     @blp.response(200, ChasePolicySchema)
     def put(self, values):
         """Replace the ladder. Steps already sent stay sent; new ones apply from the next sweep."""

@@ -88,7 +88,7 @@ def count_overdue(session: Session) -> int:
 @blp.route("")
 class Returns(MethodView):
     @require()
-    @blp.arguments(ReturnQueryArgsSchema, location="query")
+    @blp.arguments(ReturnQueryArgsSchema(), location="query")
     @blp.response(200, ExpectedReturnSchema(many=True))
     @blp.paginate()
     def get(self, args, pagination_parameters):
@@ -125,7 +125,7 @@ class ReturnOutcomes(MethodView):
 
     @require("recipient")
     @idempotent(authorise=lambda return_id: find_return(return_id))
-    @blp.arguments(OutcomeInputSchema)
+    @blp.arguments(OutcomeInputSchema())
     @blp.response(201, OutcomeSchema)
     def post(self, values, return_id: uuid.UUID):
         """File an outcome for your organisation: interim, then final; filing again amends."""
@@ -144,7 +144,7 @@ class ReturnOutcomes(MethodView):
 class ReturnExtend(MethodView):
     @require("issuer")
     @idempotent(authorise=lambda return_id: find_return(return_id))
-    @blp.arguments(ExtendSchema)
+    @blp.arguments(ExtendSchema())
     @blp.response(200, ExpectedReturnSchema)
     def post(self, values, return_id: uuid.UUID):
         """Move the due date (a date, or a number of working days on); the chase re-plans."""
