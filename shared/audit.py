@@ -25,7 +25,7 @@ from flask import Response, current_app, g, has_request_context, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import Insert, Table, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.api import BaseSchema, page_of
@@ -125,17 +125,28 @@ def _entry(status_code: int, detail: str | None) -> dict:
     }
 
 
+# What an entry says of the answer: the one written with a change is corrected in these alone.
+ANSWER_COLUMNS = ("status_code", "outcome", "detail")
+
+
 def _answer(entry: dict) -> tuple:
-    """What an entry says of the answer: whether the one written with the change still holds."""
-    return entry["status_code"], entry["outcome"], entry["detail"]
+    return tuple(entry[name] for name in ANSWER_COLUMNS)
+
+
+def _audit_table() -> Table:
+    return table_of(current_app.extensions["service"].models.AuditEntry)
+
+
+@functools.cache
+def _insert_returning_id(table: Table) -> Insert:
+    return insert(table).returning(table.c.id)
 
 
 def _write(session: Session, entry: dict) -> int:
-    """Insert the entry in the session's transaction; its id. One cached Core ``INSERT ...
-    RETURNING``: every audited request writes one, and the unit of work's flush of an object
-    (its state tracking, its mapper's walk) cost a read as much as its query."""
-    table = table_of(current_app.extensions["service"].models.AuditEntry)
-    return session.execute(insert(table).returning(table.c.id), entry).scalar_one()
+    """Insert the entry in the session's transaction; its id. A Core ``INSERT ... RETURNING``
+    built once per table: every audited request writes one, and the unit of work's flush of an
+    object (its state tracking, its mapper's walk) cost a read as much as its query."""
+    return session.execute(_insert_returning_id(_audit_table()), entry).scalar_one()
 
 
 def _success_status() -> int:
@@ -205,12 +216,9 @@ def _record(response: Response) -> Response:
             entry = _entry(response.status_code, detail)
             if written is not None:
                 # The answer was not the one the entry committed with the change foresaw.
-                table = table_of(current_app.extensions["service"].models.AuditEntry)
-                status_code, outcome, detail = _answer(entry)
+                table = _audit_table()
                 session.execute(
-                    update(table)
-                    .where(table.c.id == written[0])
-                    .values(status_code=status_code, outcome=outcome, detail=detail)
+                    update(table).where(table.c.id == written[0]).values({name: entry[name] for name in ANSWER_COLUMNS})
                 )
             else:
                 _write(session, entry)

@@ -122,8 +122,9 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             self._ensure_sqlite_dir(url)
         if for_worker:
-            # The RQ worker runs one job at a time (its scheduler thread and its /metrics
-            # endpoint may want one more). Its connections are kept between jobs: under load it
+            # The RQ worker runs one job at a time: one connection per service, and the overflow
+            # for a job that opens a second session meanwhile (``commit_after_sending``'s fresh
+            # one). Its connections are kept between jobs: under load it
             # runs tens of relays a second, and a new connection for each (NullPool, as it was)
             # cost a connect and a new PostgreSQL backend, with its catalog caches to fill, every
             # time. The pre-ping (above) still replaces one the database cut. A SQLite file is

@@ -68,10 +68,13 @@ RETURN_COLUMNS = (
 )
 
 
+PACKAGE_COLUMNS = tuple(column.name for column in table_of(PackageState).columns)
+
+
 @functools.cache
 def package_and_returns_query() -> Select:
     """The package's row and its returns' columns, outer-joined: built once, so that each read
-    spares the statement's construction and its cache key (a third of this read's work)."""
+    spares the statement's construction and its cache key (about 6% of this read's CPU, py-spy)."""
     packages, returns = table_of(PackageState), table_of(ReturnState)
     return (
         select(
@@ -91,9 +94,7 @@ def find_package_and_returns(package_id: uuid.UUID) -> tuple[PackageRow, list[Re
     audit_target("package", package_id)
     query = package_and_returns_query()
     rows = [row._mapping for row in get_session().connection().execute(query, {"package_id": package_id})]
-    package = None
-    if rows:
-        package = StateRow(**{column.name: rows[0][column.name] for column in table_of(PackageState).columns})
+    package = StateRow(**{name: rows[0][name] for name in PACKAGE_COLUMNS}) if rows else None
     cleared = cleared_package(package)
     found = [
         StateRow(**{name: row[f"{name}_"] for name in RETURN_COLUMNS}) for row in rows if row["return_id_"] is not None
