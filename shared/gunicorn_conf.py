@@ -33,6 +33,19 @@ from shared.redact import mask_form_tokens, masked
 
 accesslog = "-"
 logger_class = "shared.gunicorn_conf.MaskingLogger"
+# Threads in each worker (WEB_THREADS, default 4; 1 is gunicorn's sync worker). A request spends
+# about a third of its time waiting on PostgreSQL (py-spy under `make bench`): with one request
+# per process the cores sat idle meanwhile (1.4 of 2 busy), and a worker process more per
+# service costs a whole interpreter and a pool of connections. 4 threads kept the cores busy and
+# the event lag low; 8 queued the subscribers' batches behind the web requests
+# (docs/performance.md, sixth round). Each thread takes its own connection from the process's
+# pool (5, SQLAlchemy's default), and keeps a client's connection open between its requests.
+# What changes with threads: gunicorn's --timeout no longer stops a request that hangs (the
+# worker's main loop still answers the master). Every outbound HTTP, SMTP and Redis call has a
+# timeout of its own; a database that stops answering holds the request's thread (a sync worker
+# was killed and its successor held likewise).
+threads = int(os.environ.get("WEB_THREADS") or 4)
+worker_class = "gthread" if threads > 1 else "sync"
 # gunicorn >= 25.1 opens a control socket at one path per user ($HOME/.gunicorn/gunicorn.ctl):
 # the three services (and a second `make run`) would fight over it. supervisorctl, or compose,
 # is the control interface.

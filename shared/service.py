@@ -21,7 +21,7 @@ from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import MetaData
 from sqlalchemy.orm import Session
 
-from shared import audit, clock, db, guard, health, idempotency, inbox, logs, monitoring, outbox
+from shared import audit, auth, clock, db, guard, health, idempotency, inbox, logs, monitoring, outbox
 from shared.api import make_api
 from shared.db import Database
 from shared.models import SharedModels
@@ -113,6 +113,7 @@ def create_service_app(service: Service, import_name: str, overrides: dict | Non
     logs.init_app(app, service.name)  # after the guard: its request id hook goes first
     clock.init_app(app, settings.app_env)
     app.extensions["settings"] = settings
+    app.extensions["verified_tokens"] = auth.VerifiedTokens()
     app.extensions["service"] = service
     database = Database(settings)
     db.init_app(app, database)

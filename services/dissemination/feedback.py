@@ -65,12 +65,14 @@ EVENT_HANDLERS = {"outcome.filed": after_outcome_filed, "return.extended": on_re
 def apply_events(session: Session, events: list[dict]) -> None:
     """A batch of events from the outcomes service, each applied as if alone, after the
     disseminations they name are read and locked at once (in a fixed order: two batches never
-    deadlock), with their packages: each event then finds its dissemination in the session
-    instead of reading it, and its package, again."""
+    deadlock), with their packages, and the ones passed on are known: each event then finds its
+    dissemination in the session instead of reading it, and its package, again, and looks for
+    onward disseminations only where there are some (``onward.BatchKnowledge``)."""
     return_ids = sorted(
         {uuid.UUID(event["payload"]["return_id"]) for event in events if event["payload"].get("return_id")}
     )
     read: list[Dissemination] = []  # held here: the session keeps what it loaded only while in use
+    batch = onward.BatchKnowledge()
     for chunk in chunks(return_ids):
         read.extend(
             session.scalars(
@@ -80,5 +82,13 @@ def apply_events(session: Session, events: list[dict]) -> None:
                 .with_for_update(of=Dissemination)
             )
         )
-    for event in events:
-        EVENT_HANDLERS[event["type"]](session, event)
+        batch.passed_on.update(
+            session.scalars(select(Dissemination.onward_from).where(Dissemination.onward_from.in_(chunk)).distinct())
+        )
+    batch.locked.update(dissemination.id for dissemination in read)
+    session.info[onward.BATCH_KEY] = batch
+    try:
+        for event in events:
+            EVENT_HANDLERS[event["type"]](session, event)
+    finally:
+        session.info.pop(onward.BATCH_KEY, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -9,7 +10,17 @@ from sqlalchemy import select
 from services.outcomes import chasing
 from services.outcomes.models import ChaseEntry
 from shared.notify import plain_text
-from tests.onward.chain import carry, deliver, disseminations, file, outbox_messages, pass_on, returns_of, start
+from tests.onward.chain import (
+    carry,
+    deliver,
+    deliver_batch,
+    disseminations,
+    file,
+    outbox_messages,
+    pass_on,
+    returns_of,
+    start,
+)
 
 
 def test_a_pass_on_creates_a_dissemination_delivered_acknowledged_and_chased_like_any_other(
@@ -286,3 +297,51 @@ def test_a_lost_redis_delays_the_onward_notices_and_loses_none(
     assert len(gmp_subjects) == 2 and "WITHDRAWN" in gmp_subjects[1]
     assert any(m["To"] == "outcomes.lancs@directory.invalid" for m in mailbox())
     assert jobs.sweep_notifications(settle_seconds=0) == 0
+
+
+def test_pass_ons_and_their_amendments_in_one_batch_are_followed_in_order(
+    client, token, app, outcomes_app, outcomes_client, pump_events, run_jobs
+):
+    """The relay sends a subscriber's waiting events in one batch. A batch knows which of its
+    returns were passed on when it began (``onward.BatchKnowledge``), and what its own events
+    pass on: MPS passes the package to KENT, then amends to ESSEX, and ROCU-NW (which passed it
+    to GMP before) amends to LANCS, all four filings in one batch."""
+    world = start(client, token, app, outcomes_app, outcomes_client, pump_events, run_jobs)
+    package, ids = world["package"], world["ids"]
+    filings = [("MPS", "KENT"), ("MPS", "ESSEX"), ("ROCU-NW", "LANCS")]
+    for org, to in filings:
+        response = file(outcomes_client, token, org, ids[org], **pass_on(to))
+        assert response.status_code == 201, response.get_json()
+    waiting = [
+        message
+        for message in outbox_messages(outcomes_app)
+        if (("outcomes", "dissemination"), uuid.UUID(message["id"])) not in pump_events.delivered
+    ]
+    assert [message["type"] for message in waiting] == ["outcome.filed"] * 3
+    answer = deliver_batch(app, waiting)
+    assert answer == ["applied"] * 3
+    pump_events.delivered.update((("outcomes", "dissemination"), uuid.UUID(m["id"])) for m in waiting)
+    carry(pump_events, app, outcomes_app)
+
+    rows = disseminations(client, token, package["id"])
+    onward = {
+        org: (row["status"], rows_by_id(rows)[row["onward_from"]]) for org, row in rows.items() if row["onward_depth"]
+    }
+    assert onward == {
+        "GMP": ("withdrawn", "ROCU-NW"),
+        "KENT": ("withdrawn", "MPS"),
+        "ESSEX": ("pending_delivery", "MPS"),
+        "LANCS": ("pending_delivery", "ROCU-NW"),
+    }
+    assert "no longer passed on to KENT" in rows["KENT"]["withdrawal_reason"]
+    returns = returns_of(outcomes_client, token, package["id"])
+    assert {org: returns[org]["status"] for org in onward} == {
+        "GMP": "withdrawn",
+        "KENT": "withdrawn",
+        "ESSEX": "open",
+        "LANCS": "open",
+    }
+
+
+def rows_by_id(rows: dict[str, dict]) -> dict[str, str]:
+    return {row["id"]: org for org, row in rows.items()}
