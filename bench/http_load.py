@@ -3,7 +3,8 @@
 Starts the whole system as ``make run`` does (``drills.system.System``: its own RUN_DIR, ports,
 redis-server, and a database of its own, ``<db>_bench`` beside DATABASE_URL's, or SQLite files
 without it), issues BENCH_PACKAGES packages (default 100) to one force, and starts the reference
-app (bench/reference_app.py: gunicorn, 4 sync workers, same database). Then, in alternating
+app (bench/reference_app.py: gunicorn, 4 sync workers, same database; REFERENCE_THREADS=4 serves it
+with 4 threads in each, as the services are). Then, in alternating
 rounds (BENCH_ROUNDS, default 3, each path BENCH_SECONDS, default 10 s, per app), ``wrk -t2
 -c16`` spreads requests over the 100 returns / packages:
 
@@ -23,6 +24,8 @@ drain each filing round's backlog (within DRAIN_TIMEOUT), and the CPU per reques
     BENCH_ROUNDS=1 BENCH_SECONDS=5 make bench    # a quick look
     BENCH_PROFILE=1 make bench                   # also py-spy flame graphs of the services
     WEB_WORKERS=4 make bench                     # each service's gunicorn workers (make run: 2)
+    WEB_THREADS=1 make bench                     # threads in each (make run: 4; 1 = sync workers)
+    REFERENCE_THREADS=4 make bench               # the reference served as the services are
 """
 
 from __future__ import annotations
@@ -210,6 +213,8 @@ class Reference:
                 f"127.0.0.1:{self.port}",
                 "--workers",
                 "4",
+                "--threads",
+                os.environ.get("REFERENCE_THREADS") or "1",
                 "bench.reference_app:create_app()",
             ],
             env=self.env,
@@ -464,7 +469,9 @@ def main() -> int:
     database_url = bench_database_url()
     print(
         f"make bench: run directory {run_dir}; database {database_url or 'SQLite'}; "
-        f"{os.environ.get('WEB_WORKERS') or 2} gunicorn workers per service (WEB_WORKERS)",
+        f"{os.environ.get('WEB_WORKERS') or 2} gunicorn workers per service (WEB_WORKERS) of "
+        f"{os.environ.get('WEB_THREADS') or 4} threads (WEB_THREADS); the reference's 4 workers of "
+        f"{os.environ.get('REFERENCE_THREADS') or 1} (REFERENCE_THREADS)",
         flush=True,
     )
     system = System(run_dir, settings=BENCH_SETTINGS, ladder=None, database_url=database_url)
