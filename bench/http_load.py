@@ -14,7 +14,7 @@ rounds (BENCH_ROUNDS, default 3, each path BENCH_SECONDS, default 10 s, per app)
   check-JWT, select, insert an audit row, commit.
 
 It prints each round's throughput and p50/p99 per path and app, the ratio (this project /
-reference) of the medians over rounds, the event lag (an outcome filed -> its event applied by
+reference) of the medians over rounds and of each round's two sides, the event lag (an outcome filed -> its event applied by
 the metrics service, p50/p95 over the filings of the load), the time the metrics service took to
 drain each filing round's backlog (within DRAIN_TIMEOUT), and the CPU per request of each process
 (``CpuMeter``: where the two cores go). Every round is bounded in time; the whole run in count
@@ -573,6 +573,15 @@ def report(results: Results, lags: list[float]) -> None:
             statistics.median(r.requests_per_second for r in theirs), 1e-9
         )
         print(f"| {names[path]} | {span(ours)} | {span(theirs)} | {ratio:.2f} |")
+    print()
+    for path in ("file", "read"):
+        paired = zip(results.of(path, "project"), results.of(path, "reference"), strict=False)
+        ratios = [ours.requests_per_second / max(theirs.requests_per_second, 1e-9) for ours, theirs in paired]
+        if ratios:
+            # The machine's own speed moves between rounds: a round's two sides ran back to back.
+            print(
+                f"{path} ratio by round (each round's two sides back to back): " + ", ".join(f"{r:.2f}" for r in ratios)
+            )
     filing = results.of("file", "project")
     if filing:
         print()

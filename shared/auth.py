@@ -218,9 +218,10 @@ class VerifiedTokens:
     SECONDS = 60
     KEPT = 4096
 
-    def __init__(self, now: Callable[[], float] = time.time) -> None:
-        self.now = now
-        self.entries: TTLCache = TTLCache(maxsize=self.KEPT, ttl=self.SECONDS, timer=now)
+    def __init__(self, now: Callable[[], float] = time.time, timer: Callable[[], float] = time.monotonic) -> None:
+        self.now = now  # for the tokens' expiry, as jwt.decode reads it
+        # For how long an entry is kept: a wall clock stepped back must not keep one longer.
+        self.entries: TTLCache = TTLCache(maxsize=self.KEPT, ttl=self.SECONDS, timer=timer)
         self.lock = threading.Lock()  # gunicorn's threads share it; TTLCache is not thread-safe
         self.settings: Settings | None = None
 
@@ -233,9 +234,11 @@ class VerifiedTokens:
         if kept is None:
             kept = verified_token(settings, token)
             with self.lock:
-                self.entries[token] = kept
+                if settings is self.settings:  # not checked under settings since replaced
+                    self.entries[token] = kept
         principal, expires_at = kept
-        if self.now() > expires_at + LEEWAY_SECONDS:
+        # jwt.decode's own test, in whole seconds: refused once exp <= now - leeway.
+        if int(expires_at) <= int(self.now()) - LEEWAY_SECONDS:
             raise TokenError("token has expired")
         return principal
 

@@ -80,6 +80,9 @@ def apply_events(session: Session, events: list[dict]) -> None:
                 .where(Dissemination.id.in_(chunk))
                 .order_by(Dissemination.id)
                 .with_for_update(of=Dissemination)
+                # After a failed batch each event is applied alone, its rows read again: what the
+                # failed attempt left in the session (and rolled back) must not be kept.
+                .execution_options(populate_existing=True)
             )
         )
         batch.passed_on.update(

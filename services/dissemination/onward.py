@@ -121,7 +121,7 @@ def pass_on(session: Session, settings: Settings, source: Dissemination, passed_
     package = source.package
     onward = Dissemination(
         id=uuid.uuid4(),
-        package_id=package.id,
+        package=package,  # in package.disseminations at once: a later event of the batch sees it
         organisation=passed_to,
         due_at=at + timedelta(days=settings.onward_outcome_days),
         created_at=at,

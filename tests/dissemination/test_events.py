@@ -283,3 +283,31 @@ def test_a_batch_reads_its_disseminations_at_once(client, token, app):
             item = client.get(f"/api/v1/disseminations/{dissemination}", headers=token(force, "recipient")).get_json()
             assert item["status"] == "returned"
     assert costs[6] == costs[2], costs
+
+
+def test_an_event_whose_handler_breaks_a_constraint_is_failed_not_taken_for_a_duplicate(app):
+    """Applied alone after its batch failed, an event whose handler breaks a constraint other
+    than the inbox's is answered ``failed`` (its sender tries it again) and left unrecorded; only
+    an event the inbox already holds is a ``duplicate``."""
+    from sqlalchemy import select
+
+    from services.dissemination.models import Organisation
+    from shared.inbox import apply_events_once
+
+    models = app.extensions["service"].models
+
+    def clashing(session, message):
+        session.add(Organisation(code="GMP", name="A second GMP", kind="force"))  # GMP exists
+        session.flush()
+
+    handlers = {"test.clash": clashing, "test.fine": lambda session, message: None}
+    clash = {**outcome_event(str(uuid.uuid4())), "type": "test.clash"}
+    fine = {**outcome_event(str(uuid.uuid4())), "type": "test.fine"}
+    session = app.extensions["database"].session()
+    try:
+        assert apply_events_once(session, models, handlers, [fine, clash]) == ["applied", "failed"]
+        recorded = set(session.scalars(select(models.InboxEvent.event_id)))
+        assert uuid.UUID(fine["id"]) in recorded and uuid.UUID(clash["id"]) not in recorded
+        assert apply_events_once(session, models, handlers, [fine]) == ["duplicate"]
+    finally:
+        session.close()

@@ -345,3 +345,30 @@ def test_pass_ons_and_their_amendments_in_one_batch_are_followed_in_order(
 
 def rows_by_id(rows: dict[str, dict]) -> dict[str, str]:
     return {row["id"]: org for org, row in rows.items()}
+
+
+def test_two_returns_passing_to_one_organisation_in_one_batch_make_one_pass_on_and_lose_neither(
+    client, token, app, outcomes_app, outcomes_client, pump_events, run_jobs
+):
+    """Two recipients pass the package to the same organisation before either pass-on exists
+    (the outcomes service cannot see the race): the first pass-on stands, the second is not
+    followed, and the second filing still counts (its return status and acknowledgement), even
+    when both come in one batch."""
+    world = start(client, token, app, outcomes_app, outcomes_client, pump_events, run_jobs)
+    package, ids = world["package"], world["ids"]
+    for org in ("MPS", "ROCU-NW"):
+        response = file(outcomes_client, token, org, ids[org], **pass_on("KENT", status="final"))
+        assert response.status_code == 201, response.get_json()
+    waiting = [
+        message
+        for message in outbox_messages(outcomes_app)
+        if (("outcomes", "dissemination"), uuid.UUID(message["id"])) not in pump_events.delivered
+    ]
+    assert deliver_batch(app, waiting) == ["applied", "applied"]
+    pump_events.delivered.update((("outcomes", "dissemination"), uuid.UUID(m["id"])) for m in waiting)
+    carry(pump_events, app, outcomes_app)
+
+    rows = disseminations(client, token, package["id"])
+    assert rows["KENT"]["passed_on_by"] == "MPS"
+    assert rows["GMP"]["status"] == "withdrawn"  # ROCU-NW's amendment no longer passes it to GMP
+    assert rows["MPS"]["status"] == rows["ROCU-NW"]["status"] == "returned"
