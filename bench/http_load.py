@@ -15,10 +15,10 @@ rounds (BENCH_ROUNDS, default 3, each path BENCH_SECONDS, default 10 s, per app)
 
 It prints each round's throughput and p50/p99 per path and app, the ratio (this project /
 reference) of the medians over rounds and of each round's two sides, the event lag (an outcome
-filed -> its event applied by the metrics service, p50/p95 over the filings of the load), the time the metrics service took to
-drain each filing round's backlog (within DRAIN_TIMEOUT), and the CPU per request of each process
-(``CpuMeter``: where the two cores go). Every round is bounded in time; the whole run in count
-(rounds) and time (BENCH_SECONDS).
+filed -> its event applied by the metrics service, p50/p95 over the filings of the load), the
+time the metrics service took to drain each filing round's backlog (within DRAIN_TIMEOUT), and
+the CPU per request of each process (``CpuMeter``: where the two cores go). Every round is
+bounded in time; the whole run in count (rounds) and time (BENCH_SECONDS).
 
     make bench                                   # PostgreSQL when DATABASE_URL is set
     BENCH_ROUNDS=1 BENCH_SECONDS=5 make bench    # a quick look
