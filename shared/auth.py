@@ -2,8 +2,8 @@
 
 Development mints HS256 tokens with ``JWT_SECRET`` (``make token``); production can set
 ``JWT_PUBLIC_KEY`` (PEM) or ``JWT_JWKS_URL`` to verify an identity provider's RS256/ES256 tokens
-(keys picked by ``kid``, fetched again when an unknown ``kid`` appears, so keys rotate without a
-restart).
+(keys picked by ``kid``, fetched again when an unknown ``kid`` appears and every 5 minutes, so keys
+rotate in and out without a restart).
 
 The centre's roles (issuer, admin, leader) count only in a token whose ``org`` is the centre
 (``CENTRE_ORG``): a force's token that claims ``admin`` is judged on its other roles.
@@ -122,9 +122,13 @@ class TokenError(Exception):
 
 class JwksKeys:
     """An identity provider's signing keys, cached, fetched again for an unknown ``kid`` at most
-    every ``REFRESH_AFTER_SECONDS`` (so a stream of made-up kids cannot hammer the provider)."""
+    every ``REFRESH_AFTER_SECONDS`` (so a stream of made-up kids cannot hammer the provider), and
+    every ``MAX_AGE_SECONDS`` whatever the kid."""
 
     REFRESH_AFTER_SECONDS = 10
+    # Fetched again at least this often even when every kid is known: a key the provider
+    # withdrew (rotated out, or compromised) stops counting within this time, not at a restart.
+    MAX_AGE_SECONDS = 300
 
     def __init__(self, url: str):
         self.client = jwt.PyJWKClient(url, cache_keys=False, cache_jwk_set=False, timeout=10)
@@ -136,11 +140,14 @@ class JwksKeys:
         if kid is None:
             raise TokenError("token is not valid", "token header has no kid")
         with self.lock:
-            if kid not in self.keys and time.monotonic() - self.fetched_at >= self.REFRESH_AFTER_SECONDS:
+            since = time.monotonic() - self.fetched_at
+            wanted = kid not in self.keys or since >= self.MAX_AGE_SECONDS
+            if wanted and since >= self.REFRESH_AFTER_SECONDS:
                 self.fetched_at = time.monotonic()
                 try:
                     self.keys = {key.key_id: key for key in self.client.get_signing_keys(refresh=True) if key.key_id}
                 except jwt.PyJWKClientError as error:
+                    # The keys held are kept: an unreachable provider does not refuse every caller.
                     log.warning("could not fetch the identity provider's keys: %s", error)
             key = self.keys.get(kid)
         if key is None:

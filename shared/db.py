@@ -101,6 +101,13 @@ def service_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# A database connection that goes silent (a host gone, a network cut, no reset sent) is found
+# dead by TCP keepalives within a minute (30 s quiet, then 3 probes 10 s apart) instead of the
+# kernel's two hours: a web thread or a job waiting on it gets an error it can answer, where a
+# gthread worker's --timeout would never stop it (shared/gunicorn_conf.py).
+TCP_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+
+
 class Database:
     """One service's engine and session factory."""
 
@@ -116,7 +123,7 @@ class Database:
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://") :]
         if url.startswith("postgresql"):
-            kwargs["connect_args"] = {"options": f"-csearch_path={self.schema},public"}
+            kwargs["connect_args"] = {"options": f"-csearch_path={self.schema},public", **TCP_KEEPALIVES}
             kwargs["pool_pre_ping"] = True
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}

@@ -42,8 +42,8 @@ logger_class = "shared.gunicorn_conf.MaskingLogger"
 # pool (5, SQLAlchemy's default), and keeps a client's connection open between its requests.
 # What changes with threads: gunicorn's --timeout no longer stops a request that hangs (the
 # worker's main loop still answers the master). Every outbound HTTP, SMTP and Redis call has a
-# timeout of its own; a database connection that goes silent (no reset, no answer) holds the
-# request's thread until the kernel gives up on it, where a sync worker was killed at --timeout.
+# timeout of its own, and a database connection that goes silent is found dead within a minute
+# by TCP keepalives (shared.db.TCP_KEEPALIVES), where a sync worker was killed at --timeout.
 threads = int(os.environ.get("WEB_THREADS") or 4)
 worker_class = "gthread" if threads > 1 else "sync"
 # gunicorn >= 25.1 opens a control socket at one path per user ($HOME/.gunicorn/gunicorn.ctl):

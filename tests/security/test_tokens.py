@@ -18,7 +18,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from services import settings_for
-from shared.auth import JwksKeys, TokenError, mint_token, verify_token
+from shared.auth import JwksKeys, TokenError, _jwks, mint_token, verify_token
 from shared.devredis import free_port
 
 ISSUER = "https://idp.test.invalid/realms/police"
@@ -125,6 +125,23 @@ def test_a_key_rotated_in_is_fetched_without_restart(idp):
     second = idp.add_key()
     del idp.keys[first]
     assert verify_token(settings, idp.token(second)).sub == "officer@gmp"
+    assert idp.fetches == fetches + 1
+
+
+def test_a_key_the_provider_withdrew_stops_counting_within_five_minutes(idp):
+    settings = idp_settings(idp)
+    withdrawn, kept = idp.add_key(), idp.add_key()
+    token = idp.token(withdrawn)
+    assert verify_token(settings, token).org == "GMP"
+    del idp.keys[withdrawn]
+    fetches = idp.fetches
+    assert verify_token(settings, token).org == "GMP", "the keys fetched moments ago still hold"
+    assert idp.fetches == fetches
+    _jwks[settings.jwt_jwks_url].fetched_at -= JwksKeys.MAX_AGE_SECONDS  # five minutes on
+    with pytest.raises(TokenError, match="token is not valid"):
+        verify_token(settings, token)
+    assert idp.fetches == fetches + 1
+    assert verify_token(settings, idp.token(kept)).org == "GMP"
     assert idp.fetches == fetches + 1
 
 
