@@ -284,7 +284,8 @@ def current_principal() -> Principal | None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             try:
-                g.principal = _verified_tokens().principal(current_app.extensions["settings"], token.strip())
+                tokens: VerifiedTokens = current_app.extensions["verified_tokens"]  # shared.service
+                g.principal = tokens.principal(current_app.extensions["settings"], token.strip())
             except TokenError as error:
                 g.token_error = str(error)
                 # The audit log keeps the real reason; the caller gets the plain one.
@@ -294,11 +295,6 @@ def current_principal() -> Principal | None:
         else:
             g.token_error = "no bearer token sent"
     return g.principal
-
-
-def _verified_tokens() -> VerifiedTokens:
-    """The app's own (``shared.service``): tokens it accepted under its settings."""
-    return current_app.extensions["verified_tokens"]
 
 
 def require(*roles: str) -> Callable:

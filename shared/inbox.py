@@ -110,11 +110,6 @@ def unseen_positions(session: Session, inbox_event: type[InboxEventMixin], ids: 
     return unseen
 
 
-def _recorded(session: Session, inbox_event: type[InboxEventMixin], event_id: uuid.UUID) -> bool:
-    query = select(inbox_event.event_id).where(inbox_event.event_id == event_id)
-    return session.connection().scalar(query) is not None
-
-
 def record_received(session: Session, model: type[InboxEventMixin], messages: list[dict]) -> None:
     """The inbox's rows for these events, in one statement; an event already there refuses the
     whole statement (``IntegrityError``), as another applier got to it first."""
@@ -172,7 +167,7 @@ def apply_events_once(
                     with session.begin_nested():
                         record_and_apply([position])
                 except IntegrityError:
-                    if _recorded(session, models.InboxEvent, ids[position]):
+                    if not unseen_positions(session, models.InboxEvent, [ids[position]]):
                         results[position] = "duplicate"  # the same event arrived at once by another way
                     else:  # a constraint the handler broke: answered "failed", tried again alone
                         log.exception("event not applied", type=messages[position]["type"], event_id=str(ids[position]))

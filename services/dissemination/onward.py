@@ -52,7 +52,8 @@ def follow_pass_on(session: Session, settings: Settings, event: dict) -> None:
     payload = event["payload"]
     source_id = uuid.UUID(payload["return_id"])
     batch: BatchKnowledge | None = session.info.get(BATCH_KEY)
-    if batch is not None and source_id in batch.locked:
+    in_batch = batch is not None and source_id in batch.locked
+    if in_batch:
         source = session.get(Dissemination, source_id)  # read and locked with the batch
     else:
         # Its package is not read again with the lock: it is looked up in the session when
@@ -67,7 +68,7 @@ def follow_pass_on(session: Session, settings: Settings, event: dict) -> None:
         return
     passed_to = (payload.get("outcome") or {}).get("passed_to")
     filed_at = datetime.fromisoformat(payload["filed_at"])
-    nothing_passed_on = batch is not None and source_id in batch.locked and source_id not in batch.passed_on
+    nothing_passed_on = in_batch and batch is not None and source_id not in batch.passed_on
     onward = [] if nothing_passed_on else onward_of(session, source.id)
     # An older version arriving after a newer one (a relay retried late) changes nothing: each
     # onward dissemination remembers when the filing that made or withdrew it was filed.
