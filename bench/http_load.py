@@ -23,6 +23,7 @@ bounded in time; the whole run in count (rounds) and time (BENCH_SECONDS).
     make bench                                   # PostgreSQL when DATABASE_URL is set
     BENCH_ROUNDS=1 BENCH_SECONDS=5 make bench    # a quick look
     BENCH_PROFILE=1 make bench                   # also py-spy flame graphs of the services
+    BENCH_PROFILE=cpu make bench                 # the same, only samples holding the GIL (CPU)
     WEB_WORKERS=4 make bench                     # each service's gunicorn workers (make run: 2)
     WEB_THREADS=1 make bench                     # threads in each (make run: 4; 1 = sync workers)
     REFERENCE_THREADS=4 make bench               # the reference served as the services are
@@ -336,8 +337,10 @@ PY_SPY = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}
 class Profiler:
     """py-spy on every gunicorn worker and the RQ worker while the project's rounds run."""
 
-    def __init__(self, system: System, out_dir: Path):
+    def __init__(self, system: System, out_dir: Path, cpu_only: bool = False):
         self.system, self.out_dir = system, out_dir
+        # --idle: where the time goes, waits included; --gil: only what holds the interpreter.
+        self.mode = "--gil" if cpu_only else "--idle"
         self.running: list[subprocess.Popen] = []
 
     def start(self, label: str, seconds: int) -> None:
@@ -358,7 +361,7 @@ class Profiler:
                         str(out),
                         "--format",
                         "raw",
-                        "--idle",
+                        self.mode,
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
@@ -464,7 +467,7 @@ def main() -> int:
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     seconds = int(os.environ.get("BENCH_SECONDS", "10"))
     count = int(os.environ.get("BENCH_PACKAGES", "100"))
-    profile = os.environ.get("BENCH_PROFILE") == "1"
+    profile = os.environ.get("BENCH_PROFILE") in ("1", "cpu")
     run_dir = Path(tempfile.mkdtemp(prefix="nclcc-bench-"))
     database_url = bench_database_url()
     print(
@@ -496,7 +499,7 @@ def main() -> int:
         }
         if profile and not PY_SPY:
             print("BENCH_PROFILE=1 needs py-spy (pip install py-spy): no profiles this run", flush=True)
-        profiler = Profiler(system, run_dir) if profile else None
+        profiler = Profiler(system, run_dir, cpu_only=os.environ.get("BENCH_PROFILE") == "cpu") if profile else None
         windows: list[tuple[datetime, datetime]] = []
         for number in range(1, rounds + 1):
             apps = ("project", "reference") if number % 2 else ("reference", "project")

@@ -138,15 +138,21 @@ def _audit_table() -> Table:
 
 
 @functools.cache
-def _insert_returning_id(table: Table) -> Insert:
-    return insert(table).returning(table.c.id)
+def _insert(table: Table, returning_id: bool) -> Insert:
+    return insert(table).returning(table.c.id) if returning_id else insert(table)
 
 
 def _write(session: Session, entry: dict) -> int:
     """Insert the entry in the session's transaction; its id. A Core ``INSERT ... RETURNING``
     built once per table: every audited request writes one, and the unit of work's flush of an
     object (its state tracking, its mapper's walk) cost a read as much as its query."""
-    return session.execute(_insert_returning_id(_audit_table()), entry).scalar_one()
+    return session.execute(_insert(_audit_table(), True), entry).scalar_one()
+
+
+def _write_final(session: Session, entry: dict) -> None:
+    """Insert an entry nothing will correct: no ``RETURNING`` (a result's description and rows
+    to build, on every audited read)."""
+    session.execute(_insert(_audit_table(), False), entry)
 
 
 def _success_status() -> int:
@@ -221,7 +227,7 @@ def _record(response: Response) -> Response:
                     update(table).where(table.c.id == written[0]).values({name: entry[name] for name in ANSWER_COLUMNS})
                 )
             else:
-                _write(session, entry)
+                _write_final(session, entry)
             session.commit()
         except Exception:
             session.rollback()
