@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from shared import guard, signing
 from shared.api import BaseSchema
-from shared.db import chunks, get_session, insert_rows
+from shared.db import among, get_session, insert_rows
 from shared.logs import bind_request_id, get_logger
 from shared.models import InboxEventMixin, SharedModels
 from shared.settings import Settings
@@ -97,10 +97,10 @@ def apply_event(
 
 def unseen_positions(session: Session, inbox_event: type[InboxEventMixin], ids: list[uuid.UUID]) -> list[int]:
     """The positions in ``ids`` of the events the inbox has not recorded yet, each id once (at its
-    first place: a batch may carry the same event twice). One query per 900 events."""
+    first place: a batch may carry the same event twice). One query (per 900 events on SQLite)."""
     known: set[uuid.UUID] = set()
-    for chunk in chunks(ids):
-        ids_known = select(inbox_event.event_id).where(inbox_event.event_id.in_(chunk))
+    for condition in among(session, inbox_event.event_id, ids):
+        ids_known = select(inbox_event.event_id).where(condition)
         known.update(session.connection().scalars(ids_known))  # Core: no ORM execution needed
     unseen: list[int] = []
     for position, event_id in enumerate(ids):

@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from services.metrics.models import TimelineEntry
-from shared.db import insert_rows, update_rows
+from services.metrics.projections import Projector
+from shared.db import in_write_pipeline, insert_rows, pipelined_writes, update_rows
 
 
 def timeline_row(**changes) -> dict:
@@ -144,4 +146,65 @@ def test_update_rows_sets_each_rows_columns_and_nothing_else(metrics_app):
             untouched["occurred_at"],
         )
     finally:
+        session.close()
+
+
+def test_writes_in_a_pipeline_land_as_they_would_one_by_one(metrics_app):
+    """``shared.db.pipelined_writes`` (PostgreSQL's pipeline mode; plain writes on SQLite): the
+    block's inserts and updates all land, in the order sent, in the session's transaction."""
+    session = metrics_app.extensions["database"].session()
+    try:
+        first, second = timeline_row(), timeline_row()
+        with pipelined_writes(session):
+            insert_rows(session, TimelineEntry, [first])
+            update_rows(session, TimelineEntry, [{"event_id": first["event_id"], "kind": "amended"}], key="event_id")
+            insert_rows(session, TimelineEntry, [second, first], skip_existing=("event_id",))
+        assert not in_write_pipeline(session)
+        session.commit()
+        kinds = {entry.event_id: entry.kind for entry in session.scalars(select(TimelineEntry))}
+        assert kinds == {first["event_id"]: "amended", second["event_id"]: "returned"}
+    finally:
+        session.close()
+
+
+def test_a_pipelines_errors_are_raised_at_its_end_as_sqlalchemys_and_nothing_is_kept(metrics_app):
+    """A row gone since it was read (``StaleDataError``) and a duplicate key (``IntegrityError``,
+    the class the inbox's one-at-a-time retry catches) refuse the whole transaction."""
+    session = metrics_app.extensions["database"].session()
+    try:
+        kept = timeline_row()
+        insert_rows(session, TimelineEntry, [kept])
+        session.commit()
+        with pytest.raises(StaleDataError, match="1 rows to update, 0 found"):
+            with pipelined_writes(session):
+                insert_rows(session, TimelineEntry, [timeline_row()])
+                update_rows(session, TimelineEntry, [{"event_id": uuid.uuid4(), "kind": "ghost"}], key="event_id")
+        session.rollback()
+        with pytest.raises(IntegrityError):
+            with pipelined_writes(session):
+                insert_rows(session, TimelineEntry, [timeline_row()])
+                insert_rows(session, TimelineEntry, [kept | {"kind": "again"}])  # the same event_id
+                insert_rows(session, TimelineEntry, [timeline_row()])
+        assert not in_write_pipeline(session)
+        session.rollback()
+        assert [(entry.event_id, entry.kind) for entry in session.scalars(select(TimelineEntry))] == [
+            (kept["event_id"], "returned")
+        ]
+    finally:
+        session.close()
+
+
+def test_the_projector_refuses_to_read_inside_its_write_pipeline(metrics_app):
+    """A read inside the pipeline would see no answer yet (an empty result, silently wrong
+    figures): the projector refuses it instead."""
+    session = metrics_app.extensions["database"].session()
+    try:
+        projector = Projector(session)
+        with pipelined_writes(session):
+            if in_write_pipeline(session):  # PostgreSQL only: on SQLite nothing is pipelined
+                with pytest.raises(RuntimeError, match="read before"):
+                    projector.package(uuid.uuid4())
+        assert projector.package(uuid.uuid4()) is None  # outside it, reads as ever
+    finally:
+        session.rollback()
         session.close()

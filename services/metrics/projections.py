@@ -39,7 +39,18 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from services.metrics.definitions import results_words
 from services.metrics.models import Fact, Organisation, PackageState, ReturnState, TimelineEntry
-from shared.db import chunks, insert_rows, rows_as_json, rows_from_json, update_rows, value_or_default
+from shared.db import (
+    among,
+    chunks,
+    execute_write,
+    in_write_pipeline,
+    insert_rows,
+    pipelined_writes,
+    rows_as_json,
+    rows_from_json,
+    update_rows,
+    value_or_default,
+)
 from shared.vocabulary import ACTIONED, RESULT_FIELDS
 
 HOURS_CAP = 24 * 400
@@ -184,6 +195,8 @@ def package_contribution(package: PackageRow) -> Counter:
 def _rows_of(session: Session, query) -> Iterator[StateRow]:
     # On the session's connection: a Core statement needs none of the ORM's execution (10% of a
     # bulk load's reads went to Session.execute's ORM compile state).
+    if in_write_pipeline(session):  # its answer would not be there yet (shared.db.pipelined_writes)
+        raise RuntimeError("a read inside the projector's write pipeline: read before Projector.flush writes")
     for row in session.connection().execute(query):
         yield StateRow(**row._mapping)
 
@@ -242,14 +255,11 @@ class Projector:
             if event["type"] == "package.issued":
                 issued.add(uuid.UUID(payload["package_id"]))
                 return_ids.update(uuid.UUID(d["dissemination_id"]) for d in payload["disseminations"])
-        for chunk in chunks(sorted(package_ids)):
-            for package in _rows_of(self.session, select(PACKAGES).where(PACKAGES.c.package_id.in_(chunk))):
-                self.packages[package.package_id] = package
-        self.packages.update({package_id: None for package_id in package_ids if package_id not in self.packages})
-        for chunk in chunks(sorted(return_ids)):
-            self._cache_returns(select(RETURNS).where(RETURNS.c.return_id.in_(chunk)))
-        for chunk in chunks(sorted(issued)):
-            self._cache_returns(select(RETURNS).where(RETURNS.c.package_id.in_(chunk)))
+        self._read_packages(package_ids)
+        for condition in among(self.session, RETURNS.c.return_id, sorted(return_ids)):
+            self._cache_returns(select(RETURNS).where(condition))
+        for condition in among(self.session, RETURNS.c.package_id, sorted(issued)):
+            self._cache_returns(select(RETURNS).where(condition))
         self.known_returns |= return_ids
         self.complete_packages |= issued
 
@@ -459,6 +469,25 @@ class Projector:
         """Write what the batch changed: its new returns and packages inserted, the rest it
         changed updated, one statement each; the facts' differences; the timeline's rows."""
         self.session.flush()  # organisations (through the ORM: a few, seldom)
+        self._read_packages(
+            self.touched_packages
+            | {ret.package_id for ret, *_ in self.counted_before.values() if ret.package_id is not None}
+            | {before for _, _, before, _ in self.counted_before.values() if before is not None}
+        )
+        # Every read done: the writes go out without waiting on each other, and PostgreSQL runs
+        # them while the figures are worked out (the returns' while the differences are, the
+        # facts' and the timeline's while the packages' are).
+        with pipelined_writes(self.session):
+            self._write()
+
+    def _read_packages(self, package_ids: set[uuid.UUID]) -> None:
+        missing = sorted(package_id for package_id in package_ids if package_id not in self.packages)
+        for condition in among(self.session, PACKAGES.c.package_id, missing):
+            for package in _rows_of(self.session, select(PACKAGES).where(condition)):
+                self.packages[package.package_id] = package
+        self.packages.update({package_id: None for package_id in missing if package_id not in self.packages})
+
+    def _write(self) -> None:
         new_returns = {ret.return_id for ret in self.new_returns}
         changed = sorted(
             (ret for ret, *_ in self.counted_before.values() if ret.return_id not in new_returns),
@@ -523,7 +552,7 @@ def write_facts(session: Session, deltas: dict[FactKey, float]) -> None:
         for (s, k, m, c), v in sorted(deltas.items())
     ]
     if session.get_bind().dialect.name == "postgresql":
-        session.connection().execute(_facts_from_json(), {"rows": rows_as_json(rows)})
+        execute_write(session, _facts_from_json(), {"rows": rows_as_json(rows)})
         return
     session.connection().execute(_facts_upsert(sqlite_insert(FACTS)), rows)
 

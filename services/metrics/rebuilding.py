@@ -5,8 +5,10 @@ in any order ends in the same figures as the live model."""
 from __future__ import annotations
 
 import heapq
+import queue
+import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
@@ -22,13 +24,64 @@ FetchPage = Callable[[str, int, int], dict]
 
 
 def event_stream(fetch_page: FetchPage, source: str, page_size: int = 1000) -> Iterator[dict]:
+    """A source's events in its log's order; the next page fetched while this one is applied."""
+    for events in read_ahead(event_pages(fetch_page, source, page_size)):
+        yield from events
+
+
+def event_pages(fetch_page: FetchPage, source: str, page_size: int) -> Iterator[list[dict]]:
     after = 0
     while True:
         page = fetch_page(source, after, page_size)
-        yield from page["events"]
+        yield page["events"]
         if len(page["events"]) < page_size:
             return
         after = page["next_after"]
+
+
+def read_ahead(items: Iterable, depth: int = 2) -> Iterator:
+    """``items``, produced by a thread of their own up to ``depth`` ahead of the consumer: the
+    next page is fetched (or the next batch made) while the last is applied, whose time is half
+    waiting on PostgreSQL. The producer's error is raised to the consumer, after what came before
+    it; a consumer that stops early stops the producer."""
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stopped = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stopped.is_set():
+                    try:
+                        handoff.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stopped.is_set():
+                    return
+            outcome: tuple = (done, None)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, raised there
+            outcome = (done, error)
+        while not stopped.is_set():
+            try:
+                handoff.put(outcome, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    producer = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = handoff.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stopped.set()
+        producer.join()
 
 
 def rebuild(session: Session, fetch_page: FetchPage, sources=SOURCES) -> int:

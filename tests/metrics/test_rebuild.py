@@ -95,3 +95,32 @@ def test_the_event_log_is_signed(app):
     path = "/internal/events/log?after=0&limit=5"
     headers = signing.signed_headers("wrong", path.encode())
     assert client.get(path, headers=headers).status_code == 401
+
+
+def test_read_ahead_keeps_order_raises_the_producers_error_and_stops_with_its_consumer():
+    """``rebuilding.read_ahead``: the rebuild fetches the next page while it applies the last."""
+    assert list(rebuilding.read_ahead(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield from ("page 1", "page 2")
+        raise ConnectionError("the outcomes service went away")
+
+    seen = []
+    with pytest.raises(ConnectionError, match="went away"):
+        for page in rebuilding.read_ahead(failing()):
+            seen.append(page)
+    assert seen == ["page 1", "page 2"]  # what came before the error is not lost
+
+    made = []
+
+    def endless():
+        while True:
+            made.append(len(made))
+            yield made[-1]
+
+    ahead = rebuilding.read_ahead(endless(), depth=2)
+    assert [next(ahead) for _ in range(5)] == [0, 1, 2, 3, 4]
+    ahead.close()  # the consumer stops: so does the producer, a few items ahead at most
+    stopped_at = len(made)
+    assert stopped_at <= 5 + 2 + 2
+    assert len(made) == stopped_at
