@@ -575,7 +575,7 @@ def main() -> None:
 
     from services import settings_for
     from services.metrics import SERVICE, create_app
-    from services.metrics.models import Fact, ReturnState
+    from services.metrics.models import Fact, PackageState, ReturnState
     from services.metrics.rebuilding import apply_batch, read_ahead
     from shared.auth import mint_token
     from shared.db import Database
@@ -661,6 +661,9 @@ def main() -> None:
         )
         print(f"settle: VACUUM ANALYZE / ANALYZE in {settled:.1f}s", flush=True)
         package_ids = history.package_ids
+        if partial:  # the batches made ahead and never applied named packages the model lacks
+            with database.session() as session:
+                package_ids = list(session.scalars(select(PackageState.package_id)))
         timings = {
             "package": measure(
                 client,

@@ -208,3 +208,34 @@ def test_the_projector_refuses_to_read_inside_its_write_pipeline(metrics_app):
     finally:
         session.rollback()
         session.close()
+
+
+def test_a_connection_stays_usable_after_failed_pipelines_in_savepoints(metrics_app):
+    """The live inbox's pattern: a batch in a savepoint fails, is rolled back to it, and the
+    events are tried again on the same connection. psycopg prepares a statement on the server
+    the sixth time it is run; a sixth run skipped because an earlier statement of its pipeline
+    failed must not leave psycopg believing it prepared (every later batch on that connection
+    would fail: "prepared statement does not exist")."""
+    session = metrics_app.extensions["database"].session()
+    try:
+        kept = timeline_row()
+        insert_rows(session, TimelineEntry, [kept])
+        session.commit()
+        no_kind = {"event_id": kept["event_id"], "kind": None}  # the column is NOT NULL
+        for _ in range(6):  # batches of their own, each in a transaction of its own, as the inbox's
+            with pytest.raises(IntegrityError):
+                with session.begin_nested():
+                    with pipelined_writes(session):
+                        update_rows(session, TimelineEntry, [no_kind], key="event_id")  # refused
+                        insert_rows(session, TimelineEntry, [timeline_row()])  # then skipped by the server
+            session.commit()
+        good = [timeline_row() for _ in range(3)]
+        for row in good:
+            with session.begin_nested():
+                with pipelined_writes(session):
+                    insert_rows(session, TimelineEntry, [row])
+            session.commit()
+        stored = set(session.scalars(select(TimelineEntry.event_id)))
+        assert stored == {kept["event_id"], *(row["event_id"] for row in good)}
+    finally:
+        session.close()
