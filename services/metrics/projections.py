@@ -256,9 +256,9 @@ class Projector:
                 issued.add(uuid.UUID(payload["package_id"]))
                 return_ids.update(uuid.UUID(d["dissemination_id"]) for d in payload["disseminations"])
         self._read_packages(package_ids)
-        for condition in among(self.session, RETURNS.c.return_id, sorted(return_ids)):
+        for condition in among(self.session, RETURNS.c.return_id, return_ids):
             self._cache_returns(select(RETURNS).where(condition))
-        for condition in among(self.session, RETURNS.c.package_id, sorted(issued)):
+        for condition in among(self.session, RETURNS.c.package_id, issued):
             self._cache_returns(select(RETURNS).where(condition))
         self.known_returns |= return_ids
         self.complete_packages |= issued
@@ -481,7 +481,7 @@ class Projector:
             self._write()
 
     def _read_packages(self, package_ids: set[uuid.UUID]) -> None:
-        missing = sorted(package_id for package_id in package_ids if package_id not in self.packages)
+        missing = [package_id for package_id in package_ids if package_id not in self.packages]
         for condition in among(self.session, PACKAGES.c.package_id, missing):
             for package in _rows_of(self.session, select(PACKAGES).where(condition)):
                 self.packages[package.package_id] = package

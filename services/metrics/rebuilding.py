@@ -5,10 +5,10 @@ in any order ends in the same figures as the live model."""
 from __future__ import annotations
 
 import heapq
-import queue
-import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
@@ -44,44 +44,17 @@ def read_ahead(items: Iterable, depth: int = 2) -> Iterator:
     next page is fetched (or the next batch made) while the last is applied, whose time is half
     waiting on PostgreSQL. The producer's error is raised to the consumer, after what came before
     it; a consumer that stops early stops the producer."""
-    handoff: queue.Queue = queue.Queue(maxsize=depth)
-    stopped = threading.Event()
-    done = object()
-
-    def produce() -> None:
+    iterator, end = iter(items), object()
+    # One worker: the items are made one at a time, in order.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as producer:
+        ahead = deque(producer.submit(next, iterator, end) for _ in range(max(depth, 1)))
         try:
-            for item in items:
-                while not stopped.is_set():
-                    try:
-                        handoff.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stopped.is_set():
-                    return
-            outcome: tuple = (done, None)
-        except BaseException as error:  # noqa: BLE001 - handed to the consumer, raised there
-            outcome = (done, error)
-        while not stopped.is_set():
-            try:
-                handoff.put(outcome, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    producer = threading.Thread(target=produce, name="read-ahead", daemon=True)
-    producer.start()
-    try:
-        while True:
-            item, error = handoff.get()
-            if item is done:
-                if error is not None:
-                    raise error
-                return
-            yield item
-    finally:
-        stopped.set()
-        producer.join()
+            while (item := ahead.popleft().result()) is not end:
+                ahead.append(producer.submit(next, iterator, end))
+                yield item
+        finally:
+            for future in ahead:
+                future.cancel()
 
 
 def rebuild(session: Session, fetch_page: FetchPage, sources=SOURCES) -> int:
