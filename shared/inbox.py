@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from shared import guard, signing
 from shared.api import BaseSchema
-from shared.db import among, get_session, insert_rows
+from shared.db import among, get_session, insert_rows, utcnow
 from shared.logs import bind_request_id, get_logger
 from shared.models import InboxEventMixin, SharedModels
 from shared.settings import Settings
@@ -110,13 +110,18 @@ def unseen_positions(session: Session, inbox_event: type[InboxEventMixin], ids: 
     return unseen
 
 
-def record_received(session: Session, model: type[InboxEventMixin], messages: list[dict]) -> None:
-    """The inbox's rows for these events, in one statement; an event already there refuses the
-    whole statement (``IntegrityError``), as another applier got to it first."""
+def record_received(session: Session, model: type[InboxEventMixin], messages: list[dict], ids: list[uuid.UUID]) -> None:
+    """The inbox's rows for these events (``ids``: their ids, parsed), in one statement; an event
+    already there refuses the whole statement (``IntegrityError``), as another applier got to it
+    first."""
+    received_at = utcnow()
     insert_rows(
         session,
         model,
-        [{"event_id": uuid.UUID(str(m["id"])), "type": m["type"], "source": m["source"]} for m in messages],
+        [
+            {"event_id": event_id, "type": m["type"], "source": m["source"], "received_at": received_at}
+            for event_id, m in zip(ids, messages, strict=True)
+        ],
     )
 
 
@@ -147,7 +152,9 @@ def apply_events_once(
     fresh = unseen_positions(session, models.InboxEvent, ids)
 
     def record_and_apply(positions: list[int]) -> None:
-        record_received(session, models.InboxEvent, [messages[position] for position in positions])
+        record_received(
+            session, models.InboxEvent, [messages[position] for position in positions], [ids[p] for p in positions]
+        )
         handled = [messages[p] for p in positions if messages[p]["type"] in handlers]
         if batch_handler is not None:
             batch_handler(session, handled)

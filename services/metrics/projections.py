@@ -26,10 +26,10 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from operator import attrgetter
 from types import SimpleNamespace
-from typing import cast
+from typing import NamedTuple, cast
 
 from sqlalchemy import Table, delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -65,6 +65,7 @@ MONTH_METRICS = (
     "actioned",
     "final_actioned",
 )
+MONTHLY = frozenset(MONTH_METRICS)
 FactKey = tuple[str, str, str, str]  # scope, key, metric, classification
 PACKAGE_CLASSIFICATION = ""  # a package's own facts: its marking is checked on the package itself
 UNKNOWN_CLASSIFICATION = "?"  # no clearance includes it
@@ -82,18 +83,26 @@ ReturnRow = ReturnState | StateRow
 PackageRow = PackageState | StateRow
 
 
+@lru_cache(maxsize=1 << 15)  # a batch's ids, and those it shares with the next
+def id_of(text: str) -> uuid.UUID:
+    """An id named in an event, parsed once: a batch meets each several times (its prefetch, its
+    handler, its timeline row, the inbox); parsing them was 7% of a bulk load (py-spy)."""
+    return uuid.UUID(text)
+
+
 def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
 def month_of(moment: datetime) -> str:
-    return moment.strftime("%Y-%m")
+    return f"{moment.year:04d}-{moment.month:02d}"  # strftime's cost, twice per return a batch changes
 
 
-def month_keys(month: str, threat_area: str | None, organisation: str | None) -> list[str]:
+@cache  # a few thousand combinations; asked for twice per return a batch changes
+def month_keys(month: str, threat_area: str | None, organisation: str | None) -> tuple[str, ...]:
     """The monthly roll-ups a return counts in: exact, by threat area, by organisation, all."""
     org = organisation or "?"
-    return [f"{month}|{threat_area}|{org}", f"{month}|{threat_area}|*", f"{month}|*|{org}", f"{month}|*|*"]
+    return (f"{month}|{threat_area}|{org}", f"{month}|{threat_area}|*", f"{month}|*|{org}", f"{month}|*|*")
 
 
 def is_actioned(outcome: dict | None) -> bool:
@@ -101,32 +110,46 @@ def is_actioned(outcome: dict | None) -> bool:
 
 
 def return_figures(ret: ReturnRow) -> Counter:
-    """What one return adds to any figure it counts in."""
+    """What one return adds to any figure it counts in (the figures it adds nothing to left out)."""
     figures: Counter = Counter()
     if ret.withdrawn:
         figures["withdrawn"] = 1
         return figures
     figures["recipients"] = 1
-    figures["onward"] = 1 if ret.onward_from else 0
+    if ret.onward_from:
+        figures["onward"] = 1
     # Filing counts as acknowledgement (and an acknowledged package was delivered), whatever order
     # the events came in: no stage of the funnel ever counts more than the stage before it.
     acknowledged = bool(ret.acknowledged_at or ret.first_returned_at)
-    figures["delivered"] = 1 if ret.delivered_at or acknowledged else 0
-    figures["failed"] = 1 if ret.delivery_failed and not figures["delivered"] else 0
-    figures["acknowledged"] = 1 if acknowledged else 0
-    figures["returned"] = 1 if ret.first_returned_at else 0
-    figures["interim"] = 1 if ret.version and ret.outcome_status == "interim" else 0
-    figures["final"] = 1 if ret.final_returned_at else 0
-    figures["on_time"] = 1 if ret.final_on_time else 0
-    figures["overdue"] = 1 if ret.overdue and not ret.final_returned_at else 0
-    figures["chases_sent"] = ret.chases_sent
+    if ret.delivered_at or acknowledged:
+        figures["delivered"] = 1
+    elif ret.delivery_failed:
+        figures["failed"] = 1
+    if acknowledged:
+        figures["acknowledged"] = 1
+    if ret.first_returned_at:
+        figures["returned"] = 1
+    if ret.version and ret.outcome_status == "interim":
+        figures["interim"] = 1
+    if ret.final_returned_at:
+        figures["final"] = 1
+    if ret.final_on_time:
+        figures["on_time"] = 1
+    if ret.overdue and not ret.final_returned_at:
+        figures["overdue"] = 1
+    if ret.chases_sent:
+        figures["chases_sent"] = ret.chases_sent
     outcome = ret.outcome
     if outcome:
-        figures["actioned"] = 1 if is_actioned(outcome) else 0
-        # The actioned rate's numerator: final returns whose current version reports action.
-        figures["final_actioned"] = 1 if ret.final_returned_at and is_actioned(outcome) else 0
-        figures["no_action"] = 1 if "no_action" in outcome.get("actions", []) else 0
-        for action in outcome.get("actions", []):
+        actions = outcome.get("actions", [])
+        if is_actioned(outcome):
+            figures["actioned"] = 1
+            # The actioned rate's numerator: final returns whose current version reports action.
+            if ret.final_returned_at:
+                figures["final_actioned"] = 1
+        if "no_action" in actions:
+            figures["no_action"] = 1
+        for action in actions:
             figures[f"action:{action}"] += 1
         figures[f"priority:{outcome.get('priority')}"] += 1
         for strand in outcome.get("strands", []):
@@ -150,37 +173,86 @@ def return_figures(ret: ReturnRow) -> Counter:
     return figures
 
 
+class Counting(NamedTuple):
+    """Where a return's figures are filed in the facts: everything ``contribution`` takes from the
+    return and its package but the figures themselves. Two returns (or one, before and after a
+    change) with the same ``Counting`` file their figures in the same fact rows."""
+
+    marking: str  # the package's classification: every fact is filed under it
+    organisation: str | None
+    month: str  # the month the package was issued
+    threat_area: str | None
+    hours: str | None  # hours from issue to the first final return (the org_hours histogram)
+    grading: str  # the package's source evaluation and intelligence assessment
+    accuracy: str | None  # the return's judgement of the intelligence, graded
+
+
+def counting_of(package: PackageRow | None, ret: ReturnRow) -> Counting | None:
+    """Where ``ret`` is counted; None while it counts in no fact: withdrawn, or its package not
+    described yet (``package.issued`` not applied: events about a package may come before it, and
+    the difference rule adds the return when the package arrives)."""
+    if ret.withdrawn or package is None or package.issued_at is None:
+        return None
+    hours = None
+    if ret.organisation and ret.final_returned_at:
+        elapsed = (ret.final_returned_at - package.issued_at).total_seconds()
+        hours = str(max(0, min(HOURS_CAP, int(elapsed // 3600))))
+    accuracy = ((ret.outcome or {}).get("intelligence_feedback") or {}).get("accuracy")
+    return Counting(
+        package.classification or UNKNOWN_CLASSIFICATION,
+        ret.organisation,
+        month_of(package.issued_at),
+        package.threat_area,
+        hours,
+        f"{package.source_evaluation}{package.intelligence_assessment}",
+        accuracy,
+    )
+
+
+def add_figures(facts: Counter, counting: Counting, figures: dict, sign: int = 1) -> None:
+    """Add ``figures`` (times ``sign``) to the facts they are filed in at ``counting``: the
+    organisation's, and the monthly roll-ups' (those of ``MONTH_METRICS`` and the results).
+    Linear in the figures, so a change's difference can be added alone."""
+    marking, organisation = counting.marking, counting.organisation
+    if organisation:
+        for metric, value in figures.items():
+            facts[("org", organisation, metric, marking)] += sign * value
+    monthly = [(metric, value) for metric, value in figures.items() if metric in MONTHLY or metric[:7] == "result:"]
+    if monthly:
+        for key in month_keys(counting.month, counting.threat_area, organisation):
+            for metric, value in monthly:
+                facts[("month", key, metric, marking)] += sign * value
+
+
+def add_counted(facts: Counter, counting: Counting, sign: int = 1) -> None:
+    """The facts a return adds one to by where it is counted, not by its figures: its hour in the
+    organisation's histogram, its accuracy against the package's grading."""
+    if counting.hours is not None:
+        facts[("org_hours", counting.organisation, counting.hours, counting.marking)] += sign
+    if counting.accuracy:
+        facts[("grading", counting.grading, counting.accuracy, counting.marking)] += sign
+
+
 def contribution(package: PackageRow | None, ret: ReturnRow, figures: Counter | None = None) -> Counter:
     """Everything one return adds to the read model's facts, given its package (if known) and,
-    if already worked out, its ``+return_figures``. Its package's own figures are kept on the
-    package's row (``PackageState.figures``), not in the facts.
-
-    Every figure is filed under the package's classification, so it waits for ``package.issued``
-    (a return whose package's marking is unknown is counted by no reader until then; the
-    difference rule adds it when the package arrives)."""
+    if already worked out, its ``return_figures``. Its package's own figures are kept on the
+    package's row (``PackageState.figures``), not in the facts. Every figure is filed under the
+    package's classification (``counting_of``)."""
     facts: Counter = Counter()
-    # Not yet described: package.issued has not been applied (events about a package may come before it).
-    if ret.withdrawn or package is None or package.issued_at is None:
-        return facts
-    figures = +return_figures(ret) if figures is None else figures
-    marking = package.classification or UNKNOWN_CLASSIFICATION
-    if ret.organisation:
-        for metric, value in figures.items():
-            facts[("org", ret.organisation, metric, marking)] += value
-    for key in month_keys(month_of(package.issued_at), package.threat_area, ret.organisation):
-        for metric in MONTH_METRICS:
-            if figures.get(metric):
-                facts[("month", key, metric, marking)] += figures[metric]
-        for metric, value in figures.items():
-            if metric.startswith("result:"):
-                facts[("month", key, metric, marking)] += value
-    if ret.organisation and ret.final_returned_at:
-        hours = max(0, min(HOURS_CAP, int((ret.final_returned_at - package.issued_at).total_seconds() // 3600)))
-        facts[("org_hours", ret.organisation, str(hours), marking)] += 1
-    accuracy = ((ret.outcome or {}).get("intelligence_feedback") or {}).get("accuracy")
-    if accuracy:
-        facts[("grading", f"{package.source_evaluation}{package.intelligence_assessment}", accuracy, marking)] += 1
+    counting = counting_of(package, ret)
+    if counting is not None:
+        add_figures(facts, counting, return_figures(ret) if figures is None else figures)
+        add_counted(facts, counting)
     return facts
+
+
+def figure_changes(before: Counter, after: Counter) -> dict[str, float]:
+    """``after - before``, the figures that differ only (negative where one fell)."""
+    changes: dict[str, float] = {
+        metric: value - before.get(metric, 0) for metric, value in after.items() if value != before.get(metric)
+    }
+    changes.update({metric: -value for metric, value in before.items() if metric not in after})
+    return changes
 
 
 def package_contribution(package: PackageRow) -> Counter:
@@ -227,10 +299,10 @@ class Projector:
         # Packages whose every return is in ``returns`` (indexed by package below).
         self.complete_packages: set[uuid.UUID] = set()
         self.returns_by_package: dict[uuid.UUID, dict[uuid.UUID, StateRow]] = {}
-        # What each return and package the batch changes counted before its first change: the
+        # Each return and package the batch changes as it was counted before its first change:
+        # where (``counting_of``), for which package, and what it added (``return_figures``). The
         # batch adds (what it counts after) - (this), once each, when it is written (``flush``).
-        # With its package and what it added to the package's own figures (``return_figures``).
-        self.counted_before: dict[uuid.UUID, tuple[StateRow, Counter, uuid.UUID | None, Counter]] = {}
+        self.counted_before: dict[uuid.UUID, tuple[StateRow, Counting | None, uuid.UUID | None, Counter]] = {}
         self.package_counted_before: dict[uuid.UUID, tuple[StateRow, Counter]] = {}
         self.touched_packages: set[uuid.UUID] = set()
         self.timeline: dict[uuid.UUID, dict] = {}  # rows for the package timelines, by event id
@@ -248,13 +320,13 @@ class Projector:
             payload = event["payload"]
             for key in ("return_id", "dissemination_id"):
                 if payload.get(key):
-                    return_ids.add(uuid.UUID(payload[key]))
-            return_ids.update(uuid.UUID(i) for i in payload.get("dissemination_ids") or ())
+                    return_ids.add(id_of(payload[key]))
+            return_ids.update(id_of(i) for i in payload.get("dissemination_ids") or ())
             if payload.get("package_id"):
-                package_ids.add(uuid.UUID(payload["package_id"]))
+                package_ids.add(id_of(payload["package_id"]))
             if event["type"] == "package.issued":
-                issued.add(uuid.UUID(payload["package_id"]))
-                return_ids.update(uuid.UUID(d["dissemination_id"]) for d in payload["disseminations"])
+                issued.add(id_of(payload["package_id"]))
+                return_ids.update(id_of(d["dissemination_id"]) for d in payload["disseminations"])
         self._read_packages(package_ids)
         for condition in among(self.session, RETURNS.c.return_id, return_ids):
             self._cache_returns(select(RETURNS).where(condition))
@@ -300,12 +372,11 @@ class Projector:
         return list(self.returns_by_package.get(package_id, {}).values())
 
     def before_change(self, ret: StateRow) -> None:
-        """Keep what the return counts now, if the batch has not changed it yet. Called before
-        any change to the return, or to its package's description."""
+        """Keep where the return is counted now and what it counts, if the batch has not changed
+        it yet. Called before any change to the return, or to its package's description."""
         if ret.return_id not in self.counted_before:
             package = self.package(ret.package_id) if ret.package_id else None
-            figures = +return_figures(ret)
-            self.counted_before[ret.return_id] = (ret, contribution(package, ret, figures), ret.package_id, figures)
+            self.counted_before[ret.return_id] = (ret, counting_of(package, ret), ret.package_id, return_figures(ret))
 
     def before_package_change(self, package: StateRow) -> None:
         if package.package_id not in self.package_counted_before:
@@ -321,17 +392,34 @@ class Projector:
     def differences(self) -> tuple[Counter, dict[uuid.UUID, Counter]]:
         """What the batch's changes add to the facts, and to each package's own figures: each
         changed return's and package's contribution now, less what it was before the batch's
-        first change."""
+        first change. A return still counted where it was (most: a batch changes a figure or
+        two of a return) adds only its figures' changes; one counted elsewhere now (its package
+        described, withdrawn, its first final return) is taken out of where it was and added where
+        it is."""
         deltas: Counter = Counter()
         own: dict[uuid.UUID, Counter] = {}
-        for ret, before, package_before, figures_before in self.counted_before.values():
-            figures = +return_figures(ret)
-            deltas.update(contribution(self.package(ret.package_id) if ret.package_id else None, ret, figures))
-            deltas.subtract(before)
-            if ret.package_id is not None:
-                own.setdefault(ret.package_id, Counter()).update(figures)
-            if package_before is not None:
-                own.setdefault(package_before, Counter()).subtract(figures_before)
+        for ret, counting_before, package_before, figures_before in self.counted_before.values():
+            figures = return_figures(ret)
+            counting = counting_of(self.package(ret.package_id) if ret.package_id else None, ret)
+            changes = figure_changes(figures_before, figures)
+            if counting == counting_before:
+                if counting is not None and changes:
+                    add_figures(deltas, counting, changes)
+            else:
+                if counting is not None:
+                    add_figures(deltas, counting, figures)
+                    add_counted(deltas, counting)
+                if counting_before is not None:
+                    add_figures(deltas, counting_before, figures_before, -1)
+                    add_counted(deltas, counting_before, -1)
+            if ret.package_id == package_before:
+                if ret.package_id is not None and changes:
+                    own.setdefault(ret.package_id, Counter()).update(changes)
+            else:
+                if ret.package_id is not None:
+                    own.setdefault(ret.package_id, Counter()).update(figures)
+                if package_before is not None:
+                    own.setdefault(package_before, Counter()).subtract(figures_before)
         for package, before in self.package_counted_before.values():
             deltas.update(package_contribution(package))
             deltas.subtract(before)
@@ -358,7 +446,7 @@ class Projector:
         self.session.add(organisation)
 
     def on_package_issued(self, payload: dict) -> None:
-        package_id = uuid.UUID(payload["package_id"])
+        package_id = id_of(payload["package_id"])
         for ret in self.returns_of(package_id):  # what each counts depends on the package's description
             self.before_change(ret)
         package = self.package(package_id) or self.new_package(package_id)
@@ -376,13 +464,13 @@ class Projector:
         package.issued_at = parse_time(payload["issued_at"])
         package.due_at = parse_time(payload.get("outcome_due_at"))
         for dissemination in payload["disseminations"]:
-            ret = self.ret(uuid.UUID(dissemination["dissemination_id"]))
+            ret = self.ret(id_of(dissemination["dissemination_id"]))
 
             def describe(r, d=dissemination):
                 r.package_id = package_id
                 r.organisation = d["organisation"]
                 r.due_at = r.due_at or parse_time(d["due_at"])
-                r.onward_from = r.onward_from or (uuid.UUID(d["onward_from"]) if d.get("onward_from") else None)
+                r.onward_from = r.onward_from or (id_of(d["onward_from"]) if d.get("onward_from") else None)
 
             self.change_return(ret, describe)
         self.touched_packages.add(package_id)
@@ -394,30 +482,28 @@ class Projector:
         return package
 
     def on_package_withdrawn(self, payload: dict) -> None:
-        package_id = uuid.UUID(payload["package_id"])
+        package_id = id_of(payload["package_id"])
         package = self.package(package_id) or self.new_package(package_id)
         if package.withdrawn_at is None:
             self.before_package_change(package)
             package.withdrawn_at = parse_time(payload["withdrawn_at"])
         for return_id in payload.get("dissemination_ids", []):
-            self.change_return(self.ret(uuid.UUID(return_id)), lambda r: setattr(r, "withdrawn", True))
+            self.change_return(self.ret(id_of(return_id)), lambda r: setattr(r, "withdrawn", True))
         self.touched_packages.add(package_id)
 
     def on_dissemination_withdrawn(self, payload: dict) -> None:
         """One onward dissemination withdrawn (its pass-on amended away): its return and its
         results stop counting."""
-        self.change_return(self.ret(uuid.UUID(payload["dissemination_id"])), lambda r: setattr(r, "withdrawn", True))
+        self.change_return(self.ret(id_of(payload["dissemination_id"])), lambda r: setattr(r, "withdrawn", True))
 
     def on_dissemination_delivered(self, payload: dict) -> None:
         def delivered(r):
             r.delivered_at = min(filter(None, (r.delivered_at, parse_time(payload["delivered_at"]))))
 
-        self.change_return(self.ret(uuid.UUID(payload["dissemination_id"])), delivered)
+        self.change_return(self.ret(id_of(payload["dissemination_id"])), delivered)
 
     def on_dissemination_delivery_failed(self, payload: dict) -> None:
-        self.change_return(
-            self.ret(uuid.UUID(payload["dissemination_id"])), lambda r: setattr(r, "delivery_failed", True)
-        )
+        self.change_return(self.ret(id_of(payload["dissemination_id"])), lambda r: setattr(r, "delivery_failed", True))
 
     def on_dissemination_acknowledged(self, payload: dict) -> None:
         def acknowledged(r):
@@ -425,10 +511,10 @@ class Projector:
             r.acknowledged_at = r.acknowledged_at or moment
             r.delivered_at = r.delivered_at or moment  # seen in the inbox counts as delivered
 
-        self.change_return(self.ret(uuid.UUID(payload["dissemination_id"])), acknowledged)
+        self.change_return(self.ret(id_of(payload["dissemination_id"])), acknowledged)
 
     def on_outcome_filed(self, payload: dict) -> None:
-        ret = self.ret(uuid.UUID(payload["return_id"]))
+        ret = self.ret(id_of(payload["return_id"]))
         version = payload["version"]
 
         def filed(r):
@@ -441,27 +527,27 @@ class Projector:
                 r.version = version
                 r.outcome_status = payload["status"]
                 r.outcome = payload["outcome"]
-            r.package_id = r.package_id or uuid.UUID(payload["package_id"])
+            r.package_id = r.package_id or id_of(payload["package_id"])
             r.organisation = r.organisation or payload["organisation"]
             if payload.get("onward_from"):
-                r.onward_from = r.onward_from or uuid.UUID(payload["onward_from"])
+                r.onward_from = r.onward_from or id_of(payload["onward_from"])
             r.due_at = r.due_at or parse_time(payload.get("due_at"))
 
         self.change_return(ret, filed)
 
     def on_return_overdue(self, payload: dict) -> None:
-        self.change_return(self.ret(uuid.UUID(payload["return_id"])), lambda r: setattr(r, "overdue", True))
+        self.change_return(self.ret(id_of(payload["return_id"])), lambda r: setattr(r, "overdue", True))
 
     def on_return_extended(self, payload: dict) -> None:
         def extended(r):
             r.due_at = parse_time(payload["due_at"])
             r.overdue = False
 
-        self.change_return(self.ret(uuid.UUID(payload["return_id"])), extended)
+        self.change_return(self.ret(id_of(payload["return_id"])), extended)
 
     def on_chase_sent(self, payload: dict) -> None:
         self.change_return(
-            self.ret(uuid.UUID(payload["return_id"])), lambda r: setattr(r, "chases_sent", r.chases_sent + 1)
+            self.ret(id_of(payload["return_id"])), lambda r: setattr(r, "chases_sent", r.chases_sent + 1)
         )
 
     # -- writing ----------------------------------------------------------------------------
@@ -607,15 +693,15 @@ def timeline_row(event: dict) -> dict | None:
     if not event.get("id") or not payload.get("package_id"):
         return None
     row: dict = {
-        "event_id": uuid.UUID(str(event["id"])),
-        "package_id": uuid.UUID(payload["package_id"]),
+        "event_id": id_of(str(event["id"])),
+        "package_id": id_of(payload["package_id"]),
         "return_id": None,
         "organisation": payload.get("organisation"),
         "detail": {},
     }
     return_id = payload.get("return_id") or payload.get("dissemination_id")
     if return_id:
-        row["return_id"] = uuid.UUID(return_id)
+        row["return_id"] = id_of(return_id)
     if kind == "package.issued":
         disseminations = payload.get("disseminations", [])
         onward = [d for d in disseminations if d.get("onward_from")]
@@ -633,7 +719,7 @@ def timeline_row(event: dict) -> dict | None:
             row.update(
                 kind="passed_on",
                 occurred_at=parse_time(first.get("issued_at")) or _moment(payload, "issued_at", event),
-                return_id=uuid.UUID(first["dissemination_id"]),
+                return_id=id_of(first["dissemination_id"]),
                 organisation=first["organisation"],
                 detail={"disseminations": listed},
             )
@@ -773,7 +859,7 @@ def facts_from_state(session: Session, chunk: int = 20000, absent: tuple = (), p
                 set_committed_value(ret, column.key, None)
         deltas.update(contribution(package, ret))
         if package_scope and ret.package_id is not None:
-            for metric, value in (+return_figures(ret)).items():
+            for metric, value in return_figures(ret).items():
                 deltas[("package", str(ret.package_id), metric, PACKAGE_CLASSIFICATION)] += value
         counted_returns += 1
         if counted_returns % chunk == 0:
@@ -794,7 +880,7 @@ def package_figures_from_state(session: Session) -> dict[uuid.UUID, Counter]:
     query = select(*(RETURNS.c[name] for name in RETURN_FIGURE_COLUMNS)).where(RETURNS.c.package_id.is_not(None))
     figures: dict[uuid.UUID, Counter] = {}
     for ret in _rows_of(session, query.execution_options(yield_per=2000)):
-        figures.setdefault(ret.package_id, Counter()).update(+return_figures(ret))
+        figures.setdefault(ret.package_id, Counter()).update(return_figures(ret))
     return figures
 
 

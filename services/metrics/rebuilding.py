@@ -5,7 +5,6 @@ in any order ends in the same figures as the live model."""
 from __future__ import annotations
 
 import heapq
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +13,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from services.metrics.models import Fact, InboxEvent, Organisation, PackageState, ReturnState, TimelineEntry
-from services.metrics.projections import apply_events, lock_projection
+from services.metrics.projections import apply_events, id_of, lock_projection
 from shared.inbox import record_received, unseen_positions
 
 SOURCES = ("dissemination", "outcomes")
@@ -83,9 +82,10 @@ def apply_batch(session: Session, events: list[dict]) -> int:
     # The live inbox's dedupe, but not its savepoints and one-at-a-time retry: an event the
     # projection refuses must stop a rebuild, not leave a gap in the figures.
     lock_projection(session)  # before the inbox, as the live inbox takes it (shared.inbox)
-    ids = [uuid.UUID(e["id"]) for e in events]
-    fresh = [events[position] for position in unseen_positions(session, InboxEvent, ids)]
-    record_received(session, InboxEvent, fresh)
+    ids = [id_of(str(event["id"])) for event in events]
+    positions = unseen_positions(session, InboxEvent, ids)
+    fresh = [events[position] for position in positions]
+    record_received(session, InboxEvent, fresh, [ids[position] for position in positions])
     apply_events(session, fresh)
     session.commit()
     return len(fresh)

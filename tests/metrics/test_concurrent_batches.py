@@ -103,7 +103,7 @@ def test_two_batches_about_one_return_at_once_both_count_once(metrics_app, on_po
     # The dissemination service's batch, applied and left uncommitted...
     first = database.session()
     projections.lock_projection(first)  # as the inbox does, before its rows
-    record_received(first, InboxEvent, [delivered])
+    record_received(first, InboxEvent, [delivered], [uuid.UUID(delivered["id"])])
     projections.apply_events(first, [delivered])
     first.flush()
 
