@@ -551,9 +551,10 @@ class Projector:
         )
 
     # -- writing ----------------------------------------------------------------------------
-    def flush(self) -> None:
+    def flush(self, with_writes: Callable[[], None] | None = None) -> None:
         """Write what the batch changed: its new returns and packages inserted, the rest it
-        changed updated, one statement each; the facts' differences; the timeline's rows."""
+        changed updated, one statement each; the facts' differences; the timeline's rows.
+        ``with_writes``: the caller's own writes for the batch (the inbox's rows), sent first."""
         self.session.flush()  # organisations (through the ORM: a few, seldom)
         self._read_packages(
             self.touched_packages
@@ -561,9 +562,11 @@ class Projector:
             | {before for _, _, before, _ in self.counted_before.values() if before is not None}
         )
         # Every read done: the writes go out without waiting on each other, and PostgreSQL runs
-        # them while the figures are worked out (the returns' while the differences are, the
-        # facts' and the timeline's while the packages' are).
+        # them while the figures are worked out (the caller's, the timeline's and the returns'
+        # while the differences are, the facts' while the packages' are).
         with pipelined_writes(self.session):
+            if with_writes is not None:
+                with_writes()
             self._write()
 
     def _read_packages(self, package_ids: set[uuid.UUID]) -> None:
@@ -574,6 +577,9 @@ class Projector:
         self.packages.update({package_id: None for package_id in missing if package_id not in self.packages})
 
     def _write(self) -> None:
+        # What needs nothing worked out goes first, so PostgreSQL is kept busy while Python works.
+        write_timeline(self.session, list(self.timeline.values()))
+        self.timeline.clear()
         new_returns = {ret.return_id for ret in self.new_returns}
         changed = sorted(
             (ret for ret, *_ in self.counted_before.values() if ret.return_id not in new_returns),
@@ -584,8 +590,6 @@ class Projector:
         self.new_returns.clear()
         deltas, own = self.differences()
         write_facts(self.session, {k: v for k, v in deltas.items() if v})
-        write_timeline(self.session, list(self.timeline.values()))
-        self.timeline.clear()
         # Each package the batch touched: its own figures, its verdict. A package whose returns
         # are heard of before it was issued gets its row now (undescribed, shown to no one), so
         # what they add is kept until it is.
@@ -902,16 +906,17 @@ RETURN_FIGURE_COLUMNS = (
 )
 
 
-def apply_events(session: Session, events: Iterable[dict]) -> None:
+def apply_events(session: Session, events: Iterable[dict], with_writes: Callable[[], None] | None = None) -> None:
     """Apply a batch of events (already de-duplicated) and write the figures once. Where batches
     may run at once, the caller has taken ``lock_projection`` before the inbox (the service's
-    ``inbox_lock``; ``rebuilding.apply_batch``)."""
+    ``inbox_lock``; ``rebuilding.apply_batch``). ``with_writes``: the caller's own writes for the
+    batch, made with the projection's (``Projector.flush``)."""
     events = list(events)
     projector = Projector(session)
     projector.prefetch(events)
     for event in events:
         projector.apply(event)
-    projector.flush()
+    projector.flush(with_writes)
 
 
 def handle(session: Session, event: dict) -> None:

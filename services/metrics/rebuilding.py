@@ -85,7 +85,8 @@ def apply_batch(session: Session, events: list[dict]) -> int:
     ids = [id_of(str(event["id"])) for event in events]
     positions = unseen_positions(session, InboxEvent, ids)
     fresh = [events[position] for position in positions]
-    record_received(session, InboxEvent, fresh, [ids[position] for position in positions])
-    apply_events(session, fresh)
+    fresh_ids = [ids[position] for position in positions]
+    # The inbox's rows go out with the projection's writes, after its reads (shared.db.pipelined_writes).
+    apply_events(session, fresh, with_writes=lambda: record_received(session, InboxEvent, fresh, fresh_ids))
     session.commit()
     return len(fresh)
