@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
 from services.metrics.definitions import results_words
-from services.metrics.models import Fact, Organisation, PackageState, ReturnState, TimelineEntry
+from services.metrics.models import Fact, HoursToReturn, Organisation, PackageState, ReturnState, TimelineEntry
 from shared.db import (
     among,
     chunks,
@@ -228,7 +228,7 @@ def add_counted(facts: Counter, counting: Counting, sign: int = 1) -> None:
     """The facts a return adds one to by where it is counted, not by its figures: its hour in the
     organisation's histogram, its accuracy against the package's grading."""
     if counting.hours is not None:
-        facts[("org_hours", counting.organisation, counting.hours, counting.marking)] += sign
+        facts[(HOURS_SCOPE, counting.organisation, counting.hours, counting.marking)] += sign
     if counting.accuracy:
         facts[("grading", counting.grading, counting.accuracy, counting.marking)] += sign
 
@@ -630,44 +630,58 @@ PROJECTIONS: dict[str, Callable[[Projector, dict], None]] = {
 }
 
 
-def write_facts(session: Session, deltas: dict[FactKey, float]) -> None:
+def write_facts(session: Session, deltas: dict[FactKey, float], hours_apart: bool = True) -> None:
     """Add each delta to its fact row, in a fixed order (two writers never deadlock on the same
-    rows). On PostgreSQL, one upsert statement takes every row at once as one JSON document
+    rows). The hours histograms (scope ``org_hours``) go to their own table (``HoursToReturn``),
+    unless ``hours_apart`` is False (migrations 0002 and 0005: the facts kept them until 0010).
+    On PostgreSQL, one upsert statement per table takes every row at once as one JSON document
     (``shared.db.rows_from_json``): one statement to plan and run however many rows, where one
     per row cost a fifth of a bulk load. On SQLite, the upsert is sent once per row (executemany)."""
-    if not deltas:
+    facts: list[dict] = []
+    hours: list[dict] = []
+    for (scope, key, metric, classification), value in sorted(deltas.items()):
+        if scope == HOURS_SCOPE and hours_apart:
+            hours.append(
+                {"organisation": key, "classification": classification, "hours": int(metric), "value": float(value)}
+            )
+        else:
+            facts.append(
+                {"scope": scope, "key": key, "metric": metric, "classification": classification, "value": float(value)}
+            )
+    _add_values(session, FACTS, facts)
+    _add_values(session, HOURS, hours)
+
+
+def _add_values(session: Session, table: Table, rows: list[dict]) -> None:
+    """Add each row's ``value`` to the row with its primary key in ``table``, or insert it."""
+    if not rows:
         return
-    rows = [
-        {"scope": s, "key": k, "metric": m, "classification": c, "value": float(v)}
-        for (s, k, m, c), v in sorted(deltas.items())
-    ]
     if session.get_bind().dialect.name == "postgresql":
-        execute_write(session, _facts_from_json(), {"rows": rows_as_json(rows)})
+        execute_write(session, _adding_from_json(table), {"rows": rows_as_json(rows)})
         return
-    session.connection().execute(_facts_upsert(sqlite_insert(FACTS)), rows)
+    session.connection().execute(_adding(table, sqlite_insert(table)), rows)
 
 
 FACTS = cast(Table, Fact.__table__)
+HOURS = cast(Table, HoursToReturn.__table__)
+HOURS_SCOPE = "org_hours"  # the scope the projection files the hours histograms under (``add_counted``)
 RETURNS = cast(Table, ReturnState.__table__)
 PACKAGES = cast(Table, PackageState.__table__)
 
 
-FACT_COLUMNS = ("scope", "key", "metric", "classification", "value")
-
-
-def _facts_upsert(statement):
+def _adding(table: Table, statement):
     return statement.on_conflict_do_update(
-        index_elements=[FACTS.c.scope, FACTS.c.key, FACTS.c.metric, FACTS.c.classification],
-        set_={"value": FACTS.c.value + statement.excluded.value},
+        index_elements=list(table.primary_key.columns), set_={"value": table.c.value + statement.excluded.value}
     )
 
 
 @cache
-def _facts_from_json():
-    """INSERT INTO facts SELECT ... FROM jsonb_to_recordset(:rows) ON CONFLICT (...) DO UPDATE
-    SET value = facts.value + excluded.value (PostgreSQL)."""
-    rows = rows_from_json(FACTS, FACT_COLUMNS)
-    return _facts_upsert(pg_insert(FACTS).from_select(list(FACT_COLUMNS), select(*rows.c)))
+def _adding_from_json(table: Table):
+    """INSERT INTO table SELECT ... FROM jsonb_to_recordset(:rows) ON CONFLICT (its primary key)
+    DO UPDATE SET value = table.value + excluded.value (PostgreSQL)."""
+    names = tuple(column.name for column in table.columns)
+    rows = rows_from_json(table, names)
+    return _adding(table, pg_insert(table).from_select(list(names), select(*rows.c)))
 
 
 def facts_of_packages(session: Session, package_ids: list[uuid.UUID]) -> dict[uuid.UUID, Counter]:
@@ -840,14 +854,19 @@ ONWARD_COLUMNS = (ReturnState.onward_from, PackageState.onward_arrests, PackageS
 FIGURES_COLUMNS = (PackageState.figures,)  # added by 0007: 0002 and 0005 must not read it
 
 
-def facts_from_state(session: Session, chunk: int = 20000, absent: tuple = (), package_scope: bool = False) -> int:
-    """Empty ``facts`` and recompute them from the ``packages`` and ``returns`` tables (the sum
-    the difference rule keeps). Returns the number of returns counted.
+def facts_from_state(
+    session: Session, chunk: int = 20000, absent: tuple = (), package_scope: bool = False, hours_apart: bool = True
+) -> int:
+    """Empty ``facts`` (and ``hours_to_return``) and recompute them from the ``packages`` and
+    ``returns`` tables (the sum the difference rule keeps). Returns the number of returns counted.
 
     ``absent``: model columns the tables do not have yet (a migration older than them): they
     are not read, and count as empty. ``package_scope``: each package's own figures written as
-    facts too, as migrations 0002 to 0007 kept them (``facts_of_packages``)."""
+    facts too, as migrations 0002 to 0007 kept them (``facts_of_packages``). ``hours_apart``
+    False: the hours histograms kept in the facts, as migrations 0002 to 0009 kept them."""
     session.execute(delete(Fact))
+    if hours_apart:
+        session.execute(delete(HoursToReturn))
     deltas: Counter = Counter()
     counted_returns = 0
     not_there = [defer(column, raiseload=True) for column in absent]
@@ -867,12 +886,12 @@ def facts_from_state(session: Session, chunk: int = 20000, absent: tuple = (), p
                 deltas[("package", str(ret.package_id), metric, PACKAGE_CLASSIFICATION)] += value
         counted_returns += 1
         if counted_returns % chunk == 0:
-            write_facts(session, {k: v for k, v in deltas.items() if v})
+            write_facts(session, {k: v for k, v in deltas.items() if v}, hours_apart)
             deltas.clear()
     package_options = [defer(column, raiseload=True) for column in absent if column.class_ is PackageState]
     for package in session.scalars(select(PackageState).options(*package_options).execution_options(yield_per=2000)):
         deltas.update(package_contribution(package))
-    write_facts(session, {k: v for k, v in deltas.items() if v})
+    write_facts(session, {k: v for k, v in deltas.items() if v}, hours_apart)
     return counted_returns
 
 

@@ -12,7 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from services.metrics.models import Fact, InboxEvent, Organisation, PackageState, ReturnState, TimelineEntry
+from services.metrics.models import (
+    Fact,
+    HoursToReturn,
+    InboxEvent,
+    Organisation,
+    PackageState,
+    ReturnState,
+    TimelineEntry,
+)
 from services.metrics.projections import apply_events, id_of, lock_projection
 from shared.inbox import record_received, unseen_positions
 
@@ -60,7 +68,7 @@ def rebuild(session: Session, fetch_page: FetchPage, sources=SOURCES) -> int:
     """Empty the read model and replay every source's log, merged by time. Returns the number
     of events applied."""
     lock_projection(session)  # no live batch between its reads and its writes sees the tables go
-    for model in (Fact, TimelineEntry, ReturnState, PackageState, Organisation, InboxEvent):
+    for model in (Fact, HoursToReturn, TimelineEntry, ReturnState, PackageState, Organisation, InboxEvent):
         session.execute(delete(model))
     session.commit()
     streams = [event_stream(fetch_page, source) for source in sources]

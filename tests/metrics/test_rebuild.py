@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from services.metrics import rebuilding
-from services.metrics.models import Fact, InboxEvent, PackageState, ReturnState
+from services.metrics.models import Fact, HoursToReturn, InboxEvent, PackageState, ReturnState
 from services.metrics.projections import package_figures_from_state
 from shared import signing
 from tests.metrics import scenario
@@ -29,6 +29,11 @@ def snapshot(metrics_app) -> dict:
             (f.scope, f.key, f.metric, f.classification): round(f.value, 6)
             for f in session.scalars(select(Fact))
             if f.value
+        }
+        hours = {
+            (h.organisation, h.classification, h.hours): h.value
+            for h in session.scalars(select(HoursToReturn))
+            if h.value
         }
         packages = {
             (p.reference, p.verdict, p.verdict_reason, p.recipients, p.final_returns, p.arrests)
@@ -48,7 +53,7 @@ def snapshot(metrics_app) -> dict:
             (str(r.return_id), r.organisation, r.version, r.overdue, r.withdrawn, r.final_on_time)
             for r in session.scalars(select(ReturnState))
         }
-        return {"facts": facts, "packages": packages, "figures": figures, "returns": returns}
+        return {"facts": facts, "hours": hours, "packages": packages, "figures": figures, "returns": returns}
     finally:
         session.close()
 
@@ -69,7 +74,7 @@ def log_fetcher(app, outcomes_app):
 
 def test_rebuild_equals_live(history, metrics_app, app, outcomes_app):
     live = snapshot(metrics_app)
-    assert live["facts"] and len(live["packages"]) == 3
+    assert live["facts"] and live["hours"] and len(live["packages"]) == 3
     session = metrics_app.extensions["database"].session()
     applied = rebuilding.rebuild(session, log_fetcher(app, outcomes_app))
     session.close()

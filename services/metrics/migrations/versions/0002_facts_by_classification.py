@@ -39,7 +39,9 @@ def upgrade() -> None:
     session = Session(bind=op.get_bind())
     try:
         # Package-scope facts: kept in the facts until 0008 moved them to the package's row.
-        facts_from_state(session, absent=ONWARD_COLUMNS + FIGURES_COLUMNS, package_scope=True)  # added by 0004, 0007
+        facts_from_state(  # the columns added by 0004 and 0007 absent; the hours in the facts until 0010
+            session, absent=ONWARD_COLUMNS + FIGURES_COLUMNS, package_scope=True, hours_apart=False
+        )
         session.flush()
     finally:
         session.close()

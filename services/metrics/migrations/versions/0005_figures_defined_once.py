@@ -30,7 +30,7 @@ def upgrade() -> None:
 
     session = Session(bind=op.get_bind())
     try:
-        facts_from_state(session, absent=FIGURES_COLUMNS, package_scope=True)  # until 0008
+        facts_from_state(session, absent=FIGURES_COLUMNS, package_scope=True, hours_apart=False)  # until 0008, 0010
         session.flush()
         not_yet = [defer(column, raiseload=True) for column in FIGURES_COLUMNS]  # added by 0007
         for package in session.scalars(select(PackageState).options(*not_yet)).all():
