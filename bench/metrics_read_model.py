@@ -552,7 +552,15 @@ def settle(database) -> None:
     if database.settings.on_postgres:
         with database.engine.connect() as connection:
             connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-            for table in ("facts", "returns", "packages", "inbox_events", "organisations", "audit_log"):
+            for table in (
+                "facts",
+                "hours_to_return",
+                "returns",
+                "packages",
+                "inbox_events",
+                "organisations",
+                "audit_log",
+            ):
                 connection.execute(text(f'VACUUM ANALYZE "{table}"'))
     else:
         with database.engine.connect() as connection:
@@ -575,7 +583,7 @@ def main() -> None:
 
     from services import settings_for
     from services.metrics import SERVICE, create_app
-    from services.metrics.models import Fact, PackageState, ReturnState
+    from services.metrics.models import Fact, HoursToReturn, PackageState, ReturnState
     from services.metrics.rebuilding import apply_batch, read_ahead
     from shared.auth import mint_token
     from shared.db import Database
@@ -645,11 +653,12 @@ def main() -> None:
         settled = time.perf_counter() - settle_started
         with database.session() as session:
             facts = session.scalar(select(func.count()).select_from(Fact))
+            hours = session.scalar(select(func.count()).select_from(HoursToReturn))
             loaded = session.scalar(select(func.count()).select_from(ReturnState))
         added, returns_before = loaded - returns_before, loaded
         print(
             f"\n== {loaded:,} returns{' (PARTIAL: load time limit reached)' if partial else ''}: "
-            f"{len(history.package_ids):,} packages, {facts:,} fact rows",
+            f"{len(history.package_ids):,} packages, {facts + hours:,} fact rows ({hours:,} of them hours histograms')",
             flush=True,
         )
         print(

@@ -665,6 +665,10 @@ def _add_values(session: Session, table: Table, rows: list[dict]) -> None:
 FACTS = cast(Table, Fact.__table__)
 HOURS = cast(Table, HoursToReturn.__table__)
 HOURS_SCOPE = "org_hours"  # the scope the projection files the hours histograms under (``add_counted``)
+ADDED_COLUMNS = {
+    "facts": ("scope", "key", "metric", "classification", "value"),
+    "hours_to_return": ("organisation", "classification", "hours", "value"),
+}
 RETURNS = cast(Table, ReturnState.__table__)
 PACKAGES = cast(Table, PackageState.__table__)
 
@@ -679,7 +683,9 @@ def _adding(table: Table, statement):
 def _adding_from_json(table: Table):
     """INSERT INTO table SELECT ... FROM jsonb_to_recordset(:rows) ON CONFLICT (its primary key)
     DO UPDATE SET value = table.value + excluded.value (PostgreSQL)."""
-    names = tuple(column.name for column in table.columns)
+    # The columns named, not the model's: migrations 0002 and 0005 write facts through here, and
+    # must not write a column the facts gain later.
+    names = ADDED_COLUMNS[table.name]
     rows = rows_from_json(table, names)
     return _adding(table, pg_insert(table).from_select(list(names), select(*rows.c)))
 

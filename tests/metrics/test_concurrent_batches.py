@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import select, text
 
 from services.metrics import projections, rebuilding
-from services.metrics.models import Fact, InboxEvent, PackageState, ReturnState
+from services.metrics.models import Fact, HoursToReturn, InboxEvent, PackageState, ReturnState
+from services.metrics.projections import HOURS_SCOPE
 from shared.inbox import record_received
 
 ISSUED = datetime(2026, 10, 1, 9, tzinfo=UTC)
@@ -41,7 +42,11 @@ def on_postgres(metrics_app):
 
 
 def facts(session) -> Counter:
-    return Counter({(f.scope, f.key, f.metric, f.classification): f.value for f in session.scalars(select(Fact))})
+    """Every fact, and every count of the hours histograms (as the projection files them)."""
+    found = Counter({(f.scope, f.key, f.metric, f.classification): f.value for f in session.scalars(select(Fact))})
+    for h in session.scalars(select(HoursToReturn)):
+        found[(HOURS_SCOPE, h.organisation, str(h.hours), h.classification)] = h.value
+    return found
 
 
 def test_two_batches_about_one_return_at_once_both_count_once(metrics_app, on_postgres):
@@ -154,6 +159,7 @@ def test_two_batches_about_one_return_at_once_both_count_once(metrics_app, on_po
         live = facts(check)
         org = {m: v for (scope, key, m, _), v in live.items() if scope == "org" and key == "GMP"}
         assert (org["delivered"], org["final"], org["result:arrests"]) == (1, 1, 2)
+        assert sum(v for (scope, key, *_), v in live.items() if scope == HOURS_SCOPE and key == "GMP") == 1
         projections.facts_from_state(check)  # what the returns and packages add up to, recomputed
         assert +facts(check) == +live
         check.rollback()

@@ -10,7 +10,9 @@ organisation's median days to return is read from the index alone. But an index 
 entry): all 873,090 updates of a 100k-return load were non-HOT, and the facts' upsert was the
 longest wait of a bulk batch. The histograms move to ``hours_to_return``, whose primary key
 carries the count (read from the index alone, as before); the facts keep no index on ``value``
-and a fifth of each page free for the new versions of their rows (docs/performance.md).
+and a fifth of each page free for the new versions of their rows (docs/performance.md). The
+free fifth applies to pages written from now on; ``VACUUM FULL facts`` (which locks the table
+while it runs) gives it to the pages already there.
 """
 
 from typing import Sequence, Union
