@@ -22,6 +22,10 @@ Bounded: each read N times (BENCH_READS, default 200) or 60 s (BENCH_READ_SECOND
 comes first; each stage's load stops after BENCH_LOAD_MINUTES (default 40), in which case the
 stage is measured at the size reached and no later stage is loaded. Before measuring, the tables
 are vacuumed and analysed (as autovacuum would have by then), so the reads see a settled database.
+
+``BENCH_WRITE_TIMES=1``: the projection's writes are sent one at a time (no pipeline) and each
+statement's time is added up and printed at the end: what PostgreSQL spends on each write of a
+batch, which the pipeline otherwise hides behind Python's work (PostgreSQL only).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -545,6 +549,40 @@ def measure(client, make_url, headers: dict, reads: int, seconds: float, warmup:
     return timings
 
 
+def time_each_write() -> Callable[[], None]:
+    """The projection's writes one at a time, each statement's time added up (``BENCH_WRITE_TIMES``);
+    returns what prints the table."""
+    import contextlib
+
+    from services.metrics import projections
+    from shared import db
+
+    spent: Counter = Counter()
+    sent: Counter = Counter()
+    execute_write = db.execute_write
+
+    def timed(session, statement, params, **kwargs):
+        started = time.perf_counter()
+        execute_write(session, statement, params, **kwargs)
+        name = " ".join(str(statement.compile(dialect=session.get_bind().dialect)).split()[:3])
+        spent[name] += time.perf_counter() - started
+        sent[name] += 1
+
+    @contextlib.contextmanager
+    def one_at_a_time(session):
+        yield
+
+    db.execute_write = projections.execute_write = timed
+    projections.pipelined_writes = one_at_a_time
+
+    def report() -> None:
+        print("\nthe projection's writes, one at a time (BENCH_WRITE_TIMES): seconds, statements, statement")
+        for name, seconds in spent.most_common():
+            print(f"{seconds:9.2f} {sent[name]:6d}  {name}")
+
+    return report
+
+
 def settle(database) -> None:
     """Vacuum and analyse the read model's tables, as autovacuum would after a load this size."""
     from sqlalchemy import text
@@ -590,6 +628,7 @@ def main() -> None:
     from shared.migrate import upgrade
 
     settings = settings_for("metrics")
+    report_writes = time_each_write() if os.environ.get("BENCH_WRITE_TIMES") == "1" else None
     if settings.on_postgres:
         database = Database(settings)
         with database.engine.begin() as connection:
@@ -658,7 +697,8 @@ def main() -> None:
         added, returns_before = loaded - returns_before, loaded
         print(
             f"\n== {loaded:,} returns{' (PARTIAL: load time limit reached)' if partial else ''}: "
-            f"{len(history.package_ids):,} packages, {facts + hours:,} fact rows ({hours:,} of them hours histograms')",
+            f"{len(history.package_ids):,} packages, {facts + hours:,} fact rows "
+            f"({hours:,} of them in the hours histograms)",
             flush=True,
         )
         print(
@@ -725,6 +765,8 @@ def main() -> None:
         f"(goal: a few ms, taken as <= {FEW_MS:.0f}) {'PASS' if gap <= FEW_MS else 'FAIL'}"
     )
     print(f"event mix: {dict(history.counts.most_common())}")
+    if report_writes is not None:
+        report_writes()
 
 
 if __name__ == "__main__":
