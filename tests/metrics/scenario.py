@@ -15,6 +15,8 @@ Package E (firearms, graded 3C, OFFICIAL) to GMP: GMP files final, enforcement, 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from services.outcomes import chasing
@@ -181,3 +183,24 @@ def add_official_package(client, token, outcomes_client, pump_events, run_jobs) 
         intelligence_feedback={"usefulness": 1, "accuracy": "false", "timeliness": "timely"},
     )
     return e
+
+
+@contextmanager
+def migrated_down_to(metrics_app, revision: str) -> Iterator:
+    """The metrics schema downgraded to ``revision`` for the block (which gets its engine, to look
+    at the tables as they were), then upgraded to head again."""
+    from alembic import command
+
+    from services.metrics import SERVICE
+    from shared.db import Database
+    from shared.migrate import alembic_config
+
+    metrics_app.extensions["database"].engine.dispose()
+    database = Database(metrics_app.extensions["settings"], for_worker=True)
+    try:
+        config = alembic_config(SERVICE, database)
+        command.downgrade(config, revision)
+        yield database.engine
+        command.upgrade(config, "head")
+    finally:
+        database.engine.dispose()

@@ -185,26 +185,12 @@ def test_facts_recomputed_from_state_equal_the_live_ones(history, metrics_app):
 
 def test_the_migration_splits_existing_figures_by_classification(history, metrics_app):
     """Down to the unsplit schema (figures summed over markings), then up again: the same facts."""
-    from alembic import command
-
-    from services.metrics import SERVICE
-    from shared.db import Database
-    from shared.migrate import alembic_config
+    from sqlalchemy import text
 
     live = snapshot(metrics_app)
-    metrics_app.extensions["database"].engine.dispose()
-    database = Database(metrics_app.extensions["settings"], for_worker=True)
-    try:
-        config = alembic_config(SERVICE, database)
-        command.downgrade(config, "0001")
-        with database.engine.connect() as connection:
-            from sqlalchemy import text
-
-            columns = connection.execute(text("SELECT * FROM facts LIMIT 1")).keys()
-            assert "classification" not in columns
-        command.upgrade(config, "head")
-    finally:
-        database.engine.dispose()
+    with scenario.migrated_down_to(metrics_app, "0001") as engine, engine.connect() as connection:
+        columns = connection.execute(text("SELECT * FROM facts LIMIT 1")).keys()
+        assert "classification" not in columns
     assert snapshot(metrics_app) == live
 
 

@@ -10,6 +10,7 @@ from collections import Counter
 from services.metrics.definitions import median_from_histogram
 from services.metrics.figures import median_days_to_return
 from services.metrics.projections import write_facts
+from tests.metrics.scenario import migrated_down_to
 
 MARKINGS = ("OFFICIAL", "OFFICIAL-SENSITIVE", "SECRET")
 
@@ -55,13 +56,9 @@ def test_the_databases_median_is_the_definitions(metrics_app):
 def test_the_histograms_move_out_of_the_facts_and_back(metrics_app):
     """Migration 0010 moves the hours histograms from the facts (scope ``org_hours``, as 0009 kept
     them) to their own table; down and up again, every count and every median is the same."""
-    from alembic import command
     from sqlalchemy import func, select, text
 
-    from services.metrics import SERVICE
     from services.metrics.models import Fact, HoursToReturn
-    from shared.db import Database
-    from shared.migrate import alembic_config
 
     histogram = {("GMP", "OFFICIAL", 5): 2.0, ("GMP", "SECRET", 40): 1.0, ("MPS", "OFFICIAL", 9600): 3.0}
     session = metrics_app.extensions["database"].session()
@@ -76,19 +73,11 @@ def test_the_histograms_move_out_of_the_facts_and_back(metrics_app):
         assert session.scalar(select(func.count()).select_from(Fact)) == 1  # the histograms are apart
     finally:
         session.close()
-    metrics_app.extensions["database"].engine.dispose()
-    database = Database(metrics_app.extensions["settings"], for_worker=True)
-    try:
-        config = alembic_config(SERVICE, database)
-        command.downgrade(config, "0009")
-        with database.engine.connect() as connection:
-            rows = connection.execute(
-                text("SELECT key, classification, metric, value FROM facts WHERE scope = 'org_hours'")
-            )
-            assert {(code, marking, int(hours)): n for code, marking, hours, n in rows} == histogram
-        command.upgrade(config, "head")
-    finally:
-        database.engine.dispose()
+    with migrated_down_to(metrics_app, "0009") as engine, engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT key, classification, metric, value FROM facts WHERE scope = 'org_hours'")
+        )
+        assert {(code, marking, int(hours)): n for code, marking, hours, n in rows} == histogram
     session = metrics_app.extensions["database"].session()
     try:
         moved = {(h.organisation, h.classification, h.hours): h.value for h in session.scalars(select(HoursToReturn))}
