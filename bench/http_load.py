@@ -468,6 +468,10 @@ def main() -> int:
     seconds = int(os.environ.get("BENCH_SECONDS", "10"))
     count = int(os.environ.get("BENCH_PACKAGES", "100"))
     profile = os.environ.get("BENCH_PROFILE") in ("1", "cpu")
+    measured = [path for path in ("file", "read") if path in os.environ.get("BENCH_PATHS", "file,read").split(",")]
+    if not measured:
+        print("BENCH_PATHS names file, read or both (file,read)", file=sys.stderr)
+        return 2
     run_dir = Path(tempfile.mkdtemp(prefix="nclcc-bench-"))
     database_url = bench_database_url()
     print(
@@ -503,7 +507,7 @@ def main() -> int:
         windows: list[tuple[datetime, datetime]] = []
         for number in range(1, rounds + 1):
             apps = ("project", "reference") if number % 2 else ("reference", "project")
-            for path in ("file", "read"):
+            for path in measured:
                 for app in apps:
                     base, urls = paths[(path, app)]
                     method, token, payload = (
@@ -592,12 +596,13 @@ def report(results: Results, lags: list[float]) -> None:
             "filing by round (each round files again on the same returns): "
             + ", ".join(f"{r.requests_per_second:.0f}/s" for r in filing)
         )
-    print()
-    print(
-        f"event lag (outcome filed -> applied by metrics) over {len(lags)} filings during the load: "
-        f"p50 {percentile(lags, 0.5):.2f} s, p95 {percentile(lags, 0.95):.2f} s, "
-        f"max {max(lags, default=float('nan')):.2f} s"
-    )
+    if filing:
+        print()
+        print(
+            f"event lag (outcome filed -> applied by metrics) over {len(lags)} filings during the load: "
+            f"p50 {percentile(lags, 0.5):.2f} s, p95 {percentile(lags, 0.95):.2f} s, "
+            f"max {max(lags, default=float('nan')):.2f} s"
+        )
     for r in filing:
         if r.drain is None:
             continue

@@ -119,6 +119,10 @@ class Database:
         self.schema = settings.database_schema
         self.engine = self._create_engine(settings, for_worker)
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
+        # Each statement its own transaction: no BEGIN and no COMMIT to send (``get_session``).
+        self.autocommit_sessionmaker = sessionmaker(
+            bind=self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
 
     def _create_engine(self, settings: Settings, for_worker: bool) -> Engine:
         kwargs: dict = {"future": True}
@@ -200,10 +204,19 @@ def get_db() -> Database:
     return current_app.extensions["database"]
 
 
-def get_session() -> Session:
-    """The request's session, opened on first use and closed when the request ends."""
+def get_session(*, autocommit: bool = False) -> Session:
+    """The request's session, opened on first use and closed when the request ends.
+
+    ``autocommit=True`` opens it with each statement committed on its own, for a view that reads
+    in one statement and writes nothing but its audit entry: the read and the entry are each
+    atomic alone, and the request spares the ``BEGIN`` and the ``COMMIT`` (two of its five round
+    trips to PostgreSQL, and their work in the interpreter). It must be the request's first use
+    of the database: a session already open keeps its transactions."""
     if "db_session" not in g:
-        g.db_session = get_db().session()
+        database = get_db()
+        g.db_session = database.autocommit_sessionmaker() if autocommit else database.session()
+    elif autocommit and g.db_session.in_transaction():
+        raise RuntimeError("get_session(autocommit=True) after the request's session began a transaction")
     return g.db_session
 
 

@@ -25,3 +25,41 @@ def test_a_connection_to_a_silent_database_is_given_up_within_a_minute(app):
         int(parameters[name]) for name in ("keepalives_idle", "keepalives_interval", "keepalives_count")
     )
     assert idle + interval * count <= 60
+
+
+def test_an_autocommit_session_commits_each_statement_and_pools_its_connection_back_as_it_was(app):
+    """``get_session(autocommit=True)``: each statement is committed alone (another connection
+    sees a row at once, with no COMMIT sent); the connection goes back to the pool in
+    transactions again, so the next request's session is atomic as before; and asking for
+    autocommit once the request's session has begun a transaction is refused, not ignored."""
+    from sqlalchemy import text
+
+    from shared.db import get_session
+
+    database = app.extensions["database"]
+    with database.engine.begin() as connection:
+        connection.execute(text("CREATE TABLE IF NOT EXISTS autocommit_probe (n integer)"))
+        connection.execute(text("DELETE FROM autocommit_probe"))
+
+    def seen() -> list[int]:
+        with database.engine.connect() as other:
+            return [row[0] for row in other.execute(text("SELECT n FROM autocommit_probe ORDER BY n"))]
+
+    try:
+        with app.test_request_context("/"):
+            session = get_session(autocommit=True)
+            session.execute(text("INSERT INTO autocommit_probe VALUES (1)"))
+            assert seen() == [1]  # committed already, before the session's commit
+            session.rollback()
+            assert seen() == [1]
+        with app.test_request_context("/"):
+            session = get_session()
+            session.execute(text("INSERT INTO autocommit_probe VALUES (2)"))
+            assert seen() == [1]  # not visible: in a transaction, as every other session is
+            with pytest.raises(RuntimeError, match="began a transaction"):
+                get_session(autocommit=True)
+            session.rollback()
+        assert seen() == [1]
+    finally:
+        with database.engine.begin() as connection:
+            connection.execute(text("DROP TABLE autocommit_probe"))

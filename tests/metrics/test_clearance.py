@@ -196,20 +196,33 @@ def test_the_migration_splits_existing_figures_by_classification(history, metric
 
 def test_a_package_read_is_one_query_and_its_audit_entry(history, metrics_app, metrics_client, token):
     """A package's metrics come from its row (its own figures kept there) and its returns, read
-    together: one SELECT, whatever the number of recipients, and the read's audit entry."""
+    together: one SELECT, whatever the number of recipients, and the read's audit entry. Each
+    commits on its own: no transaction is open after either (no BEGIN, no COMMIT to wait on)."""
     from sqlalchemy import event
 
-    statements: list[str] = []
+    statements: list[tuple[str, bool]] = []
 
-    def keep(_conn, _cursor, statement, *_args):
-        statements.append(statement.split()[0].upper())
+    def keep(conn, _cursor, statement, *_args):
+        statements.append((statement.split()[0].upper(), left_open(conn.connection.dbapi_connection)))
 
     engine = metrics_app.extensions["database"].engine
-    event.listen(engine, "before_cursor_execute", keep)
+    event.listen(engine, "after_cursor_execute", keep)
     try:
         response = metrics_client.get(f"/api/v1/metrics/packages/{history['a']['id']}", headers=sensitive_leader(token))
     finally:
-        event.remove(engine, "before_cursor_execute", keep)
+        event.remove(engine, "after_cursor_execute", keep)
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["reach"]["recipients"] > 1
-    assert statements == ["SELECT", "INSERT"], statements
+    assert statements == [("SELECT", False), ("INSERT", False)], statements
+    entries = metrics_client.get(
+        f"/api/v1/audit?target_id={history['a']['id']}", headers=token(roles="admin")
+    ).get_json()
+    assert [(e["method"], e["status_code"], e["outcome"]) for e in entries] == [("GET", 200, "allowed")]
+
+
+def left_open(dbapi_connection) -> bool:
+    """Whether the database connection is inside a transaction (psycopg's status, or SQLite's)."""
+    info = getattr(dbapi_connection, "info", None)
+    if info is not None and hasattr(info, "transaction_status"):
+        return info.transaction_status.name != "IDLE"
+    return dbapi_connection.in_transaction
