@@ -25,7 +25,7 @@ from flask import Response, current_app, g, has_request_context, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
-from sqlalchemy import Insert, Table, event, insert, select, update
+from sqlalchemy import Insert, Table, bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.api import BaseSchema, page_of
@@ -118,9 +118,7 @@ def _entry(status_code: int, detail: str | None) -> dict:
         "action": f"{request.method} {rule}"[:80],
         "target_type": target_type,
         "target_id": target_id,
-        "status_code": status_code,
-        "outcome": g.get("audit_outcome") or outcome_for(status_code),
-        "detail": (detail or None) and printable(str(detail))[:2000],
+        **dict(zip(ANSWER_COLUMNS, _answer_given(status_code, detail), strict=True)),
         "remote_addr": request.remote_addr,
     }
 
@@ -133,7 +131,16 @@ def _answer(entry: dict) -> tuple:
     return tuple(entry[name] for name in ANSWER_COLUMNS)
 
 
-def _audit_table() -> Table:
+def _answer_given(status_code: int, detail: str | None) -> tuple:
+    """``_answer`` of the entry ``_entry(status_code, detail)`` would make, without the rest."""
+    return (
+        status_code,
+        g.get("audit_outcome") or outcome_for(status_code),
+        (detail or None) and printable(str(detail))[:2000],
+    )
+
+
+def audit_table() -> Table:
     return table_of(current_app.extensions["service"].models.AuditEntry)
 
 
@@ -146,13 +153,36 @@ def _write(session: Session, entry: dict) -> int:
     """Insert the entry in the session's transaction; its id. A Core ``INSERT ... RETURNING``
     built once per table: every audited request writes one, and the unit of work's flush of an
     object (its state tracking, its mapper's walk) cost a read as much as its query."""
-    return session.execute(_insert(_audit_table(), True), entry).scalar_one()
+    return session.execute(_insert(audit_table(), True), entry).scalar_one()
 
 
 def _write_final(session: Session, entry: dict) -> None:
     """Insert an entry nothing will correct: no ``RETURNING`` (a result's description and rows
     to build, on every audited read)."""
-    session.execute(_insert(_audit_table(), False), entry)
+    session.execute(_insert(audit_table(), False), entry)
+
+
+def entry_insert_where(table: Table, condition) -> Insert:
+    """An ``INSERT`` of this request's entry where ``condition`` holds, returning its id: for a
+    read that sends its entry in its own statement (a CTE), so the entry is written, and
+    committed, only if the read finds what it may answer. Its values are bound as
+    ``entry_<column>`` (``foreseen_entry``). Build it once per table and cache it."""
+    columns = [column for column in table.columns if not column.primary_key]
+    values = select(*(bindparam(f"entry_{column.name}", type_=column.type) for column in columns)).where(condition)
+    return insert(table).from_select([column.name for column in columns], values).returning(table.c.id)
+
+
+def foreseen_entry() -> tuple[dict, dict]:
+    """This request's entry as it will be if the view answers as it declares for success, and
+    its values bound as ``entry_insert_where`` names them."""
+    entry = _entry(_success_status(), g.get("audit_detail"))
+    return entry, {f"entry_{name}": value for name, value in entry.items()}
+
+
+def entry_written(entry_id: int, entry: dict) -> None:
+    """The request's entry is written (``foreseen_entry``, by the view's own statement): the
+    answer corrects it only if it turns out otherwise, as a write's entry is."""
+    g.audit_written = (entry_id, *_answer(entry))
 
 
 def _success_status() -> int:
@@ -205,8 +235,8 @@ def _record(response: Response) -> Response:
         if response.status_code >= 400 and detail is None and response.is_json:
             detail = (response.get_json(silent=True) or {}).get("message")
         written = g.get("audit_written") or None
-        if written is not None and written[1:] == _answer(_entry(response.status_code, detail)):
-            return response  # committed with the change, as it turned out
+        if written is not None and written[1:] == _answer_given(response.status_code, detail):
+            return response  # committed with the change (or the read), as it turned out
         # The request's own session and connection when it has one: no second checkout. A read
         # that was answered writes its entry in the transaction that read (one commit, as the
         # least an audited read can do); anything else first drops what it left uncommitted, so
@@ -222,7 +252,7 @@ def _record(response: Response) -> Response:
             entry = _entry(response.status_code, detail)
             if written is not None:
                 # The answer was not the one the entry committed with the change foresaw.
-                table = _audit_table()
+                table = audit_table()
                 session.execute(
                     update(table).where(table.c.id == written[0]).values({name: entry[name] for name in ANSWER_COLUMNS})
                 )

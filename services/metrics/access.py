@@ -13,11 +13,11 @@ import functools
 import uuid
 
 from flask_smorest import abort
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import ARRAY, Select, String, Table, any_, bindparam, exists, select
 
 from services.metrics.models import PackageState, ReturnState
 from services.metrics.projections import PackageRow, ReturnRow, StateRow
-from shared.audit import audit_detail, audit_target
+from shared.audit import audit_detail, audit_table, audit_target, entry_insert_where, entry_written, foreseen_entry
 from shared.auth import current_principal
 from shared.db import get_session, table_of
 
@@ -87,24 +87,52 @@ def package_and_returns_query() -> Select:
     )
 
 
+@functools.cache
+def package_read_with_entry_query(audit: Table) -> Select:
+    """PostgreSQL: ``package_and_returns_query`` with the read's audit entry written by the same
+    statement (a data-modifying CTE), where the caller may read the package (issued, and of a
+    classification in ``:cleared``): one round trip, committed as one. The entry's id comes back
+    on every row. SQLite has no ``INSERT`` in a ``WITH``: there, the entry follows the read."""
+    packages = table_of(PackageState)
+    readable = exists().where(
+        packages.c.package_id == bindparam("package_id"),
+        packages.c.issued_at.is_not(None),
+        packages.c.classification == any_(bindparam("cleared", type_=ARRAY(String))),
+    )
+    entry = entry_insert_where(audit, readable).cte("entry")
+    return package_and_returns_query().add_columns(select(entry.c.id).scalar_subquery().label("audit_entry_id_"))
+
+
 def find_package_and_returns(package_id: uuid.UUID) -> tuple[PackageRow, list[ReturnRow]]:
     """``find_package``, with the package's returns read in the same query (its metrics): plain
     rows through Core, as the projector reads them. The ORM's two entities per row (their
     identity map, state and loading) cost this read as much as its statement did.
 
-    The one statement is the whole read, so the request's session is opened in autocommit: the
-    statement is its own snapshot, the audit entry commits alone after it, and neither waits on
-    a ``BEGIN`` or a ``COMMIT`` (three round trips to PostgreSQL instead of five)."""
+    The one statement is the whole read, so the request's session is opened in autocommit: no
+    ``BEGIN`` or ``COMMIT`` to wait on. On PostgreSQL the statement also writes the read's audit
+    entry, foreseeing the answer (``package_read_with_entry_query``): the pool's ping and one
+    statement, where a transaction of a read and an insert took five round trips. The entry is
+    corrected if the answer turns out otherwise (``shared.audit``); where the package is not one
+    the caller may read, no entry is written with the read, and the refusal is recorded as any
+    other."""
     audit_target("package", package_id)
-    query = package_and_returns_query()
-    session = get_session(autocommit=True)
-    rows = [row._mapping for row in session.connection().execute(query, {"package_id": package_id})]
+    connection = get_session(autocommit=True).connection()
+    params: dict = {"package_id": package_id}
+    if connection.dialect.name == "postgresql":
+        entry, entry_params = foreseen_entry()
+        query = package_read_with_entry_query(audit_table())
+        params |= entry_params | {"cleared": cleared()}
+    else:
+        query = package_and_returns_query()
+    rows = [row._mapping for row in connection.execute(query, params)]
+    if rows and rows[0].get("audit_entry_id_") is not None:
+        entry_written(rows[0]["audit_entry_id_"], entry)
     package = StateRow(**{name: rows[0][name] for name in PACKAGE_COLUMNS}) if rows else None
-    cleared = cleared_package(package)
+    readable = cleared_package(package)
     found = [
         StateRow(**{name: row[f"{name}_"] for name in RETURN_COLUMNS}) for row in rows if row["return_id_"] is not None
     ]
-    return cleared, found
+    return readable, found
 
 
 def cleared_package(package: PackageRow | None) -> PackageRow:
