@@ -58,7 +58,8 @@ def test_a_package_above_clearance_is_not_found_and_the_refusal_audited(history,
     # The refusal alone: the read's statement writes no entry for a package the caller may not read.
     refused = audit_rows(metrics_app, target_id=history["a"]["id"])
     assert len(refused) == 1 and refused[0].actor == "deputy@nclcc" and refused[0].status_code == 404
-    assert (refused[0].outcome, refused[0].detail) == ("refused", "refused: clearance OFFICIAL below OFFICIAL-SENSITIVE")
+    assert refused[0].outcome == "refused"
+    assert refused[0].detail == "refused: clearance OFFICIAL below OFFICIAL-SENSITIVE"
 
     official = metrics_client.get(f"/api/v1/metrics/packages/{history['e']['id']}", headers=official_leader(token))
     assert official.status_code == 200 and official.get_json()["title"] == OFFICIAL_TITLE
