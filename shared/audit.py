@@ -1,9 +1,11 @@
 """The audit log: every API read and write, every web page a person reads or submits (the
 recipient form, the leadership dashboard, the recipients' pages, their sign-ins and sign-outs), and every refusal, with
 who, when, what and the answer given. A write's entry commits with the change it records (with the
-answer its view declares for success, corrected afterwards if the answer was another); anything
-else is written after the answer is decided, once what the request left uncommitted is rolled
-back, so a refused or failed request is recorded though its own changes are not.
+answer its view declares for success, corrected afterwards if the answer was another); a read may
+write its entry in its own statement the same way (``foreseen_entry``, ``entry_insert_where``,
+``entry_written``: a package's metrics read on PostgreSQL); anything else is written after the
+answer is decided, once what the request left uncommitted is rolled back, so a refused or
+failed request is recorded though its own changes are not.
 
 Views name what they touched with ``audit_target(type, id)``; the rest is taken from the
 request. A page that signs people in with its own session (the dashboard) sets ``g.principal``

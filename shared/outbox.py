@@ -31,13 +31,13 @@ from marshmallow import fields, validate
 from redis.exceptions import RedisError
 from rq.job import JobStatus
 from sqlalchemy import event as orm_events
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from shared import catchup, signing
 from shared.api import BaseSchema
 from shared.auth import require
-from shared.db import after_commit, commit, get_session, table_of, utcnow
+from shared.db import after_commit, commit, get_session, insert_rows, utcnow
 from shared.health import record_sweep
 from shared.inbox import MAX_BATCH
 from shared.logs import REQUEST_ID_HEADER, bind_request_id, current_request_id, get_logger
@@ -120,14 +120,15 @@ def _insert_events(
         }
         for event_id, (aggregate_id, payload) in zip(ids, events, strict=True)
     ]
-    session.execute(insert(table_of(models.OutboxEvent)), rows)
+    # One statement per table, whatever the number of rows (``insert_rows``): an executemany of
+    # one or two rows went through psycopg's pipeline each time, 15% of a filing's CPU (py-spy).
+    insert_rows(session, models.OutboxEvent, rows)
     deliveries = [
         {"event_id": event_id, "subscriber": subscriber, "status": "pending", "attempts": 0}
         for event_id in ids
         for subscriber in settings.subscribers
     ]
-    if deliveries:
-        session.execute(insert(table_of(models.OutboxDelivery)), deliveries)
+    insert_rows(session, models.OutboxDelivery, deliveries)
     _relay_after_commit(session, settings, ids[0])
     return ids
 
