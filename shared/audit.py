@@ -174,9 +174,12 @@ def entry_insert_where(table: Table, condition) -> Insert:
     return insert(table).from_select([column.name for column in columns], values).returning(table.c.id)
 
 
-def foreseen_entry() -> tuple[dict, dict]:
+def foreseen_entry() -> tuple[dict, dict] | None:
     """This request's entry as it will be if the view answers as it declares for success, and
-    its values bound as ``entry_insert_where`` names them."""
+    its values bound as ``entry_insert_where`` names them; None for a request the log leaves out
+    (a ``HEAD``, say), or one whose entry is written already."""
+    if not _is_audited() or g.get("audit_written") is not None:
+        return None
     entry = _entry(_success_status(), g.get("audit_detail"))
     return entry, {f"entry_{name}": value for name, value in entry.items()}
 

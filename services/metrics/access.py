@@ -118,14 +118,15 @@ def find_package_and_returns(package_id: uuid.UUID) -> tuple[PackageRow, list[Re
     audit_target("package", package_id)
     connection = get_session(autocommit=True).connection()
     params: dict = {"package_id": package_id}
-    if connection.dialect.name == "postgresql":
-        entry, entry_params = foreseen_entry()
+    foreseen = foreseen_entry() if connection.dialect.name == "postgresql" else None
+    if foreseen is not None:
+        entry, entry_params = foreseen
         query = package_read_with_entry_query(audit_table())
         params |= entry_params | {"cleared": cleared()}
     else:
         query = package_and_returns_query()
     rows = [row._mapping for row in connection.execute(query, params)]
-    if rows and rows[0].get("audit_entry_id_") is not None:
+    if foreseen is not None and rows and rows[0]["audit_entry_id_"] is not None:
         entry_written(rows[0]["audit_entry_id_"], entry)
     package = StateRow(**{name: rows[0][name] for name in PACKAGE_COLUMNS}) if rows else None
     readable = cleared_package(package)

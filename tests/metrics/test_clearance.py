@@ -224,6 +224,13 @@ def test_a_package_read_is_one_query_and_its_audit_entry(history, metrics_app, m
     ]
 
 
+def test_a_head_request_for_a_package_writes_no_entry_as_before(history, metrics_app, metrics_client, token):
+    """The log leaves out HEAD requests: the read's statement writes no entry for one either."""
+    response = metrics_client.head(f"/api/v1/metrics/packages/{history['a']['id']}", headers=sensitive_leader(token))
+    assert response.status_code == 200
+    assert audit_rows(metrics_app, target_id=history["a"]["id"]) == []
+
+
 def test_a_package_read_that_fails_after_its_statement_is_audited_as_it_was_answered(
     history, metrics_app, metrics_client, token, monkeypatch
 ):
