@@ -468,9 +468,10 @@ def main() -> int:
     seconds = int(os.environ.get("BENCH_SECONDS", "10"))
     count = int(os.environ.get("BENCH_PACKAGES", "100"))
     profile = os.environ.get("BENCH_PROFILE") in ("1", "cpu")
-    measured = [path for path in ("file", "read") if path in os.environ.get("BENCH_PATHS", "file,read").split(",")]
-    if not measured:
-        print("BENCH_PATHS names file, read or both (file,read)", file=sys.stderr)
+    asked = {name.strip() for name in os.environ.get("BENCH_PATHS", "file,read").split(",") if name.strip()}
+    measured = [path for path in ("file", "read") if path in asked]
+    if not measured or asked - {"file", "read"}:
+        print(f"BENCH_PATHS names file, read or both (file,read), not {sorted(asked)}", file=sys.stderr)
         return 2
     run_dir = Path(tempfile.mkdtemp(prefix="nclcc-bench-"))
     database_url = bench_database_url()

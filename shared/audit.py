@@ -164,14 +164,32 @@ def _write_final(session: Session, entry: dict) -> None:
     session.execute(_insert(audit_table(), False), entry)
 
 
+# The columns ``_entry`` gives, in its order: the ones a read's own statement binds (the table's
+# others, its id among them, take their defaults, as they do for ``_write``).
+ENTRY_COLUMNS = (
+    "at",
+    "actor",
+    "actor_org",
+    "actor_roles",
+    "method",
+    "path",
+    "action",
+    "target_type",
+    "target_id",
+    "status_code",
+    "outcome",
+    "detail",
+    "remote_addr",
+)
+
+
 def entry_insert_where(table: Table, condition) -> Insert:
     """An ``INSERT`` of this request's entry where ``condition`` holds, returning its id: for a
     read that sends its entry in its own statement (a CTE), so the entry is written, and
     committed, only if the read finds what it may answer. Its values are bound as
     ``entry_<column>`` (``foreseen_entry``). Build it once per table and cache it."""
-    columns = [column for column in table.columns if not column.primary_key]
-    values = select(*(bindparam(f"entry_{column.name}", type_=column.type) for column in columns)).where(condition)
-    return insert(table).from_select([column.name for column in columns], values).returning(table.c.id)
+    values = select(*(bindparam(f"entry_{name}", type_=table.c[name].type) for name in ENTRY_COLUMNS)).where(condition)
+    return insert(table).from_select(list(ENTRY_COLUMNS), values).returning(table.c.id)
 
 
 def foreseen_entry() -> tuple[dict, dict] | None:
@@ -181,7 +199,7 @@ def foreseen_entry() -> tuple[dict, dict] | None:
     if not _is_audited() or g.get("audit_written") is not None:
         return None
     entry = _entry(_success_status(), g.get("audit_detail"))
-    return entry, {f"entry_{name}": value for name, value in entry.items()}
+    return entry, {f"entry_{name}": entry[name] for name in ENTRY_COLUMNS}
 
 
 def entry_written(entry_id: int, entry: dict) -> None:

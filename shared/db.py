@@ -23,6 +23,7 @@ from sqlalchemy import (
     JSON,
     Column,
     DateTime,
+    Integer,
     MetaData,
     Table,
     Text,
@@ -211,16 +212,20 @@ def get_session(*, autocommit: bool = False) -> Session:
     in one statement and writes nothing but its audit entry: the read and the entry are each
     atomic alone, and the request spares the ``BEGIN`` and the ``COMMIT`` (two of its five round
     trips to PostgreSQL, and their work in the interpreter). It must be the request's first use
-    of the database: a session already open keeps its transactions."""
+    of the database: asked for once the request has a session with transactions, it is refused
+    (an entry written in a transaction nobody commits would be lost). Later calls without the
+    flag get the same session, so nothing else in such a request may write through it."""
     if "db_session" not in g:
         database = get_db()
         g.db_session = database.autocommit_sessionmaker() if autocommit else database.session()
-    elif autocommit and g.db_session.in_transaction():
-        raise RuntimeError("get_session(autocommit=True) after the request's session began a transaction")
+        g.db_session_autocommit = autocommit
+    elif autocommit and not g.get("db_session_autocommit"):
+        raise RuntimeError("get_session(autocommit=True) after the request opened a session with transactions")
     return g.db_session
 
 
 def _close_session(_exc: BaseException | None) -> None:
+    g.pop("db_session_autocommit", None)
     session = g.pop("db_session", None)
     if session is not None:
         session.close()
@@ -338,7 +343,9 @@ def table_of(model: type) -> Table:
     return typing.cast(Table, inspect(model).local_table)
 
 
-def insert_rows(session: Session, model: type, rows: list[dict], *, skip_existing: tuple[str, ...] = ()) -> None:
+def insert_rows(
+    session: Session, model: type, rows: list[dict], *, skip_existing: tuple[str, ...] = (), in_order: bool = False
+) -> None:
     """Insert many rows into ``model``'s table in the session's transaction, in one statement.
 
     On PostgreSQL the rows travel as one JSON document, ``INSERT ... SELECT FROM
@@ -350,7 +357,9 @@ def insert_rows(session: Session, model: type, rows: list[dict], *, skip_existin
     Elsewhere, an executemany. Every row names the same columns; a column they leave out takes
     its Python default;
     ``skip_existing`` names the unique key of rows to leave as they are when already there
-    (``ON CONFLICT DO NOTHING``).
+    (``ON CONFLICT DO NOTHING``). ``in_order``: the rows take the values of an autoincrementing
+    key in the order given (on PostgreSQL each row carries its place, and the rows are inserted
+    sorted by it: an ``INSERT ... SELECT`` promises no order of its own).
     """
     if not rows:
         return
@@ -366,8 +375,12 @@ def insert_rows(session: Session, model: type, rows: list[dict], *, skip_existin
     else:  # every column given (the rows name the same columns)
         complete = rows
     on_postgres = session.get_bind().dialect.name == "postgresql"
-    statement = _insert_statement(table, tuple(column.name for column in columns), skip_existing, on_postgres)
+    statement = _insert_statement(
+        table, tuple(column.name for column in columns), skip_existing, on_postgres, in_order and on_postgres
+    )
     if on_postgres:
+        if in_order:
+            complete = [row | {ROW_PLACE: place} for place, row in enumerate(complete)]
         execute_write(session, statement, {"rows": rows_as_json(complete)})
     else:
         session.connection().execute(statement, complete)
@@ -518,12 +531,23 @@ def value_or_default(row: dict, column: Column):
     return default.arg  # type: ignore[attr-defined]
 
 
+# The key each row of an ordered ``insert_rows`` carries its place under (no column is named so).
+ROW_PLACE = "_place"
+
+
 @functools.cache
-def _insert_statement(table: Table, names: tuple[str, ...], skip_existing: tuple[str, ...], on_postgres: bool):
+def _insert_statement(
+    table: Table, names: tuple[str, ...], skip_existing: tuple[str, ...], on_postgres: bool, in_order: bool = False
+):
     """``insert_rows``' statement, built once per table, columns and database: on PostgreSQL
-    from one JSON document, elsewhere for an executemany."""
+    from one JSON document (sorted by each row's place when ``in_order``), elsewhere for an
+    executemany."""
     statement: Any
-    if on_postgres:
+    if on_postgres and in_order:
+        source = rows_from_json(table, names, numbered=True)
+        rows = select(*(source.c[name] for name in names)).order_by(source.c[ROW_PLACE])
+        statement = pg_insert(table).from_select(list(names), rows)
+    elif on_postgres:
         statement = pg_insert(table).from_select(list(names), select(*rows_from_json(table, names).c))
     else:
         statement = sqlite_insert(table)
@@ -533,13 +557,17 @@ def _insert_statement(table: Table, names: tuple[str, ...], skip_existing: tuple
 
 
 @functools.cache
-def rows_from_json(table: Table, names: tuple[str, ...]):
+def rows_from_json(table: Table, names: tuple[str, ...], numbered: bool = False):
     """``jsonb_to_recordset(CAST(:rows AS jsonb)) AS anon(name type, ...)``: the rows of a JSON
     array of objects (``rows_as_json``) as a table of ``table``'s columns ``names``, typed as
-    they are (PostgreSQL). Built once per table and set of columns, so its SQL is cached."""
+    they are (PostgreSQL); ``numbered``: with each row's place too (``ROW_PLACE``, an integer).
+    Built once per table and set of columns, so its SQL is cached."""
+    columns = [named_column(name, table.c[name].type) for name in names]
+    if numbered:
+        columns.append(named_column(ROW_PLACE, Integer()))
     return (
         func.jsonb_to_recordset(cast(bindparam("rows", type_=Text), JSONB))
-        .table_valued(*(named_column(name, table.c[name].type) for name in names))
+        .table_valued(*columns)
         .render_derived(with_types=True)
     )
 

@@ -29,9 +29,11 @@ def test_a_connection_to_a_silent_database_is_given_up_within_a_minute(app):
 
 def test_an_autocommit_session_commits_each_statement_and_pools_its_connection_back_as_it_was(app):
     """``get_session(autocommit=True)``: each statement is committed alone (another connection
-    sees a row at once, with no COMMIT sent); the connection goes back to the pool in
-    transactions again, so the next request's session is atomic as before; and asking for
-    autocommit once the request's session has begun a transaction is refused, not ignored."""
+    sees a row at once, with no COMMIT sent); the very connection it used goes back to the pool
+    in transactions again, so the next request that gets it is atomic as before; asking for
+    autocommit again in the same request gives the same session; and asking for it once the
+    request has a session with transactions is refused, not ignored (its writes would be lost
+    with that session's rollback)."""
     from sqlalchemy import text
 
     from shared.db import get_session
@@ -49,17 +51,29 @@ def test_an_autocommit_session_commits_each_statement_and_pools_its_connection_b
         with app.test_request_context("/"):
             session = get_session(autocommit=True)
             session.execute(text("INSERT INTO autocommit_probe VALUES (1)"))
+            used = session.connection().connection.dbapi_connection
+            assert in_autocommit(used)
             assert seen() == [1]  # committed already, before the session's commit
             session.rollback()
-            assert seen() == [1]
+            assert get_session(autocommit=True) is session and get_session() is session
+        assert seen() == [1]
+        assert not in_autocommit(used)  # back in the pool, transactional again
         with app.test_request_context("/"):
             session = get_session()
+            session.commit()  # not in a transaction now, and still not an autocommit session
             session.execute(text("INSERT INTO autocommit_probe VALUES (2)"))
             assert seen() == [1]  # not visible: in a transaction, as every other session is
-            with pytest.raises(RuntimeError, match="began a transaction"):
+            with pytest.raises(RuntimeError, match="session with transactions"):
                 get_session(autocommit=True)
             session.rollback()
         assert seen() == [1]
     finally:
         with database.engine.begin() as connection:
             connection.execute(text("DROP TABLE autocommit_probe"))
+
+
+def in_autocommit(dbapi_connection) -> bool:
+    """psycopg's ``autocommit``; for sqlite3, no isolation level is autocommit."""
+    if type(dbapi_connection).__module__.startswith("psycopg"):
+        return bool(dbapi_connection.autocommit)
+    return dbapi_connection.isolation_level is None

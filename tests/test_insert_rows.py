@@ -239,3 +239,35 @@ def test_a_connection_stays_usable_after_failed_pipelines_in_savepoints(metrics_
         assert stored == {kept["event_id"], *(row["event_id"] for row in good)}
     finally:
         session.close()
+
+
+def test_events_emitted_together_keep_their_order_in_the_outbox_and_its_deliveries(app):
+    """The relay sends events by their deliveries' ids: many events emitted at once (the chase
+    sweep's) take positions and delivery ids in the order they were given, on both databases."""
+    from shared.outbox import emit_many
+
+    service = app.extensions["service"]
+    settings, models = app.extensions["settings"], service.models
+    session = app.extensions["database"].session()
+    try:
+        aggregates = [f"aggregate-{n:03d}" for n in range(60)]
+        ids = emit_many(session, models, settings, "test.ordered", [(a, {"n": n}) for n, a in enumerate(aggregates)])
+        session.commit()
+        events = session.scalars(
+            select(models.OutboxEvent)
+            .where(models.OutboxEvent.type == "test.ordered")
+            .order_by(models.OutboxEvent.position)
+        ).all()
+        assert [e.id for e in events] == ids and [e.aggregate_id for e in events] == aggregates
+        assert [e.payload for e in events] == [{"n": n} for n in range(60)]
+        deliveries = session.scalars(
+            select(models.OutboxDelivery)
+            .where(models.OutboxDelivery.event_id.in_(ids))
+            .order_by(models.OutboxDelivery.id)
+        ).all()
+        subscribers = list(settings.subscribers)
+        assert subscribers
+        assert [(d.event_id, d.subscriber) for d in deliveries] == [(i, s) for i in ids for s in subscribers]
+    finally:
+        session.rollback()
+        session.close()

@@ -224,6 +224,21 @@ def test_a_package_read_is_one_query_and_its_audit_entry(history, metrics_app, m
     ]
 
 
+def test_a_package_read_refused_before_or_by_its_statement_has_one_entry_the_refusal(
+    history, metrics_app, metrics_client, token
+):
+    """An unknown package (404) and a caller who is not leadership (403, before any read): one
+    entry each, the refusal; the read's statement writes none of its own."""
+    unknown = "00000000-0000-4000-8000-000000000000"
+    assert metrics_client.get(f"/api/v1/metrics/packages/{unknown}", headers=sensitive_leader(token)).status_code == 404
+    recipient = token("GMP", "recipient", clearance="OFFICIAL-SENSITIVE")
+    assert metrics_client.get(f"/api/v1/metrics/packages/{history['a']['id']}", headers=recipient).status_code == 403
+    assert [(e.status_code, e.outcome) for e in audit_rows(metrics_app, target_id=unknown)] == [(404, "refused")]
+    assert [(e.actor, e.status_code, e.outcome) for e in audit_rows(metrics_app, target_id=history["a"]["id"])] == [
+        ("recipient@gmp", 403, "refused")
+    ]
+
+
 def test_a_head_request_for_a_package_writes_no_entry_as_before(history, metrics_app, metrics_client, token):
     """The log leaves out HEAD requests: the read's statement writes no entry for one either."""
     response = metrics_client.head(f"/api/v1/metrics/packages/{history['a']['id']}", headers=sensitive_leader(token))
@@ -242,7 +257,6 @@ def test_a_package_read_that_fails_after_its_statement_is_audited_as_it_was_answ
         raise ZeroDivisionError("a figure divided by nothing")
 
     monkeypatch.setattr(figures, "package_metrics", broken)
-    metrics_app.config["PROPAGATE_EXCEPTIONS"] = False
     response = metrics_client.get(f"/api/v1/metrics/packages/{history['a']['id']}", headers=sensitive_leader(token))
     assert response.status_code == 500
     entries = audit_rows(metrics_app, target_id=history["a"]["id"])
