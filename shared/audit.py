@@ -192,14 +192,19 @@ def entry_insert_where(table: Table, condition) -> Insert:
     return insert(table).from_select(list(ENTRY_COLUMNS), values).returning(table.c.id)
 
 
-def foreseen_entry() -> tuple[dict, dict] | None:
-    """This request's entry as it will be if the view answers as it declares for success, and
-    its values bound as ``entry_insert_where`` names them; None for a request the log leaves out
-    (a ``HEAD``, say), or one whose entry is written already."""
+def foreseen_entry() -> dict | None:
+    """This request's entry as it will be if the view answers as it declares for success; None
+    for a request the log leaves out (a ``HEAD``, say), or one whose entry is written already.
+    A write's entry is this one, written with its change; a read may write it in its own
+    statement (``entry_insert_where``, bound with ``entry_params``)."""
     if not _is_audited() or g.get("audit_written") is not None:
         return None
-    entry = _entry(_success_status(), g.get("audit_detail"))
-    return entry, {f"entry_{name}": entry[name] for name in ENTRY_COLUMNS}
+    return _entry(_success_status(), g.get("audit_detail"))
+
+
+def entry_params(entry: dict) -> dict:
+    """The entry's values, bound as ``entry_insert_where`` names them."""
+    return {f"entry_{name}": entry[name] for name in ENTRY_COLUMNS}
 
 
 def entry_written(entry_id: int, entry: dict) -> None:
@@ -228,13 +233,14 @@ def _audit_with_the_change(session: Session) -> None:
     """A write's audit entry commits in the same transaction as the change it records (one
     commit, not two), with the answer the view declares for success; ``_record`` corrects it in
     the rare case the answer turns out otherwise, and writes it alone when nothing committed."""
-    if not has_request_context() or g.get("db_session") is not session or g.get("audit_written") is not None:
+    if not has_request_context() or g.get("db_session") is not session:
         return
     # Not a savepoint's release (the event fires for those too), only the transaction's commit.
-    if session.info.get("defer_commit") or session.in_nested_transaction() or not _is_audited():
+    if session.info.get("defer_commit") or session.in_nested_transaction():
         return
-    entry = _entry(_success_status(), g.get("audit_detail"))
-    session.info["audit_entry"] = (_write(session, entry), *_answer(entry))
+    entry = foreseen_entry()
+    if entry is not None:
+        session.info["audit_entry"] = (_write(session, entry), *_answer(entry))
 
 
 @event.listens_for(Session, "after_commit")

@@ -112,6 +112,10 @@ def service_metadata() -> MetaData:
 TCP_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 
+# The session.info key of a session opened in autocommit (``get_session``).
+AUTOCOMMIT = "autocommit"
+
+
 class Database:
     """One service's engine and session factory."""
 
@@ -122,7 +126,9 @@ class Database:
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
         # Each statement its own transaction: no BEGIN and no COMMIT to send (``get_session``).
         self.autocommit_sessionmaker = sessionmaker(
-            bind=self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+            bind=self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+            expire_on_commit=False,
+            info={AUTOCOMMIT: True},
         )
 
     def _create_engine(self, settings: Settings, for_worker: bool) -> Engine:
@@ -218,14 +224,12 @@ def get_session(*, autocommit: bool = False) -> Session:
     if "db_session" not in g:
         database = get_db()
         g.db_session = database.autocommit_sessionmaker() if autocommit else database.session()
-        g.db_session_autocommit = autocommit
-    elif autocommit and not g.get("db_session_autocommit"):
+    elif autocommit and not g.db_session.info.get(AUTOCOMMIT):
         raise RuntimeError("get_session(autocommit=True) after the request opened a session with transactions")
     return g.db_session
 
 
 def _close_session(_exc: BaseException | None) -> None:
-    g.pop("db_session_autocommit", None)
     session = g.pop("db_session", None)
     if session is not None:
         session.close()

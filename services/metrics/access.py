@@ -17,7 +17,15 @@ from sqlalchemy import ARRAY, Select, String, Table, any_, bindparam, exists, se
 
 from services.metrics.models import PackageState, ReturnState
 from services.metrics.projections import PackageRow, ReturnRow, StateRow
-from shared.audit import audit_detail, audit_table, audit_target, entry_insert_where, entry_written, foreseen_entry
+from shared.audit import (
+    audit_detail,
+    audit_table,
+    audit_target,
+    entry_insert_where,
+    entry_params,
+    entry_written,
+    foreseen_entry,
+)
 from shared.auth import current_principal
 from shared.db import get_session, table_of
 
@@ -118,15 +126,14 @@ def find_package_and_returns(package_id: uuid.UUID) -> tuple[PackageRow, list[Re
     audit_target("package", package_id)
     connection = get_session(autocommit=True).connection()
     params: dict = {"package_id": package_id}
-    foreseen = foreseen_entry() if connection.dialect.name == "postgresql" else None
-    if foreseen is not None:
-        entry, entry_params = foreseen
+    entry = foreseen_entry() if connection.dialect.name == "postgresql" else None
+    if entry is not None:
         query = package_read_with_entry_query(audit_table())
-        params |= entry_params | {"cleared": cleared()}
+        params |= entry_params(entry) | {"cleared": cleared()}
     else:
         query = package_and_returns_query()
     rows = [row._mapping for row in connection.execute(query, params)]
-    if foreseen is not None and rows and rows[0]["audit_entry_id_"] is not None:
+    if entry is not None and rows and rows[0]["audit_entry_id_"] is not None:
         entry_written(rows[0]["audit_entry_id_"], entry)
     package = StateRow(**{name: rows[0][name] for name in PACKAGE_COLUMNS}) if rows else None
     readable = cleared_package(package)

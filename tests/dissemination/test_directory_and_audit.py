@@ -137,11 +137,11 @@ def test_an_answered_request_commits_once_with_its_audit_entry(client, token, ap
 def test_an_entry_foreseen_for_a_read_binds_every_column_an_entry_has(app, token):
     """A read that writes its entry in its own statement binds ``ENTRY_COLUMNS``: they are
     the columns every entry is made of, and the audit table has each of them."""
-    from shared.audit import ENTRY_COLUMNS, _entry, audit_table, foreseen_entry
+    from shared.audit import ENTRY_COLUMNS, _entry, audit_table, entry_params, foreseen_entry
 
     with app.test_request_context("/api/v1/organisations", headers=token()):
         entry = _entry(200, None)
         foreseen = foreseen_entry()
         assert tuple(entry) == ENTRY_COLUMNS
         assert set(ENTRY_COLUMNS) <= {column.name for column in audit_table().columns}
-        assert foreseen is not None and set(foreseen[1]) == {f"entry_{name}" for name in ENTRY_COLUMNS}
+        assert foreseen is not None and set(entry_params(foreseen)) == {f"entry_{name}" for name in ENTRY_COLUMNS}
