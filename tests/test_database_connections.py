@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+import time
+
 import pytest
 
 from shared.db import TCP_KEEPALIVES
@@ -70,6 +73,85 @@ def test_an_autocommit_session_commits_each_statement_and_pools_its_connection_b
     finally:
         with database.engine.begin() as connection:
             connection.execute(text("DROP TABLE autocommit_probe"))
+
+
+@pytest.fixture
+def on_postgres(app):
+    if not app.extensions["settings"].on_postgres:
+        pytest.skip("a pooled connection the server closes, and libpq's trace, are PostgreSQL's")
+
+
+def test_taking_a_pooled_connection_sends_nothing_to_the_database(on_postgres, app):
+    """A request's connection comes from the pool without a round trip (no ping): libpq's own
+    trace of the connection shows no message sent between the checkout and the first statement."""
+    from sqlalchemy import text
+
+    engine = app.extensions["database"].engine
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+        pooled = connection.connection.dbapi_connection
+    with tempfile.TemporaryFile() as trace:
+        pooled.pgconn.trace(trace.fileno())
+        try:
+            with engine.connect() as connection:
+                assert connection.connection.dbapi_connection is pooled
+                trace.seek(0)
+                assert trace.read() == b""
+                connection.execute(text("SELECT 1"))
+        finally:
+            pooled.pgconn.untrace()
+        trace.seek(0)
+        assert b'Query\t "SELECT 1"' in trace.read()
+
+
+def test_a_pooled_connection_the_database_closed_is_replaced_before_it_is_used(on_postgres, app, client, token):
+    """Connections the server closed while they sat in the pool (a restart, an operator's
+    ``pg_terminate_backend``) are thrown away at checkout: the statements and requests after it
+    run on new connections, and none of them fails."""
+    from sqlalchemy import text
+
+    engine = app.extensions["database"].engine
+    engine.dispose()
+    before = pooled_backends(engine, 3)
+    terminate(engine, before)
+    after = pooled_backends(engine, 3)
+    assert len(after) == 3 and not after & before
+    terminate(engine, pooled_backends(engine, 2))
+    assert client.get("/api/v1/packages", headers=token()).status_code == 200
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT 1")).scalar() == 1
+
+
+def pooled_backends(engine, count: int) -> set[int]:
+    """Hold ``count`` of the pool's connections at once, use each, and put them back: their
+    server processes' ids."""
+    from sqlalchemy import text
+
+    held = [engine.connect() for _ in range(count)]
+    try:
+        return {connection.execute(text("SELECT pg_backend_pid()")).scalar() for connection in held}
+    finally:
+        for connection in held:
+            connection.close()
+
+
+def terminate(engine, pids: set[int]) -> None:
+    """What an operator's ``pg_terminate_backend`` does, from a connection outside the pool;
+    returns once the server processes have gone (they exit just after the signal)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    operator = create_engine(engine.url, poolclass=NullPool)
+    try:
+        with operator.connect() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(pid) FROM unnest(:pids) AS pid"), {"pids": list(pids)})
+            for _ in range(100):
+                alive = text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)")
+                if not connection.execute(alive, {"pids": list(pids)}).scalar():
+                    return
+                time.sleep(0.05)
+    finally:
+        operator.dispose()
 
 
 def in_autocommit(dbapi_connection) -> bool:
