@@ -46,7 +46,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import NullPool
@@ -142,10 +142,12 @@ def closed_by_server(dbapi_connection) -> bool:
 
 
 def _replace_if_closed_by_server(dbapi_connection, _record, _proxy) -> None:
-    """The pool's checkout: a connection the server closed is thrown away and another taken
-    (SQLAlchemy's ``DisconnectionError`` protocol), so a request never starts on a dead one."""
+    """The pool's checkout: a connection the server closed is thrown away and another taken, and
+    so is every other connection the pool made before it (SQLAlchemy's ``InvalidatePoolError``,
+    as its pre-ping does): a restart or an operator's ``pg_terminate_backend`` closes them all, and
+    one whose server process has not quite gone yet would pass the poll and fail its request."""
     if closed_by_server(dbapi_connection):
-        raise DisconnectionError("the server closed this pooled connection")
+        raise InvalidatePoolError("the server closed this pooled connection")
 
 
 class Database:

@@ -63,6 +63,29 @@ def test_every_line_is_one_json_object_whoever_logged_it(rendered):
     assert fourth["event"] == "after the job" and "request_id" not in fourth and "job_id" not in fourth
 
 
+def test_a_line_carries_values_of_any_kind_as_readable_json(rendered):
+    """Whatever a line is given, it stays one JSON object: a UUID or a date as its text, a number
+    too large for 64 bits as a number, anything else as its ``repr``, text beyond ASCII as itself."""
+    import uuid
+    from datetime import UTC, datetime
+
+    output = rendered("outcomes", {"APP_ENV": "production"})
+    event_id = uuid.uuid4()
+    moment = datetime(2026, 12, 3, 17, 30, tzinfo=UTC)
+
+    class Opaque:
+        def __repr__(self) -> str:
+            return "<opaque thing>"
+
+    log = logs.get_logger("shared.inbox")
+    log.info("event applied", event_id=event_id, at=moment, thing=Opaque(), force="Brigade Ö")
+    log.info("a large count", count=2**70)
+    first, second = (json.loads(line) for line in output.getvalue().splitlines())
+    assert first["event_id"] == str(event_id) and first["at"] == "2026-12-03T17:30:00+00:00"
+    assert first["thing"] == "<opaque thing>" and first["force"] == "Brigade Ö"
+    assert second["count"] == 2**70 and second["event"] == "a large count"
+
+
 def test_info_is_the_default_level_and_log_level_changes_it(rendered):
     output = rendered("cron", {"APP_ENV": "test"})
     logs.get_logger("shared.outbox").debug("event relayed")
