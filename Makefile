@@ -10,7 +10,7 @@ ROLE ?= issuer
 CLEARANCE ?= OFFICIAL-SENSITIVE
 SUB ?=
 
-.PHONY: install run test demo fuzz drill token lint check bench bench-metrics bench-chase metrics-rebuild clean
+.PHONY: install run test demo fuzz drill token lint check bench bench-metrics bench-chase bench-instructions metrics-rebuild clean
 
 # The services default to APP_ENV=production, which refuses the development secrets. These
 # commands are for a developer's machine: they run in development unless told otherwise.
@@ -82,6 +82,11 @@ bench-metrics: $(STAMP)
 # The chase sweep over 1M open returns, 1% due (bench/chase_sweep.py; BENCH_OPEN=100000 for a quick look).
 bench-chase: $(STAMP)
 	$(PY) -m bench.chase_sweep
+
+# A request's CPU counted in instructions under valgrind (bench/instructions.py): a read, a
+# filing and an access log line, exact where the machine's speed makes rates too noisy.
+bench-instructions: $(STAMP)
+	$(PY) -m bench.instructions
 
 # Empties the metrics read model and replays the dissemination and outcomes services' event
 # logs (both must be running, e.g. under `make run`).

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import psycopg
 from flask import Flask, current_app, g
 from sqlalchemy import (
     JSON,
@@ -122,19 +123,19 @@ def closed_by_server(dbapi_connection) -> bool:
     ``pg_terminate_backend``, ``idle_session_timeout``): its socket has something to read.
 
     A connection at rest in the pool has answered everything it asked, so the server has nothing
-    to say to it until it asks again, except when it hangs up: then it sends its last word (a
-    FATAL error) and closes, and the socket turns readable. Looking costs one ``poll`` and no
-    round trip, where SQLAlchemy's pre-ping sent a ``SELECT 1`` and waited for it on every
-    checkout (5% of a metrics read's CPU, and one of its two round trips: docs/performance.md,
-    tenth round). What it cannot see is what the pre-ping would not have either: a host that
-    vanished without a word (the ping would wait on it too; TCP keepalives give it up). Anything
-    readable counts as closed: a rarer message (a parameter the server reports changed by a
-    reload) costs a reconnect, never a failed request."""
+    to say to it until it asks again (the services never ``LISTEN``), except when it hangs up:
+    then it sends its last word (a FATAL error) and closes, and the socket turns readable.
+    Looking costs one ``poll`` and no round trip, where SQLAlchemy's pre-ping sent a ``SELECT 1``
+    and waited for it on every checkout (5% of a metrics read's CPU, and one of its two round
+    trips: docs/performance.md, tenth round). What it cannot see is a host that vanished without
+    a word; the pre-ping would have waited on that one too, and TCP keepalives give it up
+    (``TCP_KEEPALIVES``). Anything readable counts as closed: at worst a reconnect, never a failed
+    request."""
     if dbapi_connection.closed:
         return True
     try:
         socket = dbapi_connection.pgconn.socket
-    except Exception:  # psycopg.OperationalError: the connection is lost
+    except psycopg.OperationalError:  # the connection is lost
         return True
     poller = io_select.poll()
     poller.register(socket, io_select.POLLIN)  # POLLHUP and POLLERR are reported anyway

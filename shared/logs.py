@@ -19,14 +19,16 @@ names a credential: the renderer masks both, whoever logged them.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import re
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -117,10 +119,23 @@ def _json_line(value: dict, **kwargs: Any) -> str:
     as its ISO or canonical text; anything else orjson does not know goes through structlog's
     fallback (``kwargs["default"]``: its ``repr``), as before; what orjson refuses outright (an
     integer past 64 bits) through the standard library."""
+    fallback = kwargs.get("default")
     try:
-        return orjson.dumps(value, default=kwargs.get("default"), option=orjson.OPT_NON_STR_KEYS).decode()
+        return orjson.dumps(value, default=fallback, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:
-        return json.dumps(value, **kwargs)
+        return json.dumps(value, **(kwargs | {"default": functools.partial(_as_text, fallback=fallback)}))
+
+
+def _as_text(value: Any, fallback: Callable[[Any], Any] | None) -> Any:
+    """The standard library's way to what orjson writes as text (a date, a UUID), so that a line
+    written by either reads the same."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if fallback is None:
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return fallback(value)
 
 
 def _shared_processors() -> list[Processor]:

@@ -32,7 +32,6 @@ def test_an_answer_reads_back_as_flask_would_have_written_it():
         "day": date(2026, 12, 3),
         "id": ID,
         "amount": Decimal("2.50"),
-        "big": 2**70,
     }
     flask_own = Flask(__name__)
     flask_own.json.sort_keys = False
@@ -43,6 +42,13 @@ def test_an_answer_reads_back_as_flask_would_have_written_it():
     assert ours.json["when"] == "Thu, 03 Dec 2026 17:30:00 GMT" and ours.json["id"] == str(ID)
     assert list(ours.json) == list(value)  # the order given, not sorted
     assert ours.data.endswith(b"\n") and ours.data.count(b"\n") == 1
+    assert b'"when":"Thu, 03 Dec 2026 17:30:00 GMT"' in ours.data  # orjson's compact writing, not the fallback's
+
+
+def test_what_orjson_cannot_write_is_answered_as_flask_writes_it():
+    value = {"count": 2**70, "title": "Opération"}
+    response = app_answering(value).test_client().get("/")
+    assert response.status_code == 200 and response.json == value
 
 
 def test_an_answer_orjson_writes_is_compact_and_in_utf8():

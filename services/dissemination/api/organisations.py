@@ -45,7 +45,7 @@ def reveal_webhook_secret(view):
         data = response.get_json(silent=True) if response.is_json and response.status_code < 300 else None
         if isinstance(data, dict) and data.get("webhook_secret"):
             data["webhook_secret"] = webhook_secrets.unseal(current_app.extensions["settings"], data["webhook_secret"])
-            response.set_data(current_app.json.dumps(data) + "\n")
+            response.set_data(current_app.json.response(data).get_data())  # written as every answer is
         return response
 
     return wrapper
