@@ -17,7 +17,8 @@ counted on its own, as ``access-line``.
 
 A filing enqueues its relay in Redis (REDIS_URL, or a redis-server of the run's own when it is
 not set); the relay never runs. The requests need a world to run in: a package in the metrics
-read model, a return to file against. ``tests/metrics/test_clearance.py``'s first test leaves
+read model, a return to file against, the same ones each time (the first by reference: the
+world's ids are new each time, its references are not). ``tests/metrics/test_clearance.py``'s first test leaves
 one in the tests' schemas, and this runs it first (``python -m bench.instructions --no-setup``
 keeps what is there).
 
@@ -86,13 +87,16 @@ def run_requests(path: str, count: int) -> None:
             package = connection.execute(
                 text(
                     "SELECT package_id FROM packages WHERE issued_at IS NOT NULL "
-                    "AND classification = 'OFFICIAL-SENSITIVE' ORDER BY package_id LIMIT 1"
+                    "AND classification = 'OFFICIAL-SENSITIVE' ORDER BY reference LIMIT 1"
                 )
             ).scalar()
             org, roles, url, body = "NCLCC", ["leader"], f"/api/v1/metrics/packages/{package}", None
         else:
             return_id, org = connection.execute(
-                text("SELECT id, organisation FROM expected_returns WHERE close_reason IS NULL ORDER BY id LIMIT 1")
+                text(
+                    "SELECT id, organisation FROM expected_returns WHERE close_reason IS NULL "
+                    "ORDER BY reference, organisation LIMIT 1"
+                )
             ).one()
             from bench.http_load import OUTCOME
 
