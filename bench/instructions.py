@@ -159,8 +159,13 @@ def instructions(path: str, count: int, out_dir: Path) -> int:
         path,
         str(count),
     ]
+    # A fixed hash seed: with a random one, the dicts' and sets' work (and so the count) moves
+    # by a few percent from one run of the same code to the next.
+    environment = os.environ | {"PYTHONHASHSEED": "0"}
     with log.open("w") as output:
-        finished = subprocess.run(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, timeout=1800)
+        finished = subprocess.run(
+            command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT, timeout=1800
+        )
     text = log.read_text()
     if finished.returncode != 0:
         raise SystemExit(f"{path} x{count} failed (rc {finished.returncode}); its output:\n{text[-3000:]}")
