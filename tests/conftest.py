@@ -324,6 +324,14 @@ def snapshot_world(request, app, outcomes_app, metrics_app, redis_conn, consumer
 
 
 @pytest.fixture
+def on_postgres(app):
+    """For a test of what only PostgreSQL has (its connections to cut, libpq's trace): skipped
+    on the embedded defaults."""
+    if not app.extensions["settings"].on_postgres:
+        pytest.skip("needs PostgreSQL (DATABASE_URL)")
+
+
+@pytest.fixture
 def session(app):
     db_session = app.extensions["database"].session()
     yield db_session

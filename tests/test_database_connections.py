@@ -74,12 +74,6 @@ def test_an_autocommit_session_commits_each_statement_and_pools_its_connection_b
             connection.execute(text("DROP TABLE autocommit_probe"))
 
 
-@pytest.fixture
-def on_postgres(app):
-    if not app.extensions["settings"].on_postgres:
-        pytest.skip("a pooled connection the server closes, and libpq's trace, are PostgreSQL's")
-
-
 def test_taking_a_pooled_connection_sends_nothing_to_the_database(on_postgres, app):
     """A request's connection comes from the pool without a round trip (no ping): libpq's own
     trace of the connection shows no message sent between the checkout and the first statement."""

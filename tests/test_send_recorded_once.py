@@ -8,7 +8,6 @@ SQLite has no connection to cut.
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import text
 
 from services.dissemination import delivery
@@ -46,12 +45,6 @@ def cut_after_sending(monkeypatch, module, database) -> list[int]:
 
     monkeypatch.setattr(module, "send_with_fallback", send_then_cut)
     return cuts
-
-
-@pytest.fixture
-def on_postgres(app):
-    if not app.extensions["settings"].on_postgres:
-        pytest.skip("cutting a database connection needs PostgreSQL")
 
 
 def test_a_delivery_notice_is_sent_once_when_the_connection_is_cut_after_sending(
