@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from shared.api import BaseSchema, page_of
 from shared.auth import current_principal, require
-from shared.db import get_db, get_session, table_of, utcnow
+from shared.db import execute_write, get_db, get_session, table_of, utcnow
 from shared.guard import printable
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,10 @@ def audit_table() -> Table:
 
 @functools.cache
 def _insert(table: Table, returning_id: bool) -> Insert:
-    return insert(table).returning(table.c.id) if returning_id else insert(table)
+    """An entry's ``INSERT``, ``_entry``'s columns bound by name: a statement the write pipeline
+    can send as it is (``write_with_change``)."""
+    statement = insert(table).values({name: bindparam(name, type_=table.c[name].type) for name in ENTRY_COLUMNS})
+    return statement.returning(table.c.id) if returning_id else statement
 
 
 def _write(session: Session, entry: dict) -> int:
@@ -233,14 +236,35 @@ def _audit_with_the_change(session: Session) -> None:
     """A write's audit entry commits in the same transaction as the change it records (one
     commit, not two), with the answer the view declares for success; ``_record`` corrects it in
     the rare case the answer turns out otherwise, and writes it alone when nothing committed."""
-    if not has_request_context() or g.get("db_session") is not session:
-        return
     # Not a savepoint's release (the event fires for those too), only the transaction's commit.
-    if session.info.get("defer_commit") or session.in_nested_transaction():
+    if not _the_requests_transaction(session) or session.info.get("defer_commit"):
         return
     entry = foreseen_entry()
-    if entry is not None:
+    if entry is not None and "audit_entry" not in session.info:
         session.info["audit_entry"] = (_write(session, entry), *_answer(entry))
+
+
+def write_with_change(session: Session) -> None:
+    """Write this request's entry now, in the transaction of the change it records, rather than
+    as it commits: inside ``shared.db.pipelined_writes`` it goes out with the change's own
+    writes, one round trip for them all (a filing). The commit then writes no second; a
+    rollback takes it away with the change, and the answer is then recorded as any other."""
+    if not _the_requests_transaction(session) or "audit_entry" in session.info:
+        return
+    entry = foreseen_entry()
+    if entry is None:
+        return
+    answer = _answer(entry)
+
+    def written(row) -> None:
+        session.info["audit_entry"] = (row[0], *answer)
+
+    execute_write(session, _insert(audit_table(), True), entry, answered=written)
+
+
+def _the_requests_transaction(session: Session) -> bool:
+    """``session`` is this request's, in its transaction (not a savepoint of it)."""
+    return has_request_context() and g.get("db_session") is session and not session.in_nested_transaction()
 
 
 @event.listens_for(Session, "after_commit")

@@ -461,31 +461,37 @@ class _WritePipeline:
     def __init__(self, session: Session):
         self.connection = session.connection()
         self.driver: Any = self.connection.connection.driver_connection  # a psycopg Connection
-        self.sent: list[tuple[Any, int | None, str]] = []
+        self.sent: list[tuple[Any, int | None, str, Callable[[Any], None] | None]] = []
 
-    def send(self, statement, params: dict, rows_expected: int | None, table: str) -> None:
+    def send(
+        self, statement, params: dict, rows_expected: int | None, table: str, answered: Callable[[Any], None] | None
+    ) -> None:
         compiled = _plain_compiled(statement, self.connection.dialect)
         cursor = self.driver.cursor()
-        self.sent.append((cursor, rows_expected, table))
+        self.sent.append((cursor, rows_expected, table, answered))
         # Never prepared on the server: psycopg prepares a statement the sixth time it runs it,
         # and records it as prepared without waiting for the answer; in a pipeline whose earlier
         # statement failed, the server skips that PREPARE, and every later use on the connection
         # would fail ("prepared statement does not exist"; test in tests/test_insert_rows.py).
-        cursor.execute(str(compiled), compiled.construct_params(params), prepare=False)
+        values = compiled.construct_params(params)
+        for name, process in compiled._bind_processors.items():  # as SQLAlchemy's execution does
+            if name in values:
+                values[name] = process(values[name])
+        cursor.execute(str(compiled), values, prepare=False)
 
 
 @functools.cache
 def _plain_compiled(statement, dialect):
-    """``statement`` compiled once, for a raw psycopg cursor: only a statement that needs none of
-    SQLAlchemy's execution (no defaults or onupdate values it would fill in, no parameters it
-    would convert or expand) is sent as it is, so the pipeline sends what SQLAlchemy would."""
+    """``statement`` compiled once, for a raw psycopg cursor: only a statement that needs no more
+    of SQLAlchemy's execution than its parameters' conversions (no defaults or onupdate values
+    it would fill in, no parameters it would expand) is sent, so the pipeline sends what
+    SQLAlchemy would."""
     compiled = statement.compile(dialect=dialect)
     needs_execution = (
         compiled.insert_prefetch
         or compiled.update_prefetch
         or compiled.literal_execute_params
         or compiled.post_compile_params
-        or any(compiled._bind_processors.values())
     )
     if needs_execution:
         raise ValueError(f"not sent through the write pipeline (SQLAlchemy's execution needed): {compiled}")
@@ -493,18 +499,27 @@ def _plain_compiled(statement, dialect):
 
 
 def execute_write(
-    session: Session, statement, params: dict, *, rows_expected: int | None = None, table: str = ""
+    session: Session,
+    statement,
+    params: dict,
+    *,
+    rows_expected: int | None = None,
+    table: str = "",
+    answered: Callable[[Any], None] | None = None,
 ) -> None:
-    """Run a write whose result only its row count is wanted from: into the session's write
-    pipeline when one is open (``pipelined_writes``), else at once. ``rows_expected``: the rows
-    it must change (else ``StaleDataError``, checked when the pipeline has its answers)."""
+    """Run a write whose result nothing waits for: into the session's write pipeline when one is
+    open (``pipelined_writes``), else at once. ``rows_expected``: the rows it must change (else
+    ``StaleDataError``, checked when the pipeline has its answers); ``answered``: called with the
+    first row it returns (a ``RETURNING`` statement's), once it has its answer."""
     pipeline: _WritePipeline | None = session.info.get(WRITE_PIPELINE)
     if pipeline is not None:
-        pipeline.send(statement, params, rows_expected, table)
+        pipeline.send(statement, params, rows_expected, table, answered)
         return
     result = session.connection().execute(statement, params)
     if rows_expected is not None:
         _check_rowcount(table, rows_expected, result.rowcount)
+    if answered is not None:
+        answered(result.fetchone())
 
 
 @contextmanager
@@ -534,9 +549,11 @@ def pipelined_writes(session: Session) -> Iterator[None]:
             raise DBAPIError.instance(None, None, error, psycopg.Error) from error
         finally:
             del session.info[WRITE_PIPELINE]
-        for cursor, rows_expected, table in pipeline.sent:
+        for cursor, rows_expected, table, answered in pipeline.sent:
             if rows_expected is not None:
                 _check_rowcount(table, rows_expected, cursor.rowcount)
+            if answered is not None:
+                answered(cursor.fetchone())
     finally:
         for cursor, *_ in pipeline.sent:
             cursor.close()
