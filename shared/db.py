@@ -492,6 +492,7 @@ def _plain_compiled(statement, dialect):
         or compiled.update_prefetch
         or compiled.literal_execute_params
         or compiled.post_compile_params
+        or compiled.escaped_bind_names  # its parameters renamed, which ``send`` would not follow
     )
     if needs_execution:
         raise ValueError(f"not sent through the write pipeline (SQLAlchemy's execution needed): {compiled}")
@@ -549,11 +550,14 @@ def pipelined_writes(session: Session) -> Iterator[None]:
             raise DBAPIError.instance(None, None, error, psycopg.Error) from error
         finally:
             del session.info[WRITE_PIPELINE]
-        for cursor, rows_expected, table, answered in pipeline.sent:
-            if rows_expected is not None:
-                _check_rowcount(table, rows_expected, cursor.rowcount)
+        # Every answer taken before a row count may refuse the block: what the caller keeps of
+        # them (an audit entry's id, say) is then there for its rollback to take away.
+        for cursor, _, _, answered in pipeline.sent:
             if answered is not None:
                 answered(cursor.fetchone())
+        for cursor, rows_expected, table, _ in pipeline.sent:
+            if rows_expected is not None:
+                _check_rowcount(table, rows_expected, cursor.rowcount)
     finally:
         for cursor, *_ in pipeline.sent:
             cursor.close()

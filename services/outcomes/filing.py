@@ -5,9 +5,8 @@ from __future__ import annotations
 import functools
 import uuid
 
-from sqlalchemy import Update, bindparam, inspect, select, update
+from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from services.outcomes.models import ChaseEntry, ExpectedReturn, Organisation, OutcomeReturn, shared_models
 from shared.audit import write_with_change
@@ -112,17 +111,17 @@ def file_outcome(
         "final_returned_at": expected.final_returned_at or (outcome.filed_at if outcome.status == "final" else None),
     }
     stops_the_chase = expected.final_returned_at is None and counters["final_returned_at"] is not None
+    event = outcome_event(expected, outcome)  # before the pipeline: nothing inside it may read
     with pipelined_writes(session):
         execute_write(session, _counters_update(), {"return_id": expected.id, **counters}, rows_expected=1)
-        if stops_the_chase:  # pending steps are not sent
+        if stops_the_chase:  # pending steps are not sent (a step the session holds is not told)
             execute_write(session, _chase_stop(), {"the_return": expected.id})
         insert_rows(session, OutcomeReturn, [row])
-        for name, value in counters.items():  # as the row now is: the session has nothing to write
-            set_committed_value(expected, name, value)
-        emit(session, shared_models, settings, "outcome.filed", expected.id, outcome_event(expected, outcome))
+        emit(session, shared_models, settings, "outcome.filed", expected.id, event)
         write_with_change(session)
-    if "outcomes" not in inspect(expected).unloaded:
-        session.expire(expected, ["outcomes"])  # read again, with this one, when next asked for
+    # What the writes changed is read again if asked for (the ORM's own flush would have left it
+    # dirty, and so expired by a rollback to a savepoint; its values here would outlive one).
+    session.expire(expected, [*counters, "outcomes"])
     return outcome
 
 

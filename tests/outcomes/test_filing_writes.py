@@ -123,3 +123,44 @@ def test_a_filing_whose_write_fails_leaves_nothing_behind_but_its_audit_entry(
         assert state(session) == before | {"audit": before["audit"] + 1}
         entry = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
     assert (entry.method, entry.target_id, entry.status_code) == ("POST", str(return_id), 409)
+
+
+def test_a_filing_refused_once_its_writes_have_landed_is_taken_back_whole(
+    on_postgres, client, token, pump_events, outcomes_app, outcomes_client, monkeypatch
+):
+    """Every write of the pipeline done, its audit entry among them, and then the return's update
+    found to have changed no row (as if the return had gone): the request fails, the transaction
+    is rolled back whole, and the audit log holds one entry for it, the failure's."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from services.outcomes.models import AuditEntry, ExpectedReturn, OutboxEvent, OutcomeReturn
+    from shared import db
+
+    return_id = uuid.UUID(issued_returns(client, token, pump_events)["GMP"])
+    database = outcomes_app.extensions["database"]
+
+    def no_row_changed(table: str, expected: int, found: int) -> None:
+        raise StaleDataError(f"{table}: {expected} rows to update, 0 found")
+
+    def counts(session) -> tuple:
+        return (
+            session.scalar(select(ExpectedReturn.versions).where(ExpectedReturn.id == return_id)),
+            session.scalar(select(func.count()).select_from(OutcomeReturn)),
+            session.scalar(select(func.count()).select_from(OutboxEvent)),
+            session.scalar(select(func.coalesce(func.max(AuditEntry.id), 0))),
+        )
+
+    with database.session() as session:
+        versions, outcomes, events, last_entry = counts(session)
+    monkeypatch.setattr(db, "_check_rowcount", no_row_changed)
+    response = outcomes_client.post(
+        f"/api/v1/returns/{return_id}/outcomes", json=outcome_body(), headers=token("GMP", "recipient")
+    )
+    monkeypatch.undo()
+
+    assert response.status_code == 500
+    with database.session() as session:
+        assert counts(session)[:3] == (versions, outcomes, events)
+        entries = session.scalars(select(AuditEntry).where(AuditEntry.id > last_entry)).all()
+    assert [(entry.method, entry.target_id, entry.status_code) for entry in entries] == [("POST", str(return_id), 500)]
