@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+import orjson
 import requests
 from flask import current_app
 from flask.views import MethodView
@@ -31,13 +32,13 @@ from marshmallow import fields, validate
 from redis.exceptions import RedisError
 from rq.job import JobStatus
 from sqlalchemy import event as orm_events
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from shared import catchup, signing
 from shared.api import BaseSchema
 from shared.auth import require
-from shared.db import after_commit, commit, get_session, insert_rows, utcnow
+from shared.db import after_commit, commit, get_session, insert_rows, table_of, utcnow
 from shared.health import record_sweep
 from shared.inbox import MAX_BATCH
 from shared.logs import REQUEST_ID_HEADER, bind_request_id, current_request_id, get_logger
@@ -359,7 +360,7 @@ def relay_batch(rt, session: Session, service_name: str, subscriber: str, own, c
             enqueue_relay_job(rt.settings, event_id, subscriber)  # the running one's is skipped
         return None
     now = utcnow()
-    taken = 0
+    taken: list[int] = []
     own_taken = True
     for delivery, result in zip(deliveries, answer, strict=True):
         if result == "failed":
@@ -373,17 +374,34 @@ def relay_batch(rt, session: Session, service_name: str, subscriber: str, own, c
                 delivery.last_error = "not applied in a batch: to be tried alone"
                 after_commit(session, _enqueue_relay_later(rt.settings, delivery.event_id, subscriber))
             continue
-        delivery.attempts += 1
-        delivery.last_attempt_at = now
-        delivery.status = "delivered"
-        delivery.delivered_at = now
-        delivery.last_error = None
-        taken += 1
+        taken.append(delivery.id)
+    _mark_delivered(session, rt.service.models, taken, now)
     session.commit()
     catchup.release_waiting(service_name, subscriber)
-    EVENTS_RELAYED.labels(service=service_name, subscriber=subscriber, result="delivered").inc(taken)
-    log.debug("events relayed in a batch", subscriber=subscriber, events=len(deliveries), taken=taken)
-    return f"delivered {taken} of {len(deliveries)} in a batch" if own_taken else None
+    EVENTS_RELAYED.labels(service=service_name, subscriber=subscriber, result="delivered").inc(len(taken))
+    log.debug("events relayed in a batch", subscriber=subscriber, events=len(deliveries), taken=len(taken))
+    return f"delivered {len(taken)} of {len(deliveries)} in a batch" if own_taken else None
+
+
+def _mark_delivered(session: Session, models: SharedModels, ids: list[int], now) -> None:
+    """The batch's deliveries the subscriber took, marked in one ``UPDATE``: the unit of work's
+    flush of each one (an executemany of up to a hundred rows, their objects' state tracked)
+    was a fifth of the worker's time relaying under load (py-spy). The objects are not told:
+    the job's session ends with its commit."""
+    if not ids:
+        return
+    table = table_of(models.OutboxDelivery)
+    session.execute(
+        update(table)
+        .where(table.c.id.in_(ids))
+        .values(
+            attempts=table.c.attempts + 1,
+            last_attempt_at=now,
+            status="delivered",
+            delivered_at=now,
+            last_error=None,
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -419,7 +437,7 @@ def post_event(settings: Settings, subscriber: str, message: dict) -> PostFailur
 def post_events(settings: Settings, subscriber: str, messages: list[dict]) -> list[str] | None:
     """POST signed events as one batch; each one's result, or None if the batch did not go."""
     url = settings.service_urls[subscriber] + "/internal/events/batch"
-    body = json.dumps({"events": messages}).encode()
+    body = orjson.dumps({"events": messages})  # a hundred events' payloads: the fast encoder
     headers = signing.signed_headers(settings.event_secret, body)
     request_id = current_request_id()
     if request_id:
