@@ -47,16 +47,22 @@ class OutboxEventMixin(_Model):
         return relationship("OutboxDelivery", back_populates="event", lazy="selectin")
 
     def as_message(self, source: str) -> dict:
-        return {
-            "id": str(self.id),
-            "type": self.type,
-            "source": source,
-            "position": self.position,
-            "aggregate_id": self.aggregate_id,
-            "occurred_at": self.occurred_at.isoformat(),
-            "payload": self.payload,
-            "request_id": self.request_id,
-        }
+        return event_message(self, source)
+
+
+def event_message(event: Any, source: str) -> dict:
+    """The message an event is sent as, from anything with an event's attributes (an
+    ``OutboxEvent``, or a row the relay read as one: ``shared.outbox.Companion``)."""
+    return {
+        "id": str(event.id),
+        "type": event.type,
+        "source": source,
+        "position": event.position,
+        "aggregate_id": event.aggregate_id,
+        "occurred_at": event.occurred_at.isoformat(),
+        "payload": event.payload,
+        "request_id": event.request_id,
+    }
 
 
 class OutboxDeliveryMixin(_Model):

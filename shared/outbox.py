@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import requests
 from flask import current_app
@@ -32,7 +33,7 @@ from redis.exceptions import RedisError
 from rq.job import JobStatus
 from sqlalchemy import event as orm_events
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from shared import catchup, signing
 from shared.api import BaseSchema
@@ -41,7 +42,7 @@ from shared.db import after_commit, commit, get_session, insert_rows, table_of, 
 from shared.health import record_sweep
 from shared.inbox import MAX_BATCH
 from shared.logs import REQUEST_ID_HEADER, bind_request_id, current_request_id, get_logger
-from shared.models import DELIVERY_STATUSES, SharedModels
+from shared.models import DELIVERY_STATUSES, SharedModels, event_message
 from shared.monitoring import EVENTS_RELAYED
 from shared.queue import enqueue, is_final_try, job_statuses, redis_connection, retry
 from shared.settings import Settings
@@ -277,23 +278,18 @@ def relay_event(service_name: str, event_id: str, subscriber: str, probing: bool
 
 
 def _locked_delivery(session: Session, models: SharedModels, event_id: str, subscriber: str):
-    """The delivery, locked, if it is still pending and no other relay holds it."""
+    """The delivery, locked, if it is still pending and no other relay holds it; its event read
+    with it, in the same statement (only the delivery's row is locked)."""
     delivery = session.scalars(
         select(models.OutboxDelivery)
         .where(
             models.OutboxDelivery.event_id == uuid.UUID(event_id),
             models.OutboxDelivery.subscriber == subscriber,
         )
-        .with_for_update(skip_locked=True)
-        .options(with_its_event(models))
+        .with_for_update(of=models.OutboxDelivery, skip_locked=True)
+        .options(joinedload(models.OutboxDelivery.event).lazyload(models.OutboxEvent.deliveries))
     ).first()
     return delivery if delivery is not None and delivery.status == "pending" else None
-
-
-def with_its_event(models: SharedModels):
-    """Load each delivery's event in one query for all of them (not one per delivery, and not
-    the event's other deliveries): what a batch of 100 costs to read is two queries."""
-    return selectinload(models.OutboxDelivery.event).lazyload(models.OutboxEvent.deliveries)
 
 
 def _clear_relay_queued(settings: Settings, subscriber: str) -> None:
@@ -322,72 +318,117 @@ def _relay_the_next_batch(rt, service_name: str, subscriber: str) -> None:
         enqueue_relay_job(rt.settings, oldest, subscriber)
 
 
-def fresh_deliveries(session: Session, models: SharedModels, subscriber: str, besides: int) -> list:
+class Companion(NamedTuple):
+    """A delivery going in another's batch, with its event's columns (what ``event_message``
+    reads): a plain row, not an ORM object."""
+
+    delivery_id: int
+    id: uuid.UUID
+    type: str
+    position: int
+    aggregate_id: str
+    occurred_at: datetime
+    payload: dict
+    request_id: str | None
+
+
+def fresh_deliveries(session: Session, models: SharedModels, subscriber: str, besides: int) -> list[Companion]:
     """Other deliveries to ``subscriber`` waiting for their first try, oldest first, locked (the
-    ones another relay holds are skipped): they go with this one in a batch."""
-    return list(
-        session.scalars(
-            select(models.OutboxDelivery)
-            .where(
-                models.OutboxDelivery.subscriber == subscriber,
-                models.OutboxDelivery.status == "pending",
-                models.OutboxDelivery.attempts == 0,
-                models.OutboxDelivery.id != besides,
-            )
-            .order_by(models.OutboxDelivery.id)
-            .limit(MAX_BATCH - 1)
-            .with_for_update(skip_locked=True)
-            .options(with_its_event(models))
+    ones another relay holds are skipped), each with its event: they go with this one in a
+    batch. One statement of plain rows: read as ORM objects, a batch's deliveries and their
+    events (two statements, and an object with its state for each row) were a third of the
+    worker's time relaying under load (py-spy)."""
+    deliveries, events = table_of(models.OutboxDelivery), table_of(models.OutboxEvent)
+    rows = session.execute(
+        select(
+            deliveries.c.id.label("delivery_id"),
+            *(events.c[name] for name in Companion._fields[1:]),
         )
+        .select_from(deliveries.join(events, events.c.id == deliveries.c.event_id))
+        .where(
+            deliveries.c.subscriber == subscriber,
+            deliveries.c.status == "pending",
+            deliveries.c.attempts == 0,
+            deliveries.c.id != besides,
+        )
+        .order_by(deliveries.c.id)
+        .limit(MAX_BATCH - 1)
+        .with_for_update(of=deliveries, skip_locked=True)
     )
+    return [Companion(*row) for row in rows]
 
 
-def relay_batch(rt, session: Session, service_name: str, subscriber: str, own, companions: list) -> str | None:
+def relay_batch(
+    rt, session: Session, service_name: str, subscriber: str, own, companions: list[Companion]
+) -> str | None:
     """Deliver the job's own delivery and its companions in one POST to
     ``/internal/events/batch``, in the order they were emitted. Each one the subscriber took
     (applied, duplicate, ignored) is marked delivered; one it could not apply goes back to its
     own relay job, to be tried alone. Returns what happened, or None when the batch did not go
     at all or the job's own event was not taken: the caller then tries its own alone."""
-    deliveries = sorted([own, *companions], key=lambda delivery: delivery.id)
-    messages = [delivery.event.as_message(service_name) for delivery in deliveries]
-    answer = post_events(rt.settings, subscriber, messages)
+    # (delivery id, event id, message), in the order the events were emitted.
+    batch = sorted(
+        [
+            (own.id, own.event_id, own.event.as_message(service_name)),
+            *((row.delivery_id, row.id, event_message(row, service_name)) for row in companions),
+        ],
+        key=lambda delivery: delivery[0],
+    )
+    answer = post_events(rt.settings, subscriber, [message for _, _, message in batch])
     if answer is None:
         # Not taken as a batch (down, or an older subscriber): each goes back to its own job.
-        event_ids = [delivery.event_id for delivery in deliveries]
+        event_ids = [event_id for _, event_id, _ in batch]
         session.rollback()
         for event_id in event_ids:
             enqueue_relay_job(rt.settings, event_id, subscriber)  # the running one's is skipped
         return None
     now = utcnow()
     taken: list[int] = []
+    failed: list[int] = []
     own_taken = True
-    for delivery, result in zip(deliveries, answer, strict=True):
+    for (delivery_id, event_id, _), result in zip(batch, answer, strict=True):
         if result == "failed":
             # Tried alone next, by its own job (this one, for its own): a companion's try is
             # counted, so that no other batch takes it again meanwhile.
-            if delivery is own:
+            if delivery_id == own.id:
                 own_taken = False
             else:
-                delivery.attempts += 1
-                delivery.last_attempt_at = now
-                delivery.last_error = "not applied in a batch: to be tried alone"
-                after_commit(session, _enqueue_relay_later(rt.settings, delivery.event_id, subscriber))
+                failed.append(delivery_id)
+                after_commit(session, _enqueue_relay_later(rt.settings, event_id, subscriber))
             continue
-        taken.append(delivery.id)
+        taken.append(delivery_id)
     _mark_delivered(session, rt.service.models, taken, now)
+    _mark_to_be_tried_alone(session, rt.service.models, failed, now)
     session.commit()
     catchup.release_waiting(service_name, subscriber)
     EVENTS_RELAYED.labels(service=service_name, subscriber=subscriber, result="delivered").inc(len(taken))
-    log.debug("events relayed in a batch", subscriber=subscriber, events=len(deliveries), taken=len(taken))
-    return f"delivered {len(taken)} of {len(deliveries)} in a batch" if own_taken else None
+    log.debug("events relayed in a batch", subscriber=subscriber, events=len(batch), taken=len(taken))
+    return f"delivered {len(taken)} of {len(batch)} in a batch" if own_taken else None
+
+
+def _mark_to_be_tried_alone(session: Session, models: SharedModels, ids: list[int], now) -> None:
+    """Companions the subscriber could not apply in the batch: their try counted, in one
+    ``UPDATE``, so that no other batch takes them before their own jobs try them alone."""
+    if not ids:
+        return
+    table = table_of(models.OutboxDelivery)
+    session.execute(
+        update(table)
+        .where(table.c.id.in_(ids))
+        .values(
+            attempts=table.c.attempts + 1,
+            last_attempt_at=now,
+            last_error="not applied in a batch: to be tried alone",
+        )
+    )
 
 
 def _mark_delivered(session: Session, models: SharedModels, ids: list[int], now) -> None:
     """The batch's deliveries the subscriber took, marked in one ``UPDATE``: the unit of work's
     flush of each one (an executemany of up to a hundred rows, their objects' state tracked)
-    was a fifth of the worker's time relaying under load (py-spy). Their objects keep the values
-    they were read with: nothing reads them after (the job's own delivery, tried alone when the
-    batch did not take it, is not among them)."""
+    was a fifth of the worker's time relaying under load (py-spy). The job's own delivery's
+    object keeps the values it was read with: nothing reads it after (tried alone when the
+    batch did not take it, it is not among these)."""
     if not ids:
         return
     table = table_of(models.OutboxDelivery)

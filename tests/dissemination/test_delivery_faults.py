@@ -463,3 +463,5 @@ def test_a_batch_reads_its_events_at_once_whatever_its_size(app, outcomes_app, s
         costs[size] = len(statements)
     assert subscriber.batches[-2:] == [3, 30]
     assert costs[30] == costs[3], costs
+    # The job's own delivery with its event, the others with theirs, the batch marked delivered.
+    assert costs[3] == 3, statements
