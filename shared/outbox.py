@@ -42,7 +42,7 @@ from shared.db import after_commit, commit, get_session, insert_rows, table_of, 
 from shared.health import record_sweep
 from shared.inbox import MAX_BATCH
 from shared.logs import REQUEST_ID_HEADER, bind_request_id, current_request_id, get_logger
-from shared.models import DELIVERY_STATUSES, SharedModels, event_message
+from shared.models import DELIVERY_STATUSES, OutboxDeliveryMixin, SharedModels, event_message
 from shared.monitoring import EVENTS_RELAYED
 from shared.queue import enqueue, is_final_try, job_statuses, redis_connection, retry
 from shared.settings import Settings
@@ -286,8 +286,14 @@ def _locked_delivery(session: Session, models: SharedModels, event_id: str, subs
             models.OutboxDelivery.event_id == uuid.UUID(event_id),
             models.OutboxDelivery.subscriber == subscriber,
         )
+        # Only the delivery's row is locked: the event comes by an outer join, whose nullable
+        # side PostgreSQL refuses to lock.
         .with_for_update(of=models.OutboxDelivery, skip_locked=True)
         .options(joinedload(models.OutboxDelivery.event).lazyload(models.OutboxEvent.deliveries))
+        # Read afresh when the session still holds it: after a batch that did not take it, its
+        # lock went with the batch's commit, and another relay's batch may have taken it since
+        # (the object's "pending" of before would send it twice).
+        .execution_options(populate_existing=True)
     ).first()
     return delivery if delivery is not None and delivery.status == "pending" else None
 
@@ -359,7 +365,7 @@ def fresh_deliveries(session: Session, models: SharedModels, subscriber: str, be
 
 
 def relay_batch(
-    rt, session: Session, service_name: str, subscriber: str, own, companions: list[Companion]
+    rt, session: Session, service_name: str, subscriber: str, own: OutboxDeliveryMixin, companions: list[Companion]
 ) -> str | None:
     """Deliver the job's own delivery and its companions in one POST to
     ``/internal/events/batch``, in the order they were emitted. Each one the subscriber took
@@ -406,7 +412,7 @@ def relay_batch(
     return f"delivered {len(taken)} of {len(batch)} in a batch" if own_taken else None
 
 
-def _mark_to_be_tried_alone(session: Session, models: SharedModels, ids: list[int], now) -> None:
+def _mark_to_be_tried_alone(session: Session, models: SharedModels, ids: list[int], now: datetime) -> None:
     """Companions the subscriber could not apply in the batch: their try counted, in one
     ``UPDATE``, so that no other batch takes them before their own jobs try them alone."""
     if not ids:
@@ -423,7 +429,7 @@ def _mark_to_be_tried_alone(session: Session, models: SharedModels, ids: list[in
     )
 
 
-def _mark_delivered(session: Session, models: SharedModels, ids: list[int], now) -> None:
+def _mark_delivered(session: Session, models: SharedModels, ids: list[int], now: datetime) -> None:
     """The batch's deliveries the subscriber took, marked in one ``UPDATE``: the unit of work's
     flush of each one (an executemany of up to a hundred rows, their objects' state tracked)
     was a fifth of the worker's time relaying under load (py-spy). The job's own delivery's

@@ -386,6 +386,40 @@ def test_an_event_the_subscriber_cannot_apply_in_a_batch_is_tried_alone_and_the_
     assert len(ScheduledJobRegistry("events", connection=redis_conn)) == 1
 
 
+def test_a_relay_whose_own_event_another_batch_took_after_its_own_batch_sends_it_no_more(
+    app, outcomes_app, subscriber, monkeypatch, run_jobs
+):
+    """A relay whose own event its batch could not apply tries it alone, reading it again: its
+    lock went with the batch's commit, and another relay's batch may have delivered it since.
+    The read must see that (the session still holds the object as it was: "pending")."""
+    settings = point_jobs_at(app, subscriber)
+    models = app.extensions["service"].models
+    with app.extensions["database"].job_session() as session:
+        # The outcomes service cannot apply a package.issued without its package: "failed".
+        bad = outbox.emit(session, models, settings, "package.issued", uuid.uuid4(), {"nothing": "here"})
+        session.commit()
+    good = emit_pings(app, settings, 2)
+    real_relay_batch = outbox.relay_batch
+
+    def batch_then_another_relay_takes_it(*args, **kwargs):
+        sent = real_relay_batch(*args, **kwargs)  # committed: its locks are gone
+        with app.extensions["database"].job_session() as other:  # another worker's batch, since
+            other.execute(
+                update(models.OutboxDelivery)
+                .where(models.OutboxDelivery.event_id == bad)
+                .values(status="delivered", attempts=1)
+            )
+            other.commit()
+        return sent
+
+    monkeypatch.setattr(outbox, "relay_batch", batch_then_another_relay_takes_it)
+    run_jobs()
+    assert subscriber.batches == [3]
+    assert subscriber.posts == 0  # not sent again alone
+    assert deliveries(app, [str(bad)]) == [("delivered", 1)]
+    assert deliveries(app, good) == [("delivered", 1)] * 2
+
+
 def test_a_relay_whose_event_went_in_another_batch_still_lets_the_next_event_have_a_job(
     app, outcomes_app, subscriber, run_jobs
 ):
