@@ -31,8 +31,11 @@ from shared.settings import Settings
 
 log = get_logger(__name__)
 
-# The most events one POST to /internal/events/batch carries (the relay sends at most this many).
-MAX_BATCH = 100
+# The most events one POST to /internal/events/batch carries (the relay sends at most this many,
+# and no more than a body's limit, guard.MAX_CONTENT_LENGTH, holds). Under load the relay's
+# batches were all full at 100 and the one RQ worker fell behind the filings: each batch cost a
+# job, its own reads and a next job's, whatever its size (docs/performance.md, twelfth round).
+MAX_BATCH = 500
 
 SIGNATURE_FORMAT = re.compile(r"sha256=[0-9a-f]{64}")
 

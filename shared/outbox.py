@@ -35,7 +35,7 @@ from sqlalchemy import event as orm_events
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from shared import catchup, signing
+from shared import catchup, guard, signing
 from shared.api import BaseSchema
 from shared.auth import require
 from shared.db import after_commit, commit, get_session, insert_rows, table_of, utcnow
@@ -234,8 +234,6 @@ def relay_event(service_name: str, event_id: str, subscriber: str, probing: bool
         if companions:
             sent = relay_batch(rt, session, service_name, subscriber, delivery, companions)
             if sent is not None:
-                if len(companions) == MAX_BATCH - 1:
-                    _relay_the_next_batch(rt, service_name, subscriber)
                 return sent
             # The batch did not go, or not this one: it is tried alone, as if there were no batch.
             delivery = _locked_delivery(session, models, event_id, subscriber)
@@ -368,22 +366,27 @@ def relay_batch(
     rt, session: Session, service_name: str, subscriber: str, own: OutboxDeliveryMixin, companions: list[Companion]
 ) -> str | None:
     """Deliver the job's own delivery and its companions in one POST to
-    ``/internal/events/batch``, in the order they were emitted. Each one the subscriber took
+    ``/internal/events/batch``, in the order they were emitted, as many as the subscriber's
+    limit on a body allows (``guard.MAX_CONTENT_LENGTH``). Each one the subscriber took
     (applied, duplicate, ignored) is marked delivered; one it could not apply goes back to its
-    own relay job, to be tried alone. Returns what happened, or None when the batch did not go
-    at all or the job's own event was not taken: the caller then tries its own alone."""
-    # (delivery id, event id, message), in the order the events were emitted.
-    batch = sorted(
+    own relay job, to be tried alone. When more are waiting (a full batch, or one cut at the
+    limit), the next batch's relay is enqueued (the job's own event among them when the limit
+    cut it off). Returns what happened, or None when the batch did not go at all or the
+    subscriber could not apply the job's own event in it: the caller then tries its own alone."""
+    # (delivery id, event id, message as JSON), in the order the events were emitted.
+    waiting = sorted(
         [
-            (own.id, own.event_id, own.event.as_message(service_name)),
-            *((row.delivery_id, row.id, event_message(row, service_name)) for row in companions),
+            (own.id, own.event_id, _encoded(own.event.as_message(service_name))),
+            *((row.delivery_id, row.id, _encoded(event_message(row, service_name))) for row in companions),
         ],
         key=lambda delivery: delivery[0],
     )
+    batch = waiting[: _within_the_limit([message for _, _, message in waiting])]
+    more_waiting = len(companions) == MAX_BATCH - 1 or len(batch) < len(waiting)
     answer = post_events(rt.settings, subscriber, [message for _, _, message in batch])
     if answer is None:
         # Not taken as a batch (down, or an older subscriber): each goes back to its own job.
-        event_ids = [event_id for _, event_id, _ in batch]
+        event_ids = [event_id for _, event_id, _ in waiting]
         session.rollback()
         for event_id in event_ids:
             enqueue_relay_job(rt.settings, event_id, subscriber)  # the running one's is skipped
@@ -409,7 +412,29 @@ def relay_batch(
     catchup.release_waiting(service_name, subscriber)
     EVENTS_RELAYED.labels(service=service_name, subscriber=subscriber, result="delivered").inc(len(taken))
     log.debug("events relayed in a batch", subscriber=subscriber, events=len(batch), taken=len(taken))
+    if more_waiting:
+        _relay_the_next_batch(rt, service_name, subscriber)
+    if not any(delivery_id == own.id for delivery_id, _, _ in batch):
+        return f"delivered {len(taken)} of {len(batch)} in a batch, its own left for the next"
     return f"delivered {len(taken)} of {len(batch)} in a batch" if own_taken else None
+
+
+def _encoded(message: dict) -> bytes:
+    return json.dumps(message).encode()
+
+
+BATCH_OPENING, BATCH_SEPARATOR, BATCH_CLOSING = b'{"events": [', b", ", b"]}"
+
+
+def _within_the_limit(messages: list[bytes]) -> int:
+    """How many of ``messages``, from the first, make a batch's body within the subscriber's
+    limit (at least one: a message too large alone is refused, and tried alone, as any other)."""
+    size = len(BATCH_OPENING) + len(BATCH_CLOSING) - len(BATCH_SEPARATOR)
+    for count, message in enumerate(messages):
+        size += len(message) + len(BATCH_SEPARATOR)
+        if size > guard.MAX_CONTENT_LENGTH and count:
+            return count
+    return len(messages)
 
 
 def _mark_to_be_tried_alone(session: Session, models: SharedModels, ids: list[int], now: datetime) -> None:
@@ -481,10 +506,11 @@ def post_event(settings: Settings, subscriber: str, message: dict) -> PostFailur
     )
 
 
-def post_events(settings: Settings, subscriber: str, messages: list[dict]) -> list[str] | None:
-    """POST signed events as one batch; each one's result, or None if the batch did not go."""
+def post_events(settings: Settings, subscriber: str, messages: list[bytes]) -> list[str] | None:
+    """POST signed events (each already JSON) as one batch; each one's result, or None if the
+    batch did not go."""
     url = settings.service_urls[subscriber] + "/internal/events/batch"
-    body = json.dumps({"events": messages}).encode()
+    body = BATCH_OPENING + BATCH_SEPARATOR.join(messages) + BATCH_CLOSING
     headers = signing.signed_headers(settings.event_secret, body)
     request_id = current_request_id()
     if request_id:

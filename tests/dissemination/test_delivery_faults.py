@@ -365,6 +365,30 @@ def test_events_waiting_together_go_in_one_batch_each_applied_once(app, outcomes
     assert inbox_counts(outcomes_app, waiting) == [1] * 7
 
 
+def test_a_batch_past_the_body_limit_goes_in_parts_each_applied_once(
+    app, outcomes_app, subscriber, monkeypatch, run_jobs
+):
+    """The subscriber refuses a body over its limit (413): the relay sends as many events as fit,
+    and the next batch's relay takes the rest (the last one alone, the only one left), each on
+    its first try."""
+    from shared import guard
+
+    settings = point_jobs_at(app, subscriber)
+    waiting = emit_pings(app, settings, 7)
+    one = len(outbox._encoded(outbox.event_message(_first_event(app, waiting[0]), "dissemination")))
+    monkeypatch.setattr(guard, "MAX_CONTENT_LENGTH", 3 * one + 40)  # three at most, the fourth not
+    run_jobs()
+    assert subscriber.batches == [3, 3] and subscriber.posts == 1
+    assert deliveries(app, waiting) == [("delivered", 1)] * 7
+    assert inbox_counts(outcomes_app, waiting) == [1] * 7
+
+
+def _first_event(app, event_id: str):
+    models = app.extensions["service"].models
+    with app.extensions["database"].job_session() as session:
+        return session.scalars(select(models.OutboxEvent).where(models.OutboxEvent.id == uuid.UUID(event_id))).one()
+
+
 def test_an_event_the_subscriber_cannot_apply_in_a_batch_is_tried_alone_and_the_rest_go(
     app, outcomes_app, subscriber, redis_conn, run_jobs
 ):
