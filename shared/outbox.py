@@ -143,7 +143,8 @@ def _plain(payload: dict) -> dict:
 
 def _relay_after_commit(session: Session, settings: Settings, event_id: uuid.UUID) -> None:
     # One relay per subscriber for the whole transaction: it takes the transaction's other events
-    # in its batch (all committed together), and a full batch hands on to the next.
+    # in its batch (all committed together), and a full batch (or one cut at the subscriber's
+    # limit on a body) hands on to the next.
     relayed = session.info.setdefault(RELAYED_IN_TRANSACTION, set())
     for subscriber in settings.subscribers:
         if subscriber not in relayed:
@@ -303,9 +304,11 @@ def _clear_relay_queued(settings: Settings, subscriber: str) -> None:
         pass  # the mark expires by itself; until then new events wait for the sweep
 
 
-def _relay_the_next_batch(rt, service_name: str, subscriber: str) -> None:
-    """A full batch went: more may be waiting without a job of their own. The oldest one's relay
-    is enqueued, and takes the next batch."""
+def _relay_the_next_batch(rt, service_name: str, subscriber: str, besides: int | None = None) -> None:
+    """A full batch went (or one cut at the body limit): more may be waiting without a job of
+    their own. The oldest one's relay is enqueued, and takes the next batch. ``besides``: the
+    running job's own delivery, which it goes on to try alone (its relay job is this one, so an
+    enqueue for it would be skipped and the rest would wait for the sweep)."""
     models = rt.service.models
     with rt.database.job_session() as session:
         oldest = session.scalar(
@@ -314,6 +317,7 @@ def _relay_the_next_batch(rt, service_name: str, subscriber: str) -> None:
                 models.OutboxDelivery.subscriber == subscriber,
                 models.OutboxDelivery.status == "pending",
                 models.OutboxDelivery.attempts == 0,
+                *([models.OutboxDelivery.id != besides] if besides is not None else []),
             )
             .order_by(models.OutboxDelivery.id)
             .limit(1)
@@ -366,27 +370,35 @@ def relay_batch(
     rt, session: Session, service_name: str, subscriber: str, own: OutboxDeliveryMixin, companions: list[Companion]
 ) -> str | None:
     """Deliver the job's own delivery and its companions in one POST to
-    ``/internal/events/batch``, in the order they were emitted, as many as the subscriber's
-    limit on a body allows (``guard.MAX_CONTENT_LENGTH``). Each one the subscriber took
-    (applied, duplicate, ignored) is marked delivered; one it could not apply goes back to its
-    own relay job, to be tried alone. When more are waiting (a full batch, or one cut at the
-    limit), the next batch's relay is enqueued (the job's own event among them when the limit
-    cut it off). Returns what happened, or None when the batch did not go at all or the
-    subscriber could not apply the job's own event in it: the caller then tries its own alone."""
+    ``/internal/events/batch``, in the order they were emitted: its own and as many of the
+    companions, oldest first, as the subscriber's limit on a body allows
+    (``guard.MAX_CONTENT_LENGTH``). Each one the subscriber took (applied, duplicate, ignored)
+    is marked delivered; one it could not apply goes back to its own relay job, to be tried
+    alone. When more are waiting (a full batch, or one cut at the limit), the next batch's relay
+    is enqueued. Returns what happened, or None when the batch did not go at all (its own too
+    large for any company, among others) or the subscriber could not apply the job's own event
+    in it: the caller then tries its own alone."""
+    own_message = _encoded(own.event.as_message(service_name))
+    messages = [_encoded(event_message(row, service_name)) for row in companions]
+    fitting = _within_the_limit(own_message, messages)
+    if not fitting:
+        # Its own fills a body alone: it goes alone, and the others in the next batch.
+        session.rollback()
+        _relay_the_next_batch(rt, service_name, subscriber, besides=own.id)
+        return None
     # (delivery id, event id, message as JSON), in the order the events were emitted.
-    waiting = sorted(
+    batch = sorted(
         [
-            (own.id, own.event_id, _encoded(own.event.as_message(service_name))),
-            *((row.delivery_id, row.id, _encoded(event_message(row, service_name))) for row in companions),
+            (own.id, own.event_id, own_message),
+            *((row.delivery_id, row.id, message) for row, message in zip(companions[:fitting], messages, strict=False)),
         ],
         key=lambda delivery: delivery[0],
     )
-    batch = waiting[: _within_the_limit([message for _, _, message in waiting])]
-    more_waiting = len(companions) == MAX_BATCH - 1 or len(batch) < len(waiting)
+    more_waiting = len(companions) == MAX_BATCH - 1 or fitting < len(companions)
     answer = post_events(rt.settings, subscriber, [message for _, _, message in batch])
     if answer is None:
         # Not taken as a batch (down, or an older subscriber): each goes back to its own job.
-        event_ids = [event_id for _, event_id, _ in waiting]
+        event_ids = [own.event_id, *(row.id for row in companions)]
         session.rollback()
         for event_id in event_ids:
             enqueue_relay_job(rt.settings, event_id, subscriber)  # the running one's is skipped
@@ -413,9 +425,7 @@ def relay_batch(
     EVENTS_RELAYED.labels(service=service_name, subscriber=subscriber, result="delivered").inc(len(taken))
     log.debug("events relayed in a batch", subscriber=subscriber, events=len(batch), taken=len(taken))
     if more_waiting:
-        _relay_the_next_batch(rt, service_name, subscriber)
-    if not any(delivery_id == own.id for delivery_id, _, _ in batch):
-        return f"delivered {len(taken)} of {len(batch)} in a batch, its own left for the next"
+        _relay_the_next_batch(rt, service_name, subscriber, besides=None if own_taken else own.id)
     return f"delivered {len(taken)} of {len(batch)} in a batch" if own_taken else None
 
 
@@ -426,15 +436,15 @@ def _encoded(message: dict) -> bytes:
 BATCH_OPENING, BATCH_SEPARATOR, BATCH_CLOSING = b'{"events": [', b", ", b"]}"
 
 
-def _within_the_limit(messages: list[bytes]) -> int:
-    """How many of ``messages``, from the first, make a batch's body within the subscriber's
-    limit (at least one: a message too large alone is refused, and tried alone, as any other)."""
-    size = len(BATCH_OPENING) + len(BATCH_CLOSING) - len(BATCH_SEPARATOR)
-    for count, message in enumerate(messages):
-        size += len(message) + len(BATCH_SEPARATOR)
-        if size > guard.MAX_CONTENT_LENGTH and count:
+def _within_the_limit(own: bytes, companions: list[bytes]) -> int:
+    """How many of ``companions``, from the first, go with ``own`` in a batch whose body stays
+    within the subscriber's limit (0: none, and a batch of one is no batch)."""
+    size = len(BATCH_OPENING) + len(own) + len(BATCH_CLOSING)
+    for count, message in enumerate(companions):
+        size += len(BATCH_SEPARATOR) + len(message)
+        if size > guard.MAX_CONTENT_LENGTH:
             return count
-    return len(messages)
+    return len(companions)
 
 
 def _mark_to_be_tried_alone(session: Session, models: SharedModels, ids: list[int], now: datetime) -> None:

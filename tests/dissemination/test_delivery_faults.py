@@ -383,6 +383,48 @@ def test_a_batch_past_the_body_limit_goes_in_parts_each_applied_once(
     assert inbox_counts(outcomes_app, waiting) == [1] * 7
 
 
+def test_a_batch_that_could_not_apply_its_own_event_hands_the_rest_on(
+    app, outcomes_app, subscriber, monkeypatch, redis_conn, run_jobs
+):
+    """A cut batch whose own event the subscriber could not apply: its job tries that one alone,
+    and the events the cut left get the next batch's relay, not the sweep's."""
+    from shared import guard
+
+    settings = point_jobs_at(app, subscriber, relay_retry_intervals=(60, 300, 900))
+    models = app.extensions["service"].models
+    with app.extensions["database"].job_session() as session:
+        # The outcomes service cannot apply a package.issued without its package: "failed".
+        bad = outbox.emit(session, models, settings, "package.issued", uuid.uuid4(), {"nothing": "here"})
+        session.commit()
+    good = emit_pings(app, settings, 6)
+    one = len(outbox._encoded(outbox.event_message(_first_event(app, good[0]), "dissemination")))
+    monkeypatch.setattr(guard, "MAX_CONTENT_LENGTH", 3 * one + 100)  # the bad one and two others
+    run_jobs()
+    assert subscriber.batches == [3, 3] and subscriber.posts == 2  # the bad one alone, the last alone
+    assert deliveries(app, good) == [("delivered", 1)] * 6
+    assert deliveries(app, [str(bad)]) == [("pending", 1)]  # tried alone once, its retry waiting
+    assert len(ScheduledJobRegistry("events", connection=redis_conn)) == 1
+
+
+def test_an_event_too_large_for_company_goes_alone_and_the_rest_in_a_batch(
+    app, outcomes_app, subscriber, monkeypatch, run_jobs
+):
+    from shared import guard
+
+    settings = point_jobs_at(app, subscriber)
+    models = app.extensions["service"].models
+    with app.extensions["database"].job_session() as session:
+        large = outbox.emit(session, models, settings, "drill.ping", uuid.uuid4(), {"n": -1, "pad": "x" * 3000})
+        session.commit()
+    small = emit_pings(app, settings, 4)
+    alone = len(outbox._encoded(outbox.event_message(_first_event(app, str(large)), "dissemination")))
+    monkeypatch.setattr(guard, "MAX_CONTENT_LENGTH", alone + 20)  # the large one alone, or the four small
+    run_jobs()
+    assert subscriber.posts == 1 and subscriber.batches == [4]
+    assert deliveries(app, [str(large), *small]) == [("delivered", 1)] * 5
+    assert inbox_counts(outcomes_app, [str(large), *small]) == [1] * 5
+
+
 def _first_event(app, event_id: str):
     models = app.extensions["service"].models
     with app.extensions["database"].job_session() as session:
