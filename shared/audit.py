@@ -27,7 +27,8 @@ from flask import Response, current_app, g, has_request_context, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
-from sqlalchemy import Insert, Table, bindparam, event, insert, select, update
+from sqlalchemy import Connection, Insert, Table, bindparam, event, insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from shared.api import BaseSchema, page_of
@@ -161,7 +162,20 @@ def _write(session: Session, entry: dict) -> int:
     return session.execute(_insert(audit_table(), True), entry).scalar_one()
 
 
-def _write_final(session: Session, entry: dict) -> None:
+def _write_answer(target: Session | Connection, entry: dict, written: tuple | None) -> None:
+    """The request's entry as it was answered: the one written with the change or the read,
+    corrected (``written``: its id and foreseen answer), or a new one."""
+    if written is not None:
+        # The answer was not the one the entry committed with the change foresaw.
+        table = audit_table()
+        target.execute(
+            update(table).where(table.c.id == written[0]).values({name: entry[name] for name in ANSWER_COLUMNS})
+        )
+    else:
+        _write_final(target, entry)
+
+
+def _write_final(session: Session | Connection, entry: dict) -> None:
     """Insert an entry nothing will correct: no ``RETURNING`` (a result's description and rows
     to build, on every audited read)."""
     session.execute(_insert(audit_table(), False), entry)
@@ -290,11 +304,21 @@ def _record(response: Response) -> Response:
         written = g.get("audit_written") or None
         if written is not None and written[1:] == _answer_given(response.status_code, detail):
             return response  # committed with the change (or the read), as it turned out
+        entry = _entry(response.status_code, detail)
+        session = g.get("db_session")
+        reading = g.get("db_read_connection")
+        if session is None and reading is not None and not reading.invalidated:
+            # A read on the request's connection in autocommit (``get_read_connection``) and
+            # nothing else: the entry goes on that connection, and commits as it is written.
+            try:
+                _write_answer(reading, entry, written)
+                return response
+            except DBAPIError:
+                log.warning("audit entry not written on the read's connection: written on another")
         # The request's own session and connection when it has one: no second checkout. A read
         # that was answered writes its entry in the transaction that read (one commit, as the
         # least an audited read can do); anything else first drops what it left uncommitted, so
         # a refused or failed request changes nothing but the audit log.
-        session = g.get("db_session")
         borrowed = session is not None
         if session is None:
             session = get_db().session()
@@ -302,15 +326,7 @@ def _record(response: Response) -> Response:
             session.rollback()
         g.audit_written = False  # no second entry from this session's commit
         try:
-            entry = _entry(response.status_code, detail)
-            if written is not None:
-                # The answer was not the one the entry committed with the change foresaw.
-                table = audit_table()
-                session.execute(
-                    update(table).where(table.c.id == written[0]).values({name: entry[name] for name in ANSWER_COLUMNS})
-                )
-            else:
-                _write_final(session, entry)
+            _write_answer(session, entry, written)
             session.commit()
         except Exception:
             session.rollback()

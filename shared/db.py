@@ -46,7 +46,7 @@ from sqlalchemy import column as named_column
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -114,10 +114,6 @@ def service_metadata() -> MetaData:
 TCP_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 
-# The session.info key of a session opened in autocommit (``get_session``).
-AUTOCOMMIT = "autocommit"
-
-
 def closed_by_server(dbapi_connection) -> bool:
     """Whether an idle pooled PostgreSQL connection was closed by the server (a restart,
     ``pg_terminate_backend``, ``idle_session_timeout``): its socket has something to read.
@@ -159,15 +155,23 @@ class Database:
         self.schema = settings.database_schema
         self.engine = self._create_engine(settings, for_worker)
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
-        # Each statement its own transaction: no BEGIN and no COMMIT to send (``get_session``).
-        self.autocommit_sessionmaker = sessionmaker(
-            bind=self.engine.execution_options(isolation_level="AUTOCOMMIT"),
-            expire_on_commit=False,
-            info={AUTOCOMMIT: True},
-        )
+        # An engine of its own for reads in one statement (``get_read_connection``): its
+        # connections are always in autocommit, each statement its own transaction, so there is
+        # no ``BEGIN`` or ``COMMIT`` to send, and nothing to roll back when one goes back to the
+        # pool. The engine's own connections, switched into autocommit for a read and back as
+        # they returned to the pool (an execution option), cost the read both switches and a
+        # rollback (py-spy, docs/performance.md, twelfth round). Its pool opens a connection
+        # only when a read asks for one: the metrics service's package reads alone do.
+        self.autocommit_engine = self._create_engine(settings, for_worker, autocommit=True)
+        # A test or a migration that disposes of the engine's connections means this one's too.
+        event.listen(self.engine, "engine_disposed", lambda _engine: self.autocommit_engine.dispose())
 
-    def _create_engine(self, settings: Settings, for_worker: bool) -> Engine:
+    def _create_engine(self, settings: Settings, for_worker: bool, autocommit: bool = False) -> Engine:
         kwargs: dict = {"future": True}
+        if autocommit:
+            kwargs["isolation_level"] = "AUTOCOMMIT"
+            # Nothing to roll back on a connection that is never in a transaction.
+            kwargs["pool_reset_on_return"] = None
         url = settings.database_url
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://") :]
@@ -247,28 +251,35 @@ def get_db() -> Database:
     return current_app.extensions["database"]
 
 
-def get_session(*, autocommit: bool = False) -> Session:
-    """The request's session, opened on first use and closed when the request ends.
-
-    ``autocommit=True`` opens it with each statement committed on its own, for a view that reads
-    in one statement and writes nothing but its audit entry: the read and the entry are each
-    atomic alone, and the request spares the ``BEGIN`` and the ``COMMIT`` (two of its five round
-    trips to PostgreSQL, and their work in the interpreter). It must be the request's first use
-    of the database: asked for once the request has a session with transactions, it is refused
-    (an entry written in a transaction nobody commits would be lost). Later calls without the
-    flag get the same session, so nothing else in such a request may write through it."""
+def get_session() -> Session:
+    """The request's session, opened on first use and closed when the request ends."""
     if "db_session" not in g:
-        database = get_db()
-        g.db_session = database.autocommit_sessionmaker() if autocommit else database.session()
-    elif autocommit and not g.db_session.info.get(AUTOCOMMIT):
-        raise RuntimeError("get_session(autocommit=True) after the request opened a session with transactions")
+        g.db_session = get_db().session()
     return g.db_session
+
+
+def get_read_connection() -> Connection:
+    """The request's connection for a read in one statement, in autocommit (each statement
+    committed alone: no ``BEGIN`` or ``COMMIT`` to wait for), opened on first use and given back
+    when the request ends. For a view whose one statement is its whole read, and writes nothing
+    but its own audit entry (atomic alone); it is not the request's session, whose writes stay
+    in transactions as ever. A Core connection, not an ORM session in autocommit: the session's
+    transaction objects and its close were 8% of a metrics read (docs/performance.md, twelfth
+    round)."""
+    if "db_read_connection" not in g:
+        g.db_read_connection = get_db().autocommit_engine.connect()
+    return g.db_read_connection
 
 
 def _close_session(_exc: BaseException | None) -> None:
     session = g.pop("db_session", None)
-    if session is not None:
-        session.close()
+    connection = g.pop("db_read_connection", None)
+    try:
+        if session is not None:
+            session.close()
+    finally:
+        if connection is not None:
+            connection.close()
 
 
 def after_commit(session: Session, callback) -> None:

@@ -29,16 +29,16 @@ def test_a_connection_to_a_silent_database_is_given_up_within_a_minute(app):
     assert idle + interval * count <= 60
 
 
-def test_an_autocommit_session_commits_each_statement_and_pools_its_connection_back_as_it_was(app):
-    """``get_session(autocommit=True)``: each statement is committed alone (another connection
-    sees a row at once, with no COMMIT sent); the very connection it used goes back to the pool
-    in transactions again, so the next request that gets it is atomic as before; asking for
-    autocommit again in the same request gives the same session; and asking for it once the
-    request has a session with transactions is refused, not ignored (its writes would be lost
-    with that session's rollback)."""
+def test_a_read_connection_commits_each_statement_and_leaves_the_session_in_transactions(app):
+    """``get_read_connection()``: each statement is committed alone (another connection sees a
+    row at once, with no COMMIT sent), on a connection of its own pool that stays in autocommit
+    when it is given back and taken again; the request's session, beside it, is in transactions
+    as ever (its writes are seen only once it commits); and disposing of the service's engine
+    disposes of the read connections' pool too (a test or migration that resets one resets
+    both)."""
     from sqlalchemy import text
 
-    from shared.db import get_session
+    from shared.db import get_read_connection, get_session
 
     database = app.extensions["database"]
     with database.engine.begin() as connection:
@@ -51,24 +51,24 @@ def test_an_autocommit_session_commits_each_statement_and_pools_its_connection_b
 
     try:
         with app.test_request_context("/"):
-            session = get_session(autocommit=True)
-            session.execute(text("INSERT INTO autocommit_probe VALUES (1)"))
-            used = session.connection().connection.dbapi_connection
+            reading = get_read_connection()
+            reading.execute(text("INSERT INTO autocommit_probe VALUES (1)"))
+            used = reading.connection.dbapi_connection
             assert in_autocommit(used)
-            assert seen() == [1]  # committed already, before the session's commit
-            session.rollback()
-            assert get_session(autocommit=True) is session and get_session() is session
-        assert seen() == [1]
-        assert not in_autocommit(used)  # back in the pool, transactional again
-        with app.test_request_context("/"):
+            assert seen() == [1]  # committed already, with no COMMIT
+            assert get_read_connection() is reading
             session = get_session()
-            session.commit()  # not in a transaction now, and still not an autocommit session
             session.execute(text("INSERT INTO autocommit_probe VALUES (2)"))
-            assert seen() == [1]  # not visible: in a transaction, as every other session is
-            with pytest.raises(RuntimeError, match="session with transactions"):
-                get_session(autocommit=True)
-            session.rollback()
-        assert seen() == [1]
+            assert seen() == [1]  # the session's write waits for its commit
+            assert not in_autocommit(session.connection().connection.dbapi_connection)
+            session.commit()
+            assert seen() == [1, 2]
+        with app.test_request_context("/"):
+            again = get_read_connection()
+            assert again.connection.dbapi_connection is used and in_autocommit(used)
+        assert database.autocommit_engine.pool.checkedin() == 1
+        database.engine.dispose()
+        assert database.autocommit_engine.pool.checkedin() == 0
     finally:
         with database.engine.begin() as connection:
             connection.execute(text("DROP TABLE autocommit_probe"))

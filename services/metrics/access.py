@@ -27,7 +27,7 @@ from shared.audit import (
     foreseen_entry,
 )
 from shared.auth import current_principal
-from shared.db import get_session, table_of
+from shared.db import get_read_connection, get_session, table_of
 
 
 def is_leader() -> bool:
@@ -116,15 +116,16 @@ def find_package_and_returns(package_id: uuid.UUID) -> tuple[PackageRow, list[Re
     rows through Core, as the projector reads them. The ORM's two entities per row (their
     identity map, state and loading) cost this read as much as its statement did.
 
-    The one statement is the whole read, so the request's session is opened in autocommit: no
-    ``BEGIN`` or ``COMMIT`` to wait on. On PostgreSQL the statement also writes the read's audit
-    entry, foreseeing the answer (``package_read_with_entry_query``): the pool's ping and one
-    statement, where a transaction of a read and an insert took five round trips. The entry is
+    The one statement is the whole read, so it goes on the request's connection in autocommit
+    (``get_read_connection``): no ``BEGIN`` or ``COMMIT`` to wait on. On PostgreSQL the
+    statement also writes the read's audit entry, foreseeing the answer
+    (``package_read_with_entry_query``): one statement, where a transaction of a read and an
+    insert took five round trips. The entry is
     corrected if the answer turns out otherwise (``shared.audit``); where the package is not one
     the caller may read, no entry is written with the read, and the refusal is recorded as any
     other."""
     audit_target("package", package_id)
-    connection = get_session(autocommit=True).connection()
+    connection = get_read_connection()
     params: dict = {"package_id": package_id}
     entry = foreseen_entry() if connection.dialect.name == "postgresql" else None
     if entry is not None:

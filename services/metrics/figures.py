@@ -129,11 +129,12 @@ def package_query(args: Mapping[str, Any], classifications: list[str]) -> Select
     return query.order_by(column.desc() if sort.startswith("-") else column, PackageState.reference)
 
 
-def package_metrics(session: Session, package: PackageRow, returns: list[ReturnRow] | None = None) -> dict:
+def package_metrics(session: Session | None, package: PackageRow, returns: list[ReturnRow] | None = None) -> dict:
     """A package's metrics, from its own figures (kept on its row) and its returns (read here
-    unless given)."""
+    unless given; the session is needed only then)."""
     figures = Counter(package.figures or {})
     if returns is None:
+        assert session is not None, "a package's returns are read through a session"
         returns = list(session.scalars(select(ReturnState).where(ReturnState.package_id == package.package_id)))
     live = [r for r in returns if not r.withdrawn]
     ack_hours = [h for r in live if (h := hours_between(package.issued_at, r.acknowledged_at)) is not None]

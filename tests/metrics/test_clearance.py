@@ -208,12 +208,15 @@ def test_a_package_read_is_one_query_and_its_audit_entry(history, metrics_app, m
     def keep(conn, _cursor, statement, *_args):
         statements.append((statement.split()[0].upper(), left_open(conn.connection.dbapi_connection)))
 
-    engine = metrics_app.extensions["database"].engine
-    event.listen(engine, "after_cursor_execute", keep)
+    database = metrics_app.extensions["database"]
+    engines = (database.engine, database.autocommit_engine)
+    for engine in engines:
+        event.listen(engine, "after_cursor_execute", keep)
     try:
         response = metrics_client.get(f"/api/v1/metrics/packages/{history['a']['id']}", headers=sensitive_leader(token))
     finally:
-        event.remove(engine, "after_cursor_execute", keep)
+        for engine in engines:
+            event.remove(engine, "after_cursor_execute", keep)
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["reach"]["recipients"] > 1
     on_postgres = metrics_app.extensions["settings"].on_postgres

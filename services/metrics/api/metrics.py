@@ -59,7 +59,7 @@ class PackageMetrics(MethodView):
         audit_target("package", package_id)
         require_leader()
         package, returns = find_package_and_returns(package_id)
-        return figures.package_metrics(get_session(), package, returns)
+        return figures.package_metrics(None, package, returns)
 
 
 @blp.route("/organisations")
