@@ -418,8 +418,9 @@ def relay_batch(
                 after_commit(session, _enqueue_relay_later(rt.settings, event_id, subscriber))
             continue
         taken.append(delivery_id)
-    _mark_delivered(session, rt.service.models, taken, now)
-    _mark_to_be_tried_alone(session, rt.service.models, failed, now)
+    models = rt.service.models
+    _mark_tried(session, models, taken, now, status="delivered", delivered_at=now, last_error=None)
+    _mark_tried(session, models, failed, now, last_error="not applied in a batch: to be tried alone")
     session.commit()
     catchup.release_waiting(service_name, subscriber)
     EVENTS_RELAYED.labels(service=service_name, subscriber=subscriber, result="delivered").inc(len(taken))
@@ -447,42 +448,19 @@ def _within_the_limit(own: bytes, companions: list[bytes]) -> int:
     return len(companions)
 
 
-def _mark_to_be_tried_alone(session: Session, models: SharedModels, ids: list[int], now: datetime) -> None:
-    """Companions the subscriber could not apply in the batch: their try counted, in one
-    ``UPDATE``, so that no other batch takes them before their own jobs try them alone."""
+def _mark_tried(session: Session, models: SharedModels, ids: list[int], now: datetime, **outcome) -> None:
+    """A batch's deliveries, their try counted and its ``outcome`` set, in one ``UPDATE``: the
+    ones the subscriber took (delivered), and the ones it could not apply (counted, so that no
+    other batch takes them before their own jobs try them alone). The unit of work's flush of
+    each one (an executemany of up to a hundred rows, their objects' state tracked) was a fifth
+    of the worker's time relaying under load (py-spy). The job's own delivery's object keeps
+    the values it was read with: nothing reads it after (tried alone when the batch did not take
+    it, it is not among the delivered)."""
     if not ids:
         return
     table = table_of(models.OutboxDelivery)
     session.execute(
-        update(table)
-        .where(table.c.id.in_(ids))
-        .values(
-            attempts=table.c.attempts + 1,
-            last_attempt_at=now,
-            last_error="not applied in a batch: to be tried alone",
-        )
-    )
-
-
-def _mark_delivered(session: Session, models: SharedModels, ids: list[int], now: datetime) -> None:
-    """The batch's deliveries the subscriber took, marked in one ``UPDATE``: the unit of work's
-    flush of each one (an executemany of up to a hundred rows, their objects' state tracked)
-    was a fifth of the worker's time relaying under load (py-spy). The job's own delivery's
-    object keeps the values it was read with: nothing reads it after (tried alone when the
-    batch did not take it, it is not among these)."""
-    if not ids:
-        return
-    table = table_of(models.OutboxDelivery)
-    session.execute(
-        update(table)
-        .where(table.c.id.in_(ids))
-        .values(
-            attempts=table.c.attempts + 1,
-            last_attempt_at=now,
-            status="delivered",
-            delivered_at=now,
-            last_error=None,
-        )
+        update(table).where(table.c.id.in_(ids)).values(attempts=table.c.attempts + 1, last_attempt_at=now, **outcome)
     )
 
 
