@@ -310,11 +310,19 @@ def _record(response: Response) -> Response:
         if session is None and reading is not None and not reading.invalidated:
             # A read on the request's connection in autocommit (``get_read_connection``) and
             # nothing else: the entry goes on that connection, and commits as it is written.
+            g.audit_written = False  # no second entry from a session's commit after this
             try:
                 _write_answer(reading, entry, written)
                 return response
-            except DBAPIError:
-                log.warning("audit entry not written on the read's connection: written on another")
+            except DBAPIError as error:
+                # Its type alone: the error's text carries the entry's values.
+                log.warning(
+                    "audit entry not written on the read's connection (%s): writing it on another%s",
+                    type(error.orig).__name__,
+                    " (it may have been written before the connection was lost)"
+                    if error.connection_invalidated and written is None
+                    else "",
+                )
         # The request's own session and connection when it has one: no second checkout. A read
         # that was answered writes its entry in the transaction that read (one commit, as the
         # least an audited read can do); anything else first drops what it left uncommitted, so

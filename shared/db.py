@@ -162,9 +162,10 @@ class Database:
         # they returned to the pool (an execution option), cost the read both switches and a
         # rollback (py-spy, docs/performance.md, twelfth round). Its pool opens a connection
         # only when a read asks for one: the metrics service's package reads alone do.
-        self.autocommit_engine = self._create_engine(settings, for_worker, autocommit=True)
-        # A test or a migration that disposes of the engine's connections means this one's too.
-        event.listen(self.engine, "engine_disposed", lambda _engine: self.autocommit_engine.dispose())
+        self.autocommit_engine = reads = self._create_engine(settings, for_worker, autocommit=True)
+        # A test or a migration that disposes of the engine's connections means this one's too
+        # (``reads``, not ``self``: the engine keeps its listener, and no cycle keeps them both).
+        event.listen(self.engine, "engine_disposed", lambda _engine: reads.dispose())
 
     def _create_engine(self, settings: Settings, for_worker: bool, autocommit: bool = False) -> Engine:
         kwargs: dict = {"future": True}
