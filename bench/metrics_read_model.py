@@ -160,15 +160,20 @@ class History:
         self.counts: Counter = Counter()
         self._seq = 0
 
-    def new_id(self) -> uuid.UUID:
-        return uuid.UUID(int=self.rng.getrandbits(128), version=4)
+    def new_id(self, made_at: datetime) -> uuid.UUID:
+        """An id as ``shared.db.new_id`` makes it at ``made_at`` (a UUID version 7: the time in
+        milliseconds, then random bits), its random part from the seeded generator."""
+        millis = int(made_at.timestamp() * 1000)
+        bits = self.rng.getrandbits(128)  # as many draws as a version 4 id took: the same history
+        random_a, random_b = (bits >> 62) & 0xFFF, bits & ((1 << 62) - 1)
+        return uuid.UUID(int=millis << 80 | 0x7 << 76 | random_a << 64 | 0b10 << 62 | random_b)
 
     def message(self, source: str, event_type: str, aggregate_id: str, at: datetime, payload: dict) -> dict:
         """The event as ``OutboxEvent.as_message`` sends it (payload through JSON, as ``emit`` stores it)."""
         self.positions[source] += 1
         self.counts[event_type] += 1
         return {
-            "id": str(self.new_id()),
+            "id": str(self.new_id(at)),
             "type": event_type,
             "source": source,
             "position": self.positions[source],
@@ -239,7 +244,7 @@ class History:
 
     def package(self, issued: datetime, n: int, pending: list) -> Iterator[dict]:
         rng = self.rng
-        package_id = self.new_id()
+        package_id = self.new_id(issued)
         self.package_ids.append(package_id)
         self.returns += n
         threat_area = pick(rng, THREAT_AREAS)
@@ -266,7 +271,7 @@ class History:
         }
         disseminations = [
             {
-                "dissemination_id": str(self.new_id()),
+                "dissemination_id": str(self.new_id(issued)),
                 "package_id": str(package_id),
                 "organisation": code,
                 "due_at": iso(due),

@@ -52,6 +52,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import NullType
+from uuid_utils.compat import uuid7
 
 from shared import clock
 from shared.settings import Settings
@@ -75,7 +76,22 @@ def utcnow() -> datetime:
 
 
 def new_id() -> uuid.UUID:
-    return uuid.uuid4()
+    """A new row's or event's id: a UUID version 7 (RFC 9562, made by ``uuid_utils``), whose
+    first 48 bits are the time it was made, in milliseconds, and the rest a counter that starts at
+    a random value each millisecond and random bits. Ids one process makes one after another sort
+    one after another (across processes, to the millisecond), so a new row's id goes in at the end
+    of each index that holds it (the outbox's, the inboxes', the metrics' timeline and states), not
+    on a random page of it: with random ids (version 4) each batch the metrics applied touched a
+    page per event all over those indexes, and the bulk load slowed as they outgrew the database's
+    cache (docs/performance.md, thirteenth round).
+
+    An id tells when it was made. For a package, a return, an outcome or an event, its readers
+    are shown that moment, or one close to it, already; the one id seen by an organisation that
+    cannot read its row is a pass-on's ``onward_from``, which tells the organisation a package was
+    passed to when the one passing it on received it. No access depends on an id being
+    unguessable: every read by id checks the reader's organisation and clearance, and form links
+    are signed."""
+    return uuid7()
 
 
 class UTCDateTime(TypeDecorator):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
-from shared.db import utcnow
+from shared.db import new_id, utcnow
 
 DELIVERY_STATUSES = ("pending", "delivered", "dead")
 
@@ -32,7 +32,7 @@ class OutboxEventMixin(_Model):
 
     __tablename__ = "outbox_events"
     position: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
     type: Mapped[str] = mapped_column(String(80), index=True)
     aggregate_id: Mapped[str] = mapped_column(String(80), index=True)
     payload: Mapped[dict]

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, joinedload
 from shared import catchup, guard, signing
 from shared.api import BaseSchema
 from shared.auth import require
-from shared.db import after_commit, commit, get_session, insert_rows, table_of, utcnow
+from shared.db import after_commit, commit, get_session, insert_rows, new_id, table_of, utcnow
 from shared.health import record_sweep
 from shared.inbox import MAX_BATCH
 from shared.logs import REQUEST_ID_HEADER, bind_request_id, current_request_id, get_logger
@@ -109,7 +109,7 @@ def _insert_events(
 ) -> list[uuid.UUID]:
     session.flush()  # events the transaction emitted before keep their place in the outbox's order
     occurred_at, request_id = utcnow(), current_request_id()
-    ids = [uuid.uuid4() for _ in events]
+    ids = [new_id() for _ in events]
     rows = [
         {
             "id": event_id,

@@ -7,7 +7,6 @@ transaction; after commit a delivery job per dissemination notifies the recipien
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -19,7 +18,7 @@ from services.dissemination.models import Dissemination, Organisation, Package, 
 from services.dissemination.payloads import dissemination_event, package_event
 from shared.auth import Principal
 from shared.calendar import add_working_days
-from shared.db import after_commit, utcnow
+from shared.db import after_commit, new_id, utcnow
 from shared.errors import Conflict, Invalid
 from shared.outbox import emit
 from shared.settings import Settings
@@ -54,7 +53,7 @@ def issue_package(session: Session, settings: Settings, package: Package, princi
     package.issued_by = principal.sub
     package.outcome_due_at = due
     package.disseminations = [
-        Dissemination(id=uuid.uuid4(), organisation=code, due_at=due_by_recipient[code], created_at=now)
+        Dissemination(id=new_id(), organisation=code, due_at=due_by_recipient[code], created_at=now)
         for code in package.recipients
     ]
     session.flush()

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from shared.db import TYPE_ANNOTATION_MAP, service_metadata, utcnow
+from shared.db import TYPE_ANNOTATION_MAP, new_id, service_metadata, utcnow
 from shared.models import (
     AuditEntryMixin,
     IdempotencyRecordMixin,
@@ -72,7 +72,7 @@ class ReferenceCounter(Base):
 class Package(Base):
     __tablename__ = "packages"
     __table_args__ = (Index("ix_packages_status_created", "status", "created_at"),)
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     reference: Mapped[str] = mapped_column(String(32), unique=True)
     title: Mapped[str] = mapped_column(String(200))
     summary: Mapped[str] = mapped_column(Text)
@@ -125,7 +125,7 @@ class Dissemination(Base):
         Index("ix_disseminations_org_created", "organisation", "created_at"),
         Index("ix_disseminations_delivery", "delivery_status", "created_at"),
     )
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     package_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("packages.id"), index=True)
     organisation: Mapped[str] = mapped_column(ForeignKey("organisations.code"))
     due_at: Mapped[datetime]

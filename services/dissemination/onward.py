@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, lazyload
 from services.dissemination import delivery
 from services.dissemination.models import Dissemination, Organisation, Package, shared_models
 from services.dissemination.payloads import dissemination_event, package_event
-from shared.db import after_commit
+from shared.db import after_commit, new_id
 from shared.logs import get_logger
 from shared.outbox import emit
 from shared.settings import Settings
@@ -121,7 +121,7 @@ def pass_on(session: Session, settings: Settings, source: Dissemination, passed_
         return
     package = source.package
     onward = Dissemination(
-        id=uuid.uuid4(),
+        id=new_id(),
         package=package,  # in package.disseminations at once: a later event of the batch sees it
         organisation=passed_to,
         due_at=at + timedelta(days=settings.onward_outcome_days),

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-import uuid
 
 from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from services.outcomes.models import ChaseEntry, ExpectedReturn, Organisation, OutcomeReturn, shared_models
 from shared.audit import write_with_change
-from shared.db import execute_write, insert_rows, pipelined_writes, table_of, utcnow
+from shared.db import execute_write, insert_rows, new_id, pipelined_writes, table_of, utcnow
 from shared.errors import Conflict, Invalid
 from shared.outbox import emit
 from shared.settings import Settings
@@ -84,7 +83,7 @@ def file_outcome(
     session.flush()  # nothing of the session's may be left to flush inside the pipeline
     feedback = values["intelligence_feedback"]
     row = {
-        "id": uuid.uuid4(),
+        "id": new_id(),
         "return_id": expected.id,
         "version": expected.versions + 1,
         "status": values["status"],

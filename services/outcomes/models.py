@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, object_session, relationship
 
-from shared.db import TYPE_ANNOTATION_MAP, service_metadata, utcnow
+from shared.db import TYPE_ANNOTATION_MAP, new_id, service_metadata, utcnow
 from shared.models import (
     AuditEntryMixin,
     IdempotencyRecordMixin,
@@ -123,7 +123,7 @@ class OutcomeReturn(Base):
 
     __tablename__ = "outcome_returns"
     __table_args__ = (UniqueConstraint("return_id", "version"),)
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     return_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("expected_returns.id"), index=True)
     version: Mapped[int]
     status: Mapped[str] = mapped_column(String(16))
